@@ -1,1 +1,9 @@
-//! placeholder
+//! Lingma's local protocol: `Content-Length` framing inside WebSocket text messages,
+//! JSON-RPC 2.0 messages, the typed params of the methods we use, and an async client.
+//!
+//! Field names follow `shared/lingma-protocol.md` exactly (camelCase on the wire).
+
+pub mod framing;
+pub mod jsonrpc;
+pub mod methods;
+pub mod wire;

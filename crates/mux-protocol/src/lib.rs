@@ -1,1 +1,19 @@
-//! placeholder
+//! The gateway <-> sidecar protocol ("lingma-mux", version 1).
+//!
+//! One WebSocket per (gateway process, sidecar) pair carries many concurrent chats. Every
+//! WebSocket text message holds exactly one JSON [`ClientMessage`] (gateway -> sidecar) or
+//! [`ServerMessage`] (sidecar -> gateway). Chats are told apart by the gateway-chosen
+//! [`StreamId`]. See `docs/mux-protocol.md` for the full contract.
+
+mod keys;
+mod messages;
+
+pub use keys::{api_key_scope, conversation_key, continuation_key};
+pub use messages::*;
+
+/// Version of this protocol; the sidecar refuses a client whose `?v=` differs.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// WebSocket sub-protocol name the gateway offers and the sidecar accepts.
+pub const SUBPROTOCOL: &str = "lingma-mux.v1";
+/// Path of the mux endpoint on the sidecar.
+pub const MUX_PATH: &str = "/v1/mux";

@@ -1,0 +1,232 @@
+use serde::{Deserialize, Serialize};
+
+/// Gateway-chosen id of one chat on one mux connection (unique per connection).
+pub type StreamId = u64;
+
+/// Gateway -> sidecar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Start a chat. The sidecar answers with `Started` then `Delta`s then `Finish`,
+    /// or with one `Error` at any point.
+    Chat { id: StreamId, request: ChatRequest },
+    /// Stop a chat (client went away). The sidecar stops the upstream chat, frees the
+    /// stream and answers with `Error { kind: Cancelled }` unless it had already finished.
+    Cancel { id: StreamId },
+}
+
+/// One chat as the gateway hands it over: already validated and flattened to text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// The gateway's request id (x-request-id), forwarded for log correlation.
+    pub request_id: String,
+    /// Lingma model key (already mapped by the gateway); `None` = the sidecar's DEFAULT_MODEL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The whole conversation as the client sent it, content flattened to text.
+    pub messages: Vec<ChatMessage>,
+    /// Session-map scope: [`crate::api_key_scope`] of the client's API key ("" when the
+    /// gateway has no keys). Never the key itself.
+    #[serde(default)]
+    pub scope: String,
+    /// Whether the session map may be used for this request (SESSION_REUSE_ENABLED on the
+    /// gateway side AND no per-request opt-out).
+    #[serde(default = "default_true")]
+    pub session_reuse: bool,
+    /// How long the sidecar may queue this chat when its Lingma is at capacity, in ms
+    /// (0 = fail at once with `Overloaded`).
+    #[serde(default)]
+    pub queue_timeout_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// OpenAI roles; tool/function results are user-side text for Lingma.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+impl Role {
+    /// Turns that make up the conversation key (assistant turns are excluded, as in the
+    /// original gateway: clients may reformat the echoed answer).
+    pub fn is_keyed(self) -> bool {
+        !matches!(self, Role::Assistant)
+    }
+}
+
+/// Sidecar -> gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// First message on every connection, and sent again whenever any field changes.
+    Status(SidecarStatus),
+    /// The chat was accepted upstream; sent before any delta.
+    Started {
+        id: StreamId,
+        session: SessionOutcome,
+        /// Upstream Lingma sessionId (a UUID the sidecar minted).
+        session_id: String,
+    },
+    /// A piece of the answer. At least one of the two fields is set.
+    Delta {
+        id: StreamId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reasoning_content: Option<String>,
+    },
+    /// End of a successful chat; the stream is freed.
+    Finish {
+        id: StreamId,
+        finish_reason: FinishReason,
+        usage: Usage,
+        session_id: String,
+    },
+    /// End of a failed chat; the stream is freed.
+    Error {
+        id: StreamId,
+        kind: ErrorKind,
+        /// Safe, short, English text; never upstream raw text or secrets.
+        message: String,
+        /// True when no `Started`/`Delta` had been sent for this stream, so the gateway may
+        /// retry elsewhere.
+        before_output: bool,
+    },
+}
+
+/// What the sidecar is and can do right now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SidecarStatus {
+    pub protocol_version: u32,
+    /// Instance name (pod name), used in metrics labels.
+    pub name: String,
+    /// Connected to Lingma and logged in: may take chats.
+    pub ready: bool,
+    pub connection: ConnectionState,
+    pub login: LoginState,
+    /// Chats its Lingma runs at once (LINGMA_MAX_CONCURRENT_CHATS).
+    pub capacity: u32,
+    /// Chats running upstream now, over all gateways.
+    pub in_flight: u32,
+    /// Chats waiting in the sidecar for upstream capacity, over all gateways.
+    pub queued: u32,
+    /// Draining (SIGTERM or re-login): finishes open chats, takes no new ones.
+    pub draining: bool,
+    /// Models Lingma reports (empty while logged out).
+    pub models: Vec<ModelInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Lingma model key, e.g. `dashscope_qwen3_coder`.
+    pub id: String,
+    pub display_name: String,
+    #[serde(default)]
+    pub is_reasoning: bool,
+    #[serde(default)]
+    pub is_vl: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    Stopped,
+    Starting,
+    Ready,
+    Reconnecting,
+    Failed,
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LoginState {
+    Unknown,
+    LoggedOut,
+    LoggingIn,
+    LoggedIn,
+    Failed { reason: LoginFailure },
+}
+
+/// Why a login is not there; short and safe, mirrored in the operator's `LoggedIn` reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoginFailure {
+    Expired,
+    ChallengeRequired,
+    QuotaExhausted,
+    WrongCredentials,
+    NoAccount,
+    Timeout,
+    Unavailable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionOutcome {
+    /// The upstream session was continued (isReply=true, only the new message sent).
+    Reused,
+    /// A fresh upstream session (the whole conversation flattened and sent).
+    New,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ContentFilter,
+}
+
+/// Token counts. Lingma reports none per chat, so the sidecar estimates them
+/// (`estimated = true`); the gateway passes them on as OpenAI `usage`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
+    #[serde(default)]
+    pub estimated: bool,
+}
+
+/// Failure classes; the gateway maps each to one HTTP status and OpenAI error type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Malformed chat request (gateway bug or version skew) -> 400.
+    BadRequest,
+    /// Unknown model key -> 404.
+    UnknownModel,
+    /// Lingma or its account is rate limited / out of quota -> 429.
+    RateLimited,
+    /// Sidecar at capacity and the queue wait ran out -> 429 (or retry elsewhere).
+    Overloaded,
+    /// Not connected, not logged in, draining -> 503 (retry elsewhere).
+    Unavailable,
+    /// Upstream auth/quota failure (401/403 from Lingma's cloud) -> 502.
+    UpstreamAuth,
+    /// An RPC deadline or the per-chat idle timeout ran out -> 504.
+    Timeout,
+    /// The connection to Lingma was lost mid-chat -> 502.
+    ConnectionLost,
+    /// Lingma answered with an error -> 502.
+    Upstream,
+    /// The chat was cancelled by the gateway.
+    Cancelled,
+    /// Sidecar bug -> 500.
+    Internal,
+}
