@@ -5,9 +5,11 @@
 //! [`ServerMessage`] (sidecar -> gateway). Chats are told apart by the gateway-chosen
 //! [`StreamId`]. See `docs/mux-protocol.md` for the full contract.
 
+mod endpoint;
 mod keys;
 mod messages;
 
+pub use endpoint::SidecarEndpoint;
 pub use keys::{api_key_scope, conversation_key, continuation_key};
 pub use messages::*;
 
