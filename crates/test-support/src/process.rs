@@ -83,10 +83,8 @@ fn is_project_setting(name: &str) -> bool {
         "DEDICATED_",
         "LOG_",
         "OTEL_",
-        "HOST",
-        "PORT",
     ];
-    PREFIXES.iter().any(|p| name.starts_with(p))
+    name == "HOST" || name == "PORT" || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// A running child process, killed when dropped.
