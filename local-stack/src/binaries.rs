@@ -1,0 +1,62 @@
+//! Finds the binaries the stack is made of: next to this executable, built on the spot when
+//! this runs under `cargo run` (so the README's one command is enough on a fresh clone).
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const PACKAGES: &[(&str, &str)] = &[
+    ("lingma-sim", "lingma-sim"),
+    ("sidecar", "sidecar"),
+    ("gateway", "gateway"),
+];
+
+pub struct Binaries {
+    dir: PathBuf,
+}
+
+impl Binaries {
+    pub fn locate() -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find this executable's path")?;
+        let dir = exe
+            .parent()
+            .context("executable has no parent directory")?
+            .to_path_buf();
+        if let Ok(cargo) = std::env::var("CARGO") {
+            build_siblings(&cargo, &dir)?;
+        }
+        for (_, bin) in PACKAGES {
+            if !dir.join(bin).exists() {
+                bail!(
+                    "{bin} not found in {}; build the workspace first: cargo build --release --bins",
+                    dir.display()
+                );
+            }
+        }
+        Ok(Self { dir })
+    }
+
+    pub fn path(&self, bin: &str) -> PathBuf {
+        self.dir.join(bin)
+    }
+}
+
+fn build_siblings(cargo: &str, dir: &Path) -> anyhow::Result<()> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("no workspace root")?;
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace).args(["build", "--quiet"]);
+    if dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    for (package, bin) in PACKAGES {
+        cmd.args(["-p", package, "--bin", bin]);
+    }
+    tracing::info!("building lingma-sim, sidecar and gateway (no-op when fresh)");
+    let status = cmd.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo build of the stack's binaries failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! The stack's child processes: their output prefixed with their name, a graceful stop
+//! (SIGTERM, then SIGKILL after a grace period), and notice when one dies.
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+pub struct Children {
+    running: Vec<(String, Child)>,
+}
+
+impl Children {
+    pub fn new() -> Self {
+        Self {
+            running: Vec::new(),
+        }
+    }
+
+    pub fn spawn(
+        &mut self,
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        let mut child = Command::new(program)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {name} ({})", program.display()))?;
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(prefix_lines(name.to_owned(), out));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(prefix_lines(name.to_owned(), err));
+        }
+        self.running.push((name.to_owned(), child));
+        Ok(())
+    }
+
+    /// Resolves with the name of the first child that exits.
+    pub async fn first_exit(&mut self) -> String {
+        loop {
+            for (name, child) in &mut self.running {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return format!("{name} exited ({status})");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stop everything, newest first (the gateway before the sidecars it talks to).
+    pub async fn stop_all(&mut self, grace: Duration) {
+        for (name, child) in self.running.iter_mut().rev() {
+            if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+            match tokio::time::timeout(grace, child.wait()).await {
+                Ok(_) => tracing::info!("{name} stopped"),
+                Err(_) => {
+                    tracing::warn!("{name} did not stop within {grace:?}; killing it");
+                    let _ = child.kill().await;
+                }
+            }
+        }
+        self.running.clear();
+    }
+}
+
+async fn prefix_lines(name: String, stream: impl AsyncRead + Unpin) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        println!("[{name}] {line}");
+    }
+}

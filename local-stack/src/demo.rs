@@ -1,0 +1,221 @@
+//! Demo mode: N simulated Lingma processes, each supervised by its own sidecar, behind one
+//! gateway, all on 127.0.0.1. Everything here is the simulator, never Lingma.
+
+use crate::binaries::Binaries;
+use crate::children::Children;
+use anyhow::{Context, bail};
+use clap::Args;
+use rand::Rng;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Address the gateway listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port of the OpenAI-compatible API.
+    #[arg(long, env = "PORT", default_value_t = 8317)]
+    pub port: u16,
+    /// Simulated Lingma processes (each with its own sidecar).
+    #[arg(long, default_value_t = 2)]
+    pub instances: u16,
+    /// Chats one simulated Lingma runs at once (real Lingma: 1).
+    #[arg(long, default_value_t = 1)]
+    pub max_concurrent_chats: u32,
+    /// Simulated time to first token, in milliseconds.
+    #[arg(long, default_value_t = 150)]
+    pub first_token_delay_ms: u64,
+    /// Simulated delay between answer chunks, in milliseconds.
+    #[arg(long, default_value_t = 30)]
+    pub chunk_delay_ms: u64,
+    /// Work directory for the simulated instances (default: a temporary directory).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// API keys clients must send (comma-separated); empty = no auth (local use only).
+    #[arg(long, env = "API_KEYS", default_value = "")]
+    pub api_keys: String,
+    /// Seconds to wait for the stack to become ready.
+    #[arg(long, default_value_t = 60)]
+    pub ready_timeout_sec: u64,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if args.instances == 0 {
+        bail!("--instances must be at least 1");
+    }
+    let bins = Binaries::locate()?;
+    let temp = tempfile::Builder::new().prefix("lingma-local-").tempdir()?;
+    let work_root = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let token = random_token();
+    let mut children = Children::new();
+    let mut sidecars = Vec::new();
+
+    for i in 0..args.instances {
+        let name = format!("sim-{i}");
+        let sidecar_port = free_port()?;
+        let work_dir = work_root.join(format!("inst-{i}"));
+        std::fs::create_dir_all(&work_dir)
+            .with_context(|| format!("cannot create {}", work_dir.display()))?;
+        let env = vec![
+            kv("SIDECAR_HOST", "127.0.0.1"),
+            kv("SIDECAR_PORT", &sidecar_port.to_string()),
+            kv("SIDECAR_NAME", &name),
+            kv("SIDECAR_TOKEN", &token),
+            kv("LINGMA_BIN", &bins.path("lingma-sim").to_string_lossy()),
+            kv("LINGMA_SOURCE_TYPE", "image"),
+            kv("LINGMA_WORK_DIR", &work_dir.to_string_lossy()),
+            kv("LINGMA_SOCKET_PORT", &free_port()?.to_string()),
+            kv("LINGMA_HTTP_PORT", &free_port()?.to_string()),
+            kv(
+                "LINGMA_MAX_CONCURRENT_CHATS",
+                &args.max_concurrent_chats.to_string(),
+            ),
+            // Read by the simulator the sidecar starts (children inherit the environment).
+            kv("LINGMA_SIM_LOGGED_IN", "true"),
+            kv(
+                "LINGMA_SIM_MAX_CONCURRENT_CHATS",
+                &args.max_concurrent_chats.to_string(),
+            ),
+            kv(
+                "LINGMA_SIM_FIRST_TOKEN_DELAY_MS",
+                &args.first_token_delay_ms.to_string(),
+            ),
+            kv(
+                "LINGMA_SIM_CHUNK_DELAY_MS",
+                &args.chunk_delay_ms.to_string(),
+            ),
+            kv("AUTO_LOGIN_ENABLED", "false"),
+        ];
+        children.spawn(&format!("sidecar-{i}"), &bins.path("sidecar"), &[], &env)?;
+        sidecars.push(format!("{name}=ws://127.0.0.1:{sidecar_port}"));
+    }
+
+    let gateway_env = vec![
+        kv("HOST", &args.host),
+        kv("PORT", &args.port.to_string()),
+        kv("API_KEYS", &args.api_keys),
+        kv("GATEWAY_DISCOVERY", "static"),
+        kv("GATEWAY_SIDECARS", &sidecars.join(",")),
+        kv("SIDECAR_TOKEN", &token),
+    ];
+    children.spawn("gateway", &bins.path("gateway"), &[], &gateway_env)?;
+
+    let base = format!("http://{}:{}", display_host(&args.host), args.port);
+    let ready = tokio::select! {
+        r = wait_ready(&base, Duration::from_secs(args.ready_timeout_sec)) => r,
+        died = children.first_exit() => Err(anyhow::anyhow!("{died} during start-up")),
+    };
+    if let Err(e) = ready {
+        children.stop_all(Duration::from_secs(5)).await;
+        return Err(e);
+    }
+    print_banner(&base, &args);
+
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => Ok(()),
+        died = children.first_exit() => Err(anyhow::anyhow!("{died}; stopping the stack")),
+    };
+    println!("stopping the local stack ...");
+    children.stop_all(Duration::from_secs(10)).await;
+    drop(temp);
+    outcome
+}
+
+fn kv(k: &str, v: &str) -> (String, String) {
+    (k.to_owned(), v.to_owned())
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 24] = rand::rng().random();
+    hex::encode(bytes)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn display_host(host: &str) -> &str {
+    if host == "0.0.0.0" { "127.0.0.1" } else { host }
+}
+
+async fn wait_ready(base: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    let url = format!("{base}/readyz");
+    while Instant::now() < deadline {
+        if let Ok(resp) = client
+            .get(&url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            && resp.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("the stack was not ready within {timeout:?} ({url})")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn print_banner(base: &str, args: &DemoArgs) {
+    let auth = if args.api_keys.is_empty() {
+        String::new()
+    } else {
+        " -H \"Authorization: Bearer $API_KEY\"".to_owned()
+    };
+    let key = if args.api_keys.is_empty() {
+        "\"unused\""
+    } else {
+        "os.environ[\"API_KEY\"]"
+    };
+    println!(
+        r#"
+================================================================================
+ lingma-gateway local stack is READY — running the SIMULATOR (lingma-sim), NOT Lingma
+ {n} simulated instance(s), each behind its own sidecar; answers are synthetic.
+
+ base_url: {base}/v1
+
+ curl {base}/v1/chat/completions{auth} \
+   -H "Content-Type: application/json" \
+   -d '{{"model":"org_auto","messages":[{{"role":"user","content":"hello"}}],"stream":true}}'
+
+ python -c 'import os; from openai import OpenAI
+ c = OpenAI(base_url="{base}/v1", api_key={key})
+ print(c.chat.completions.create(model="org_auto",
+       messages=[{{"role":"user","content":"hello"}}]).choices[0].message.content)'
+
+ Ctrl-C stops everything.
+================================================================================
+"#,
+        n = args.instances,
+    );
+}
