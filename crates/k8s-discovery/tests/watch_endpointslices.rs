@@ -1,0 +1,192 @@
+//! Discovery against a mocked API server.
+//!
+//! MOCK: no kube-apiserver can be installed on these machines, so a `tower_test` mock service
+//! stands in for it (the kube-rs controller-rs pattern). The test answers each request the
+//! watcher and the token reads make, in order, and checks the published sidecar set.
+
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use k8s_discovery::{DiscoveryConfig, watch_sidecars};
+use kube::Client;
+use kube::client::Body;
+use mux_protocol::SidecarEndpoint;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tower_test::mock::{self, Handle, SendResponse};
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn slice(ready: &[(&str, &str, bool)]) -> Value {
+    let endpoints: Vec<Value> = ready
+        .iter()
+        .map(|(pod, ip, ready)| {
+            json!({"addresses": [ip], "conditions": {"ready": ready}, "targetRef": {"kind": "Pod", "name": pod}})
+        })
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "a-abcde", "namespace": "lingma", "resourceVersion": "2",
+            "labels": {"app.kubernetes.io/instance": "a", "app.kubernetes.io/managed-by": "lingma-operator"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "mux", "port": 8318, "protocol": "TCP"}],
+        "endpoints": endpoints
+    })
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .body(Body::from(serde_json::to_vec(body).expect("json")))
+        .expect("response")
+}
+
+async fn next(handle: &mut ApiHandle) -> (Request<Body>, SendResponse<Response<Body>>) {
+    tokio::time::timeout(WAIT, handle.next_request())
+        .await
+        .expect("a request within the deadline")
+        .expect("the client is alive")
+}
+
+async fn expect_list(handle: &mut ApiHandle, items: Vec<Value>) {
+    let (request, send) = next(handle).await;
+    let uri = request.uri().to_string();
+    assert_eq!(request.method(), "GET");
+    assert!(
+        uri.starts_with("/apis/discovery.k8s.io/v1/namespaces/lingma/endpointslices?"),
+        "{uri}"
+    );
+    assert!(
+        uri.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dlingma-operator"),
+        "{uri}"
+    );
+    assert!(!uri.contains("watch=true"), "{uri}");
+    send.send_response(json_response(
+        StatusCode::OK,
+        &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSliceList",
+            "metadata": {"resourceVersion": "2"}, "items": items}),
+    ));
+}
+
+async fn expect_watch(handle: &mut ApiHandle) -> SendResponse<Response<Body>> {
+    let (request, send) = next(handle).await;
+    let uri = request.uri().to_string();
+    assert!(uri.contains("watch=true"), "expected a watch, got {uri}");
+    send
+}
+
+fn watch_events(events: &[(&str, Value)]) -> Response<Body> {
+    let mut body = Vec::new();
+    for (kind, object) in events {
+        body.extend(serde_json::to_vec(&json!({"type": kind, "object": object})).expect("json"));
+        body.push(b'\n');
+    }
+    Response::builder()
+        .body(Body::from(body))
+        .expect("response")
+}
+
+async fn expect_token_read(handle: &mut ApiHandle, found: bool) {
+    let (request, send) = next(handle).await;
+    assert_eq!(request.method(), "GET");
+    assert_eq!(
+        request.uri().path(),
+        "/api/v1/namespaces/lingma/secrets/a-sidecar-token"
+    );
+    if found {
+        send.send_response(json_response(
+            StatusCode::OK,
+            &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a-sidecar-token"},
+                // base64("tok-a")
+                "data": {"token": "dG9rLWE="}}),
+        ));
+    } else {
+        send.send_response(json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound",
+                "code": 404, "message": "secrets \"a-sidecar-token\" not found"}),
+        ));
+    }
+}
+
+async fn wait_for_names(rx: &mut watch::Receiver<Vec<SidecarEndpoint>>, names: &[&str]) {
+    let seen = tokio::time::timeout(
+        WAIT,
+        rx.wait_for(|set| set.iter().map(|e| e.name.as_str()).collect::<Vec<_>>() == names),
+    )
+    .await
+    .is_ok();
+    let current = rx.borrow().clone();
+    assert!(seen, "expected {names:?}, have {current:?}");
+}
+
+fn start(retry: Duration) -> (watch::Receiver<Vec<SidecarEndpoint>>, ApiHandle) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let mut config = DiscoveryConfig::new("lingma", "app.kubernetes.io/managed-by=lingma-operator");
+    config.token_retry = retry;
+    let (rx, _task) = watch_sidecars(client, config);
+    (rx, handle)
+}
+
+#[tokio::test]
+async fn ready_addresses_join_and_not_ready_leave() {
+    let (mut rx, mut api) = start(Duration::from_secs(60));
+
+    expect_list(
+        &mut api,
+        vec![slice(&[
+            ("a-0", "10.0.0.1", true),
+            ("a-1", "10.0.0.2", false),
+        ])],
+    )
+    .await;
+    expect_token_read(&mut api, true).await;
+    wait_for_names(&mut rx, &["a-0"]).await;
+    {
+        let set = rx.borrow();
+        assert_eq!(set[0].url, "ws://10.0.0.1:8318");
+        assert_eq!(set[0].token.as_deref(), Some("tok-a"));
+    }
+
+    // a-0 stops being ready (draining or logged out), a-1 becomes ready.
+    let send = expect_watch(&mut api).await;
+    send.send_response(watch_events(&[(
+        "MODIFIED",
+        slice(&[("a-0", "10.0.0.1", false), ("a-1", "10.0.0.2", true)]),
+    )]));
+    expect_token_read(&mut api, true).await;
+    wait_for_names(&mut rx, &["a-1"]).await;
+
+    // Both ready.
+    let send = expect_watch(&mut api).await;
+    send.send_response(watch_events(&[(
+        "MODIFIED",
+        slice(&[("a-0", "10.0.0.1", true), ("a-1", "10.0.0.2", true)]),
+    )]));
+    expect_token_read(&mut api, true).await;
+    wait_for_names(&mut rx, &["a-0", "a-1"]).await;
+
+    // The instance is deleted: its slice goes, and so do its sidecars.
+    let send = expect_watch(&mut api).await;
+    send.send_response(watch_events(&[(
+        "DELETED",
+        slice(&[("a-0", "10.0.0.1", true), ("a-1", "10.0.0.2", true)]),
+    )]));
+    wait_for_names(&mut rx, &[]).await;
+}
+
+#[tokio::test]
+async fn instance_without_readable_token_is_left_out_until_it_appears() {
+    let (mut rx, mut api) = start(Duration::from_millis(50));
+
+    expect_list(&mut api, vec![slice(&[("a-0", "10.0.0.1", true)])]).await;
+    expect_token_read(&mut api, false).await;
+    // The watch is opened and stays open (no events); meanwhile the token read is retried.
+    let _held_watch = expect_watch(&mut api).await;
+    assert!(rx.borrow().is_empty(), "no token, no sidecar");
+    expect_token_read(&mut api, true).await;
+    wait_for_names(&mut rx, &["a-0"]).await;
+}
