@@ -1,0 +1,328 @@
+//! Bootstrap settings; the sidecar flattens them into its CLI (`#[command(flatten)]`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BootstrapError, Platform};
+
+/// Where the binary comes from when `LINGMA_BIN` is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceType {
+    /// Baked into the container image at [`DEFAULT_IMAGE_BIN`]; nothing is downloaded.
+    Image,
+    /// The VS Code marketplace package of `publisher.extension`.
+    Marketplace,
+    /// A VSIX at an arbitrary URL (`LINGMA_VSIX_URL`).
+    Vsix,
+}
+
+/// Where the `image` source expects the binary when `LINGMA_BIN` is empty.
+pub const DEFAULT_IMAGE_BIN: &str = "/opt/lingma/bin/Lingma";
+pub const DEFAULT_MARKETPLACE_URL: &str = "https://marketplace.visualstudio.com";
+pub const DEFAULT_PUBLISHER: &str = "Alibaba-Cloud";
+pub const DEFAULT_EXTENSION: &str = "tongyi-lingma";
+pub const DEFAULT_WORK_DIR: &str = "/data/lingma";
+/// 1 GiB: the 2.6 package is ~200 MB (compressed nested zip), the cap only stops runaways.
+pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+pub const DEFAULT_CONNECT_TIMEOUT_SEC: u64 = 30;
+pub const DEFAULT_IDLE_TIMEOUT_SEC: u64 = 60;
+pub const DEFAULT_PROGRESS_STEP_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Settings of [`crate::ensure_binary`]. Every flag reads the env name shown.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BootstrapConfig {
+    /// Where the binary comes from: image (no download) | marketplace | vsix.
+    #[arg(long = "lingma-source-type", env = "LINGMA_SOURCE_TYPE", value_enum, default_value_t = SourceType::Marketplace)]
+    pub source: SourceType,
+
+    /// Marketplace publisher of the Lingma extension.
+    #[arg(long = "lingma-marketplace-publisher", env = "LINGMA_MARKETPLACE_PUBLISHER", default_value = DEFAULT_PUBLISHER)]
+    pub marketplace_publisher: String,
+
+    /// Marketplace name of the Lingma extension.
+    #[arg(long = "lingma-marketplace-extension", env = "LINGMA_MARKETPLACE_EXTENSION", default_value = DEFAULT_EXTENSION)]
+    pub marketplace_extension: String,
+
+    /// Extension version to download from the marketplace (empty = latest). Pin it in production.
+    #[arg(long = "lingma-version", env = "LINGMA_VERSION")]
+    pub version: Option<String>,
+
+    /// Base URL of the marketplace gallery API (tests point it at a local server).
+    #[arg(long = "lingma-marketplace-url", env = "LINGMA_MARKETPLACE_URL", default_value = DEFAULT_MARKETPLACE_URL)]
+    pub marketplace_url: String,
+
+    /// URL of the VSIX when the source is `vsix`.
+    #[arg(long = "lingma-vsix-url", env = "LINGMA_VSIX_URL")]
+    pub vsix_url: Option<String>,
+
+    /// Check the source at every start; a download identical to the install is not reinstalled.
+    #[arg(long = "lingma-bootstrap-always", env = "LINGMA_BOOTSTRAP_ALWAYS", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    pub bootstrap_always: bool,
+
+    /// Download and reinstall at every start, even when the same version is installed.
+    #[arg(long = "lingma-force-refresh", env = "LINGMA_FORCE_REFRESH", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    pub force_refresh: bool,
+
+    /// Lingma's working directory; binaries go to `<dir>/bin/<version>/<platform>/`.
+    #[arg(long = "lingma-work-dir", env = "LINGMA_WORK_DIR", default_value = DEFAULT_WORK_DIR)]
+    pub work_dir: PathBuf,
+
+    /// Use this Lingma binary as is, whatever the source (no download; empty = unset).
+    #[arg(long = "lingma-bin", env = "LINGMA_BIN", value_parser = any_path)]
+    pub lingma_bin: Option<PathBuf>,
+
+    /// Platform directory to install: x86_64_linux | aarch64_linux | auto (or empty: detect).
+    #[arg(long = "lingma-platform", env = "LINGMA_PLATFORM", default_value = "auto", value_parser = parse_platform_choice)]
+    pub platform: PlatformChoice,
+
+    /// Largest package accepted, in bytes (also caps each unpacked file).
+    #[arg(long = "lingma-download-max-bytes", env = "LINGMA_DOWNLOAD_MAX_BYTES", default_value_t = DEFAULT_MAX_BYTES)]
+    pub max_bytes: u64,
+
+    /// Seconds to wait for the TCP/TLS connection of the download.
+    #[arg(long = "lingma-download-connect-timeout-sec", env = "LINGMA_DOWNLOAD_CONNECT_TIMEOUT_SEC", default_value_t = DEFAULT_CONNECT_TIMEOUT_SEC)]
+    pub connect_timeout_sec: u64,
+
+    /// Seconds without a received byte after which the download is abandoned.
+    #[arg(long = "lingma-download-idle-timeout-sec", env = "LINGMA_DOWNLOAD_IDLE_TIMEOUT_SEC", default_value_t = DEFAULT_IDLE_TIMEOUT_SEC)]
+    pub idle_timeout_sec: u64,
+
+    /// Bytes between two progress log lines (not a flag).
+    #[arg(skip = DEFAULT_PROGRESS_STEP_BYTES)]
+    pub progress_step_bytes: u64,
+}
+
+impl BootstrapConfig {
+    /// The defaults of every flag, for `source` installing into `work_dir`.
+    pub fn new(source: SourceType, work_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            source,
+            marketplace_publisher: DEFAULT_PUBLISHER.to_owned(),
+            marketplace_extension: DEFAULT_EXTENSION.to_owned(),
+            version: None,
+            marketplace_url: DEFAULT_MARKETPLACE_URL.to_owned(),
+            vsix_url: None,
+            bootstrap_always: false,
+            force_refresh: false,
+            work_dir: work_dir.into(),
+            lingma_bin: None,
+            platform: PlatformChoice::default(),
+            max_bytes: DEFAULT_MAX_BYTES,
+            connect_timeout_sec: DEFAULT_CONNECT_TIMEOUT_SEC,
+            idle_timeout_sec: DEFAULT_IDLE_TIMEOUT_SEC,
+            progress_step_bytes: DEFAULT_PROGRESS_STEP_BYTES,
+        }
+    }
+
+    /// The configured platform, else the detected one.
+    pub fn platform(&self) -> Result<Platform, BootstrapError> {
+        match self.platform.0 {
+            Some(platform) => Ok(platform),
+            None => Platform::detect(),
+        }
+    }
+
+    /// The explicit binary path, treating an empty value as unset.
+    pub fn explicit_bin(&self) -> Option<&std::path::Path> {
+        self.lingma_bin
+            .as_deref()
+            .filter(|path| !path.as_os_str().is_empty())
+    }
+
+    /// The URL the package is downloaded from (`None` for the image source).
+    ///
+    /// Marketplace: `<base>/_apis/public/gallery/publishers/<p>/vsextensions/<e>/<version>/vspackage`,
+    /// with `latest` when no version is pinned.
+    pub fn download_url(&self) -> Result<Option<String>, BootstrapError> {
+        match self.source {
+            SourceType::Image => Ok(None),
+            SourceType::Vsix => {
+                let url = self
+                    .vsix_url
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .ok_or_else(|| {
+                        BootstrapError::Config(
+                            "LINGMA_SOURCE_TYPE=vsix needs LINGMA_VSIX_URL".to_owned(),
+                        )
+                    })?;
+                check_http_url(url)?;
+                Ok(Some(url.to_owned()))
+            }
+            SourceType::Marketplace => {
+                let publisher =
+                    path_segment("LINGMA_MARKETPLACE_PUBLISHER", &self.marketplace_publisher)?;
+                let extension =
+                    path_segment("LINGMA_MARKETPLACE_EXTENSION", &self.marketplace_extension)?;
+                let version = match self.version.as_deref().map(str::trim) {
+                    Some(v) if !v.is_empty() => path_segment("LINGMA_VERSION", v)?,
+                    _ => "latest",
+                };
+                let base = self.marketplace_url.trim().trim_end_matches('/');
+                let url = format!(
+                    "{base}/_apis/public/gallery/publishers/{publisher}/vsextensions/{extension}/{version}/vspackage"
+                );
+                check_http_url(&url)?;
+                Ok(Some(url))
+            }
+        }
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_sec.max(1))
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_sec.max(1))
+    }
+}
+
+/// The `--lingma-platform` setting: `None` detects the platform at run time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlatformChoice(pub Option<Platform>);
+
+fn parse_platform_choice(text: &str) -> Result<PlatformChoice, String> {
+    match text.trim() {
+        "" | "auto" => Ok(PlatformChoice(None)),
+        "x86_64_linux" => Ok(PlatformChoice(Some(Platform::X86_64Linux))),
+        "aarch64_linux" => Ok(PlatformChoice(Some(Platform::Aarch64Linux))),
+        other => Err(format!(
+            "unknown platform {other:?}; use x86_64_linux, aarch64_linux or auto"
+        )),
+    }
+}
+
+/// A path that may be empty (the .env convention for "unset"); [`BootstrapConfig::explicit_bin`]
+/// treats empty as unset.
+fn any_path(text: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(text))
+}
+
+/// A value that goes into a URL path: no separators or anything needing escaping.
+fn path_segment<'a>(name: &str, value: &'a str) -> Result<&'a str, BootstrapError> {
+    let value = value.trim();
+    let ok = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok && value != "." && value != ".." {
+        Ok(value)
+    } else {
+        Err(BootstrapError::Config(format!(
+            "{name} must be letters, digits, '-', '_' or '.', got {value:?}"
+        )))
+    }
+}
+
+fn check_http_url(url: &str) -> Result<(), BootstrapError> {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
+        Ok(_) => Err(BootstrapError::Config(format!(
+            "download URL must be http(s): {}",
+            crate::error::redact_url(url)
+        ))),
+        Err(err) => Err(BootstrapError::Config(format!(
+            "download URL does not parse: {err}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: BootstrapConfig,
+    }
+
+    #[test]
+    fn marketplace_url_uses_latest_unless_pinned() {
+        let mut config = BootstrapConfig::new(SourceType::Marketplace, "/tmp/x");
+        assert_eq!(
+            config.download_url().expect("url").as_deref(),
+            Some(
+                "https://marketplace.visualstudio.com/_apis/public/gallery/publishers/Alibaba-Cloud/vsextensions/tongyi-lingma/latest/vspackage"
+            )
+        );
+        config.version = Some("2.5.20".into());
+        config.marketplace_url = "http://127.0.0.1:9/".into();
+        assert_eq!(
+            config.download_url().expect("url").as_deref(),
+            Some(
+                "http://127.0.0.1:9/_apis/public/gallery/publishers/Alibaba-Cloud/vsextensions/tongyi-lingma/2.5.20/vspackage"
+            )
+        );
+    }
+
+    #[test]
+    fn rejects_path_tricks_and_missing_vsix_url() {
+        let mut config = BootstrapConfig::new(SourceType::Marketplace, "/tmp/x");
+        config.version = Some("../../x".into());
+        assert!(matches!(
+            config.download_url(),
+            Err(BootstrapError::Config(_))
+        ));
+        let config = BootstrapConfig::new(SourceType::Vsix, "/tmp/x");
+        assert!(matches!(
+            config.download_url(),
+            Err(BootstrapError::Config(_))
+        ));
+        let mut config = BootstrapConfig::new(SourceType::Vsix, "/tmp/x");
+        config.vsix_url = Some("file:///etc/passwd".into());
+        assert!(matches!(
+            config.download_url(),
+            Err(BootstrapError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn parses_flags_with_env_style_values() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--lingma-source-type",
+            "vsix",
+            "--lingma-bootstrap-always",
+            "true",
+            "--lingma-force-refresh",
+            "false",
+            "--lingma-platform",
+            "aarch64_linux",
+            "--lingma-bin",
+            "",
+        ])
+        .expect("parse");
+        assert_eq!(cli.config.source, SourceType::Vsix);
+        assert!(cli.config.bootstrap_always);
+        assert!(!cli.config.force_refresh);
+        assert_eq!(
+            cli.config.platform,
+            PlatformChoice(Some(Platform::Aarch64Linux))
+        );
+        assert_eq!(cli.config.explicit_bin(), None);
+        assert_eq!(cli.config.progress_step_bytes, DEFAULT_PROGRESS_STEP_BYTES);
+
+        let cli = Cli::try_parse_from([
+            "x",
+            "--lingma-platform",
+            "",
+            "--lingma-vsix-url",
+            "",
+            "--lingma-version",
+            "",
+        ])
+        .expect("empty values mean unset");
+        assert_eq!(cli.config.platform, PlatformChoice(None));
+        assert_eq!(cli.config.vsix_url.as_deref(), Some(""));
+        let err = Cli::try_parse_from(["x", "--lingma-platform", "mips"])
+            .err()
+            .expect("unknown platform");
+        assert!(err.to_string().contains("unknown platform"), "{err}");
+    }
+}
