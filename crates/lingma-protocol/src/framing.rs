@@ -50,6 +50,12 @@ impl FrameDecoder {
     /// The next complete frame body, `Ok(None)` when more data is needed. After an error the
     /// buffer is cleared: the stream cannot be resynchronised reliably.
     pub fn next_frame(&mut self) -> Result<Option<String>, FramingError> {
+        // A header starts with a letter. Checking now catches unframed JSON at once, instead
+        // of waiting for a `\r\n\r\n` that would make it swallow the next valid frame.
+        if self.buf.first().is_some_and(|b| !b.is_ascii_alphabetic()) {
+            self.buf.clear();
+            return Err(FramingError::BadHeader);
+        }
         let Some(header_end) = find(&self.buf, b"\r\n\r\n") else {
             if self.buf.len() > 1024 {
                 self.buf.clear();
@@ -120,6 +126,11 @@ mod tests {
         let mut d = FrameDecoder::new();
         d.push(b"{\"jsonrpc\":\"2.0\"}\r\n\r\n");
         assert_eq!(d.next_frame(), Err(FramingError::BadHeader));
+        // Unframed JSON without a blank line is caught at once and does not eat the next frame.
+        d.push(br#"{"jsonrpc":"2.0"}"#);
+        assert_eq!(d.next_frame(), Err(FramingError::BadHeader));
+        d.push(encode("{}").as_bytes());
+        assert_eq!(d.next_frame(), Ok(Some("{}".to_owned())));
         d.push(b"Content-Length: 99999999999\r\n\r\n");
         assert!(d.next_frame().is_err());
     }

@@ -206,9 +206,17 @@ mod tests {
         let req = Message::request(3, "chat/ask", json!({"a":1}));
         assert_eq!(Message::decode(&req.encode()).expect("decode"), req);
 
-        let err = Message::decode(r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"nope"}}"#)
-            .expect("decode");
-        assert!(matches!(err, Message::Response { result: Err(RpcError { code: -32601, .. }), .. }));
+        let err = Message::decode(
+            r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"nope"}}"#,
+        )
+        .expect("decode");
+        assert!(matches!(
+            err,
+            Message::Response {
+                result: Err(RpcError { code: -32601, .. }),
+                ..
+            }
+        ));
 
         let note = Message::decode(r#"{"jsonrpc":"2.0","method":"window/logMessage","params":{}}"#)
             .expect("decode");

@@ -3,7 +3,14 @@
 //!
 //! Field names follow `shared/lingma-protocol.md` exactly (camelCase on the wire).
 
+pub mod client;
+pub mod error;
 pub mod framing;
 pub mod jsonrpc;
 pub mod methods;
 pub mod wire;
+
+pub use client::{
+    CHAT_EVENT_BUFFER, ChatEvent, ChatStream, ClientOptions, LingmaClient, ServerEvent,
+};
+pub use error::ClientError;
