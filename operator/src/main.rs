@@ -1,1 +1,4 @@
-fn main() {}
+fn main() -> anyhow::Result<()> {
+    print!("{}", lingma_operator::crd::crd_yaml()?);
+    Ok(())
+}

@@ -1,0 +1,492 @@
+//! The `LingmaInstance` custom resource (group `lingma.io`, version `v1alpha1`).
+//!
+//! The Rust types are the source of truth: `operator crd` prints the CRD generated from them and
+//! `crds/lingma.io_lingmainstances.yaml` is checked against it by a test.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A pool of Lingma processes, one per pod, each logged in with one account of a Secret.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "lingma.io",
+    version = "v1alpha1",
+    kind = "LingmaInstance",
+    plural = "lingmainstances",
+    shortname = "lingma",
+    namespaced,
+    status = "LingmaInstanceStatus",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Replicas whose sidecar is ready (connected and logged in)"
+    ),
+    printcolumn(
+        name = "Logged-In",
+        type_ = "integer",
+        json_path = ".status.loggedInReplicas",
+        description = "Replicas logged in to Lingma"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired replicas"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type=='Ready')].status",
+        description = "The Ready condition"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type=='LoggedIn')].reason",
+        description = "Why replicas are (not) logged in",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LingmaInstanceSpec {
+    /// Number of Lingma processes (pods). Pod ordinal i logs in with account i mod n.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// Where the Lingma accounts come from.
+    pub accounts: AccountsSpec,
+    /// Where the Lingma binary comes from and which pod image runs it.
+    #[serde(default)]
+    pub lingma: LingmaSourceSpec,
+    /// Defaults sent to Lingma for every chat.
+    #[serde(default)]
+    pub defaults: ChatDefaults,
+    /// Automatic login with the account of the replica's slot.
+    #[serde(default)]
+    pub auto_login: AutoLoginSpec,
+    /// Limits of one Lingma process.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// Persistent volume for Lingma's work directory (login state, cache, sessions).
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// Overrides of the generated pod template.
+    #[serde(default)]
+    pub pod: PodOverrides,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// The accounts Secret. Credentials are only ever read from a Secret, never from the resource.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountsSpec {
+    pub secret_ref: SecretKeyRef,
+}
+
+/// A key of a Secret in the instance's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Key holding CSV `u1:p1,u2:p2` or JSON `[{"username":"u1","password":"p1"}]`.
+    #[serde(default = "default_accounts_key")]
+    pub key: String,
+}
+
+fn default_accounts_key() -> String {
+    "accounts".to_owned()
+}
+
+/// How the pod gets its Lingma binary.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceType {
+    /// The binary is baked into the pod image; no download.
+    Image,
+    /// Downloaded from the VS Code marketplace by the `bootstrap` init container.
+    #[default]
+    Marketplace,
+    /// Downloaded from a VSIX URL by the `bootstrap` init container.
+    Vsix,
+}
+
+impl SourceType {
+    /// The value of LINGMA_SOURCE_TYPE.
+    pub fn as_env(self) -> &'static str {
+        match self {
+            SourceType::Image => "image",
+            SourceType::Marketplace => "marketplace",
+            SourceType::Vsix => "vsix",
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LingmaSourceSpec {
+    /// Pod image (the `lingma-pod` image with the sidecar). Empty = the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image pull policy of the pod image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// image | marketplace | vsix.
+    #[serde(default)]
+    pub source: SourceType,
+    /// Marketplace publisher (source marketplace).
+    #[serde(default = "default_publisher")]
+    pub marketplace_publisher: String,
+    /// Marketplace extension (source marketplace).
+    #[serde(default = "default_extension")]
+    pub marketplace_extension: String,
+    /// VSIX URL (source vsix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vsix_url: Option<String>,
+    /// Run the bootstrap at every pod start even when a cached binary exists.
+    #[serde(default)]
+    pub bootstrap_always: bool,
+    /// Ignore the cache and download again.
+    #[serde(default)]
+    pub force_refresh: bool,
+}
+
+impl Default for LingmaSourceSpec {
+    fn default() -> Self {
+        Self {
+            image: None,
+            image_pull_policy: None,
+            source: SourceType::default(),
+            marketplace_publisher: default_publisher(),
+            marketplace_extension: default_extension(),
+            vsix_url: None,
+            bootstrap_always: false,
+            force_refresh: false,
+        }
+    }
+}
+
+fn default_publisher() -> String {
+    "Alibaba-Cloud".to_owned()
+}
+
+fn default_extension() -> String {
+    "tongyi-lingma".to_owned()
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AskMode {
+    #[default]
+    Chat,
+    Agent,
+}
+
+impl AskMode {
+    pub fn as_env(self) -> &'static str {
+        match self {
+            AskMode::Chat => "chat",
+            AskMode::Agent => "agent",
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatDefaults {
+    /// Lingma model key used when a request's model maps to none.
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// chat | agent.
+    #[serde(default)]
+    pub ask_mode: AskMode,
+    /// Enterprise dedicated-domain endpoint (empty = public cloud).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated_domain_url: Option<String>,
+}
+
+impl Default for ChatDefaults {
+    fn default() -> Self {
+        Self {
+            model: default_model(),
+            ask_mode: AskMode::default(),
+            dedicated_domain_url: None,
+        }
+    }
+}
+
+fn default_model() -> String {
+    "org_auto".to_owned()
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoLoginSpec {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_true")]
+    pub headless: bool,
+    /// Seconds one login attempt may take.
+    #[serde(default = "default_login_timeout")]
+    #[schemars(range(min = 1))]
+    pub timeout_seconds: i32,
+    /// Attempts after the first failure before the login state becomes failed.
+    #[serde(default = "default_login_retries")]
+    #[schemars(range(min = 0))]
+    pub max_retry: i32,
+}
+
+impl Default for AutoLoginSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            headless: true,
+            timeout_seconds: default_login_timeout(),
+            max_retry: default_login_retries(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_login_timeout() -> i32 {
+    180
+}
+fn default_login_retries() -> i32 {
+    2
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Chats one Lingma process runs at once.
+    #[serde(default = "default_max_chats")]
+    #[schemars(range(min = 1))]
+    pub max_concurrent_chats: i32,
+    /// Deadline, in seconds, of one JSON-RPC call to Lingma.
+    #[serde(default = "default_rpc_timeout")]
+    #[schemars(range(min = 1))]
+    pub rpc_timeout_seconds: i32,
+    /// Seconds to wait for a started Lingma process to accept connections.
+    #[serde(default = "default_startup_timeout")]
+    #[schemars(range(min = 1))]
+    pub startup_timeout_seconds: i32,
+}
+
+impl Default for LimitsSpec {
+    fn default() -> Self {
+        Self {
+            max_concurrent_chats: default_max_chats(),
+            rpc_timeout_seconds: default_rpc_timeout(),
+            startup_timeout_seconds: default_startup_timeout(),
+        }
+    }
+}
+
+fn default_max_chats() -> i32 {
+    1
+}
+fn default_rpc_timeout() -> i32 {
+    30
+}
+fn default_startup_timeout() -> i32 {
+    40
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Size of each replica's work-directory volume.
+    #[serde(default = "default_storage_size")]
+    pub size: String,
+    /// Storage class (empty = the cluster default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+fn default_storage_size() -> String {
+    "2Gi".to_owned()
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Resources of the `lingma` container (default: 250m CPU, 512Mi memory requested).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+}
+
+/// Observed state, written by the operator only.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LingmaInstanceStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pods that exist (the scale subresource reads it).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Pods whose sidecar is ready: connected to Lingma and logged in.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Pods logged in to Lingma.
+    #[serde(default)]
+    pub logged_in_replicas: i32,
+    /// Accounts found in the accounts Secret.
+    #[serde(default)]
+    pub accounts: i32,
+    /// Label selector of the pods, for the scale subresource (HPA).
+    #[serde(default)]
+    pub selector: String,
+    /// One entry per pod, by ordinal.
+    #[serde(default)]
+    pub instances: Vec<ReplicaStatus>,
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The state of one replica.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    /// Pod name.
+    pub name: String,
+    /// Account slot (the pod ordinal modulo the number of accounts).
+    pub account_slot: i32,
+    /// The pod's readiness (sidecar connected and logged in).
+    pub ready: bool,
+    /// Login state as the sidecar reports it: unknown, logged_out, logging_in, logged_in, failed.
+    pub login: String,
+    /// Why the login failed (Expired, ChallengeRequired, QuotaExhausted, WrongCredentials...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The CRD as YAML, as `operator crd` prints it and `crds/` stores it.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&LingmaInstance::crd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_spec_takes_documented_defaults() {
+        let spec: LingmaInstanceSpec =
+            serde_json::from_value(serde_json::json!({"accounts": {"secretRef": {"name": "acc"}}}))
+                .expect("minimal spec parses");
+        assert_eq!(spec.replicas, 1);
+        assert_eq!(spec.accounts.secret_ref.key, "accounts");
+        assert_eq!(spec.lingma.source, SourceType::Marketplace);
+        assert_eq!(spec.defaults.model, "org_auto");
+        assert_eq!(spec.defaults.ask_mode, AskMode::Chat);
+        assert!(spec.auto_login.enabled);
+        assert_eq!(spec.limits.max_concurrent_chats, 1);
+        assert_eq!(spec.storage.size, "2Gi");
+    }
+
+    #[test]
+    fn spec_without_accounts_is_rejected() {
+        let parsed =
+            serde_json::from_value::<LingmaInstanceSpec>(serde_json::json!({"replicas": 2}));
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn schema_carries_validation_scale_and_columns() {
+        let yaml = crd_yaml().expect("crd serializes");
+        let crd: serde_json::Value = serde_yaml::from_str(&yaml).expect("crd yaml parses");
+        let version = &crd["spec"]["versions"][0];
+        let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        assert_eq!(
+            spec["properties"]["replicas"]["minimum"].as_f64(),
+            Some(0.0)
+        );
+        assert_eq!(spec["required"], serde_json::json!(["accounts"]));
+        assert_eq!(
+            spec["properties"]["defaults"]["properties"]["askMode"]["enum"],
+            serde_json::json!(["chat", "agent"])
+        );
+        assert_eq!(
+            spec["properties"]["lingma"]["properties"]["source"]["enum"],
+            serde_json::json!(["image", "marketplace", "vsix"])
+        );
+        assert_eq!(
+            version["subresources"]["scale"]["labelSelectorPath"],
+            ".status.selector"
+        );
+        let columns: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .expect("printer columns")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert!(
+            columns.contains(&"Ready")
+                && columns.contains(&"Logged-In")
+                && columns.contains(&"Age")
+        );
+        assert_eq!(
+            crd["spec"]["names"]["shortNames"],
+            serde_json::json!(["lingma"])
+        );
+    }
+}

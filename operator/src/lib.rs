@@ -1,0 +1,6 @@
+//! The LingmaInstance operator: CRD types, pure builders of the desired objects, the reconciler,
+//! status and conditions, metrics and health.
+
+pub mod accounts;
+pub mod builders;
+pub mod crd;
