@@ -171,11 +171,16 @@ async fn answer(State(state): State<Arc<ServerState>>, uri: Uri) -> Response {
         }
         Reply::CutAfter { body, sent } => {
             let head: Result<Bytes, std::io::Error> = Ok(body.slice(..*sent));
-            let cut = Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "test cuts the body",
-            ));
-            Response::new(Body::from_stream(stream::iter(vec![head, cut])))
+            // The pause lets hyper flush the headers and the first half before the abort;
+            // without it the client sees no response at all rather than a cut body.
+            let cut = stream::once(async {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "test cuts the body",
+                ))
+            });
+            Response::new(Body::from_stream(stream::iter(vec![head]).chain(cut)))
         }
         Reply::StallAfter { body, sent } => {
             let head: Result<Bytes, std::io::Error> = Ok(body.slice(..*sent));
