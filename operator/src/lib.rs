@@ -4,3 +4,4 @@
 pub mod accounts;
 pub mod builders;
 pub mod crd;
+pub mod status;
