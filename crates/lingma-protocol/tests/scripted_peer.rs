@@ -489,3 +489,90 @@ async fn close_gives_closed() {
         .expect("closed() resolves");
     assert!(matches!(client.ping().await, Err(ClientError::Closed)));
 }
+
+#[tokio::test]
+async fn an_event_sent_twice_is_acked_twice_and_delivered_once() {
+    let (client, mut peer) = start(ClientOptions::default()).await;
+    let chat = tokio::spawn({
+        let client = client.clone();
+        async move { client.chat(ask("dup")).await }
+    });
+    peer.accept_ask().await;
+    let mut stream = chat.await.expect("task").expect("accepted");
+    let first = answer(40, "dup", "a");
+    peer.send_raw(first.clone()).await;
+    peer.send_raw(first).await;
+    peer.send_raw(answer(41, "dup", "b")).await;
+    peer.send_raw(finish(42, "dup", "ab")).await;
+    for id in [40, 40, 41, 42] {
+        assert_eq!(peer.recv().await["id"], id);
+    }
+    let mut text = String::new();
+    while let Some(item) = next(&mut stream).await {
+        match item.expect("no error") {
+            ChatEvent::Answer(a) => text.push_str(&a.text),
+            ChatEvent::Finish(f) => assert_eq!(f.full_answer, text),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(text, "ab");
+}
+
+#[tokio::test]
+async fn a_frame_cut_by_the_disconnect_is_counted_and_chats_get_connection_lost() {
+    let (client, mut peer) = start(ClientOptions::default()).await;
+    let chat = tokio::spawn({
+        let client = client.clone();
+        async move { client.chat(ask("cut")).await }
+    });
+    peer.accept_ask().await;
+    let mut stream = chat.await.expect("task").expect("accepted");
+    peer.send_raw("Content-Length: 4096\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":")
+        .await;
+    drop(peer);
+    assert_eq!(
+        next(&mut stream).await,
+        Some(Err(ClientError::ConnectionLost))
+    );
+    tokio::time::timeout(WAIT, client.closed())
+        .await
+        .expect("closed() resolves");
+    assert_eq!(client.protocol_errors(), 1);
+}
+
+#[tokio::test]
+async fn session_learned_from_events_routes_the_title() {
+    let (client, mut peer) = start(ClientOptions::default()).await;
+    let chat = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let mut params = ask("new-session");
+            params.session_id = String::new();
+            client.chat(params).await
+        }
+    });
+    peer.accept_ask().await;
+    let mut stream = chat.await.expect("task").expect("accepted");
+    assert_eq!(stream.session_id(), "");
+    peer.send_raw(event(
+        50,
+        "chat/process_step_callback",
+        json!({"requestId":"new-session","sessionId":"assigned","step":"step_start","status":"doing"}),
+    ))
+    .await;
+    peer.send_raw(event(
+        51,
+        "session/title/update",
+        json!({"sessionId":"assigned","sessionTitle":"T"}),
+    ))
+    .await;
+    assert!(matches!(
+        next(&mut stream).await,
+        Some(Ok(ChatEvent::Step(_)))
+    ));
+    assert_eq!(stream.session_id(), "assigned");
+    match next(&mut stream).await {
+        Some(Ok(ChatEvent::Title(t))) => assert_eq!(t.session_title, "T"),
+        other => panic!("expected the title, got {other:?}"),
+    }
+}

@@ -123,6 +123,15 @@ async fn read_loop(mut stream: futures_util::stream::SplitStream<Ws>, state: Arc
             }
         }
     }
+    if decoder.pending() > 0 {
+        // A frame cut short by the disconnect: counted, but the chats get ConnectionLost,
+        // because that is what the caller must act on (reconnect).
+        state.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            bytes = decoder.pending(),
+            "Lingma connection ended inside a frame"
+        );
+    }
     let reason = state.end_reason();
     tracing::debug!(%reason, "Lingma connection ended");
     state.stop.cancel();
@@ -163,9 +172,16 @@ async fn handle_frame(state: &ConnectionState, body: &str) -> bool {
             if !send_frame(state, reply).await {
                 return false;
             }
-            route(state, &method, message.params_text());
+            route(
+                state,
+                &method,
+                codec::response_id(id),
+                message.params_text(),
+            );
         }
-        Some(Kind::Notification { method }) => route(state, &method, message.params_text()),
+        Some(Kind::Notification { method }) => {
+            route(state, &method, None, message.params_text());
+        }
         Some(Kind::Response { id }) => {
             let Some(id) = codec::response_id(id) else {
                 protocol_violation(state, format!("response id {} is not ours", id.get()), None);
@@ -201,20 +217,33 @@ fn tool_refusal(id: &serde_json::value::RawValue, params: &str) -> String {
     codec::result_frame(id, &result).unwrap_or_else(|_| codec::ack_frame(id))
 }
 
-fn route(state: &ConnectionState, method: &str, params: &str) {
+/// `event_id` (the JSON-RPC id of a pushed request) lets a chat drop an event sent twice.
+fn route(state: &ConnectionState, method: &str, event_id: Option<i64>, params: &str) {
     match method {
-        methods::CHAT_ANSWER => {
-            route_chat::<ChatAnswer>(state, params, |e| &e.request_id, ChatEvent::Answer)
-        }
-        methods::CHAT_FINISH => {
-            route_chat::<ChatFinish>(state, params, |e| &e.request_id, ChatEvent::Finish)
-        }
+        methods::CHAT_ANSWER => route_chat::<ChatAnswer>(
+            state,
+            event_id,
+            params,
+            |e| &e.request_id,
+            ChatEvent::Answer,
+        ),
+        methods::CHAT_FINISH => route_chat::<ChatFinish>(
+            state,
+            event_id,
+            params,
+            |e| &e.request_id,
+            ChatEvent::Finish,
+        ),
         methods::CHAT_THINK => {
-            route_chat::<ChatThink>(state, params, |e| &e.request_id, ChatEvent::Think)
+            route_chat::<ChatThink>(state, event_id, params, |e| &e.request_id, ChatEvent::Think)
         }
-        methods::CHAT_PROCESS_STEP_CALLBACK => {
-            route_chat::<ProcessStepCallback>(state, params, |e| &e.request_id, ChatEvent::Step)
-        }
+        methods::CHAT_PROCESS_STEP_CALLBACK => route_chat::<ProcessStepCallback>(
+            state,
+            event_id,
+            params,
+            |e| &e.request_id,
+            ChatEvent::Step,
+        ),
         methods::SESSION_TITLE_UPDATE => route_title(state, params),
         _ => publish(state, method, params),
     }
@@ -222,6 +251,7 @@ fn route(state: &ConnectionState, method: &str, params: &str) {
 
 fn route_chat<E: DeserializeOwned>(
     state: &ConnectionState,
+    event_id: Option<i64>,
     params: &str,
     request_id: fn(&E) -> &String,
     wrap: fn(E) -> ChatEvent,
@@ -238,8 +268,9 @@ fn route_chat<E: DeserializeOwned>(
         }
     };
     let id = request_id(&event).clone();
-    match state.deliver(&id, wrap(event)) {
+    match state.deliver(&id, event_id, wrap(event)) {
         Delivery::Delivered => {}
+        Delivery::Duplicate => tracing::debug!(request_id = %id, "event sent twice, dropped"),
         Delivery::Unknown => tracing::debug!(request_id = %id, "event for no open chat, dropped"),
         Delivery::Overflow => {
             tracing::warn!(request_id = %id, "chat consumer too slow, chat ended")
@@ -261,7 +292,7 @@ fn route_title(state: &ConnectionState, params: &str) {
     };
     match state.chat_of_session(&title.session_id) {
         Some(request_id) => {
-            state.deliver(&request_id, ChatEvent::Title(title));
+            state.deliver(&request_id, None, ChatEvent::Title(title));
         }
         None => publish(state, methods::SESSION_TITLE_UPDATE, params),
     }

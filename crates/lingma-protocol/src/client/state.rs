@@ -19,6 +19,8 @@ struct ChatEntry {
     tx: mpsc::Sender<ChatItem>,
     /// Empty until known (a chat may be asked with `sessionId: ""`).
     session_id: String,
+    /// JSON-RPC id of the last event delivered, to drop an event Lingma sent twice.
+    last_event_id: Option<i64>,
 }
 
 #[derive(Default)]
@@ -38,6 +40,8 @@ pub(crate) enum Delivery {
     Unknown,
     /// The chat's buffer was full: the chat was ended with an error.
     Overflow,
+    /// The same event (same JSON-RPC id) again: dropped.
+    Duplicate,
 }
 
 pub(crate) struct ConnectionState {
@@ -129,6 +133,7 @@ impl ConnectionState {
             ChatEntry {
                 tx,
                 session_id: session_id.to_owned(),
+                last_event_id: None,
             },
         );
         if !session_id.is_empty() {
@@ -159,11 +164,14 @@ impl ConnectionState {
     }
 
     /// Route one chat event to its chat. `chat/finish` ends the chat's bookkeeping.
-    pub fn deliver(&self, request_id: &str, event: ChatEvent) -> Delivery {
+    pub fn deliver(&self, request_id: &str, event_id: Option<i64>, event: ChatEvent) -> Delivery {
         let mut routes = self.routes.lock();
         let Some(entry) = routes.chats.get_mut(request_id) else {
             return Delivery::Unknown;
         };
+        if event_id.is_some() && entry.last_event_id == event_id {
+            return Delivery::Duplicate;
+        }
         if entry.tx.capacity() <= RESERVED_SLOTS {
             let capacity = entry.tx.max_capacity();
             if let Some(entry) = Self::remove_chat(&mut routes, request_id) {
@@ -186,6 +194,7 @@ impl ConnectionState {
             // The stream is being dropped; its guard frees the entry.
             return Delivery::Unknown;
         }
+        entry.last_event_id = event_id;
         if finish {
             Self::remove_chat(&mut routes, request_id);
         } else if let Some(session_id) = learned_session {
