@@ -576,3 +576,49 @@ async fn session_learned_from_events_routes_the_title() {
         other => panic!("expected the title, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_chat_nobody_reads_is_ended_without_blocking_the_others() {
+    let (client, mut peer) = start(ClientOptions::default()).await;
+    let mut streams = Vec::new();
+    for rid in ["slow", "fast"] {
+        let chat = tokio::spawn({
+            let client = client.clone();
+            async move { client.chat(ask(rid)).await }
+        });
+        peer.accept_ask().await;
+        streams.push(chat.await.expect("task").expect("accepted"));
+    }
+    let flood = lingma_protocol::CHAT_EVENT_BUFFER + 50;
+    let mut batch = String::new();
+    for i in 0..flood {
+        batch.push_str(&answer(1000 + i as i64, "slow", "x"));
+    }
+    peer.send_raw(batch).await;
+    peer.send_raw(answer(5000, "fast", "through")).await;
+    match next(&mut streams[1]).await {
+        Some(Ok(ChatEvent::Answer(a))) => assert_eq!(a.text, "through"),
+        other => panic!("the other chat was blocked: {other:?}"),
+    }
+    let mut delivered = 0;
+    let error = loop {
+        match next(&mut streams[0]).await {
+            Some(Ok(ChatEvent::Answer(_))) => delivered += 1,
+            Some(Err(e)) => break e,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(
+        matches!(error, ClientError::Protocol(ref m) if m.contains("too slow")),
+        "{error:?}"
+    );
+    assert_eq!(delivered, lingma_protocol::CHAT_EVENT_BUFFER - 1);
+    assert_eq!(client.open_chats(), 1);
+    let stop = loop {
+        let msg = peer.recv().await;
+        if msg["method"] == "chat/stop" {
+            break msg;
+        }
+    };
+    assert_eq!(stop["params"]["requestId"], "slow");
+}

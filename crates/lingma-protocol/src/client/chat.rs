@@ -27,6 +27,17 @@ pub enum ChatEvent {
 }
 
 impl ChatEvent {
+    /// The chat's `requestId` (empty for `Title`, which names only the session).
+    pub fn request_id(&self) -> &str {
+        match self {
+            ChatEvent::Step(e) => &e.request_id,
+            ChatEvent::Title(_) => "",
+            ChatEvent::Think(e) => &e.request_id,
+            ChatEvent::Answer(e) => &e.request_id,
+            ChatEvent::Finish(e) => &e.request_id,
+        }
+    }
+
     pub fn session_id(&self) -> Option<&str> {
         let id = match self {
             ChatEvent::Step(e) => &e.session_id,

@@ -4,9 +4,9 @@
 
 use super::chat::ChatEvent;
 use super::codec::{self, Incoming, Kind};
-use super::state::{ConnectionState, Delivery};
+use super::state::ConnectionState;
 use super::{ClientOptions, ServerEvent};
-use crate::error::ClientError;
+use crate::error::{ClientError, sanitize};
 use crate::framing::FrameDecoder;
 use crate::methods;
 use crate::wire::{
@@ -220,30 +220,16 @@ fn tool_refusal(id: &serde_json::value::RawValue, params: &str) -> String {
 /// `event_id` (the JSON-RPC id of a pushed request) lets a chat drop an event sent twice.
 fn route(state: &ConnectionState, method: &str, event_id: Option<i64>, params: &str) {
     match method {
-        methods::CHAT_ANSWER => route_chat::<ChatAnswer>(
-            state,
-            event_id,
-            params,
-            |e| &e.request_id,
-            ChatEvent::Answer,
-        ),
-        methods::CHAT_FINISH => route_chat::<ChatFinish>(
-            state,
-            event_id,
-            params,
-            |e| &e.request_id,
-            ChatEvent::Finish,
-        ),
-        methods::CHAT_THINK => {
-            route_chat::<ChatThink>(state, event_id, params, |e| &e.request_id, ChatEvent::Think)
+        methods::CHAT_ANSWER => {
+            route_chat::<ChatAnswer>(state, event_id, params, ChatEvent::Answer)
         }
-        methods::CHAT_PROCESS_STEP_CALLBACK => route_chat::<ProcessStepCallback>(
-            state,
-            event_id,
-            params,
-            |e| &e.request_id,
-            ChatEvent::Step,
-        ),
+        methods::CHAT_FINISH => {
+            route_chat::<ChatFinish>(state, event_id, params, ChatEvent::Finish)
+        }
+        methods::CHAT_THINK => route_chat::<ChatThink>(state, event_id, params, ChatEvent::Think),
+        methods::CHAT_PROCESS_STEP_CALLBACK => {
+            route_chat::<ProcessStepCallback>(state, event_id, params, ChatEvent::Step)
+        }
         methods::SESSION_TITLE_UPDATE => route_title(state, params),
         _ => publish(state, method, params),
     }
@@ -253,27 +239,15 @@ fn route_chat<E: DeserializeOwned>(
     state: &ConnectionState,
     event_id: Option<i64>,
     params: &str,
-    request_id: fn(&E) -> &String,
     wrap: fn(E) -> ChatEvent,
 ) {
-    let event: E = match serde_json::from_str(params) {
-        Ok(event) => event,
-        Err(e) => {
-            protocol_violation(
-                state,
-                format!("chat event params have the wrong shape: {e}"),
-                Some(params),
-            );
-            return;
+    match serde_json::from_str(params) {
+        Ok(event) => {
+            state.deliver(None, event_id, wrap(event));
         }
-    };
-    let id = request_id(&event).clone();
-    match state.deliver(&id, event_id, wrap(event)) {
-        Delivery::Delivered => {}
-        Delivery::Duplicate => tracing::debug!(request_id = %id, "event sent twice, dropped"),
-        Delivery::Unknown => tracing::debug!(request_id = %id, "event for no open chat, dropped"),
-        Delivery::Overflow => {
-            tracing::warn!(request_id = %id, "chat consumer too slow, chat ended")
+        Err(e) => {
+            let what = format!("chat event params have the wrong shape: {e}");
+            protocol_violation(state, what, Some(params));
         }
     }
 }
@@ -292,7 +266,7 @@ fn route_title(state: &ConnectionState, params: &str) {
     };
     match state.chat_of_session(&title.session_id) {
         Some(request_id) => {
-            state.deliver(&request_id, None, ChatEvent::Title(title));
+            state.deliver(Some(&request_id), None, ChatEvent::Title(title));
         }
         None => publish(state, methods::SESSION_TITLE_UPDATE, params),
     }
@@ -316,7 +290,8 @@ fn publish(state: &ConnectionState, method: &str, params: &str) {
 /// answer delta) and a silently incomplete answer is worse than a failed one.
 fn protocol_violation(state: &ConnectionState, what: String, text: Option<&str>) {
     state.protocol_errors.fetch_add(1, Ordering::Relaxed);
-    let error = ClientError::Protocol(what);
+    // serde errors quote offending values, which could be tokens.
+    let error = ClientError::Protocol(sanitize(&what));
     if let Some(request_id) = text.and_then(codec::sniff_request_id)
         && state.fail_chat(request_id, error.clone())
     {

@@ -155,7 +155,9 @@ impl LingmaClient {
             .await
             .map_err(|_| ClientError::timeout(method))??;
         serde_json::from_str(raw.get()).map_err(|e| {
-            ClientError::Protocol(format!("`{method}` result has the wrong shape: {e}"))
+            ClientError::Protocol(sanitize(&format!(
+                "`{method}` result has the wrong shape: {e}"
+            )))
         })
     }
 

@@ -163,18 +163,34 @@ impl ConnectionState {
         Some(entry)
     }
 
-    /// Route one chat event to its chat. `chat/finish` ends the chat's bookkeeping.
-    pub fn deliver(&self, request_id: &str, event_id: Option<i64>, event: ChatEvent) -> Delivery {
+    /// Route one chat event to its chat: `owner` is the chat's `requestId` when the event
+    /// does not carry it (titles), otherwise the event's own. `chat/finish` ends the chat's
+    /// bookkeeping. No allocation on the common path: the key is borrowed from the event.
+    pub fn deliver(
+        &self,
+        owner: Option<&str>,
+        event_id: Option<i64>,
+        event: ChatEvent,
+    ) -> Delivery {
         let mut routes = self.routes.lock();
-        let Some(entry) = routes.chats.get_mut(request_id) else {
+        let key = owner.unwrap_or_else(|| event.request_id());
+        let Some(entry) = routes.chats.get_mut(key) else {
+            tracing::debug!(request_id = key, "event for no open chat, dropped");
             return Delivery::Unknown;
         };
         if event_id.is_some() && entry.last_event_id == event_id {
+            tracing::debug!(request_id = key, "event sent twice, dropped");
             return Delivery::Duplicate;
         }
         if entry.tx.capacity() <= RESERVED_SLOTS {
             let capacity = entry.tx.max_capacity();
-            if let Some(entry) = Self::remove_chat(&mut routes, request_id) {
+            tracing::warn!(
+                request_id = key,
+                capacity,
+                "chat consumer too slow, chat ended"
+            );
+            let key = key.to_owned();
+            if let Some(entry) = Self::remove_chat(&mut routes, &key) {
                 let _ = entry.tx.try_send(Err(ClientError::Protocol(format!(
                     "chat consumer too slow: {capacity} events unread"
                 ))));
@@ -183,23 +199,26 @@ impl ConnectionState {
         }
         let finish = matches!(event, ChatEvent::Finish(_));
         let learned_session = if entry.session_id.is_empty() {
-            event
-                .session_id()
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
+            event.session_id().map(str::to_owned)
         } else {
             None
         };
+        // Needed after the event moves only when the chat ends or learns its session.
+        let key = (finish || learned_session.is_some()).then(|| key.to_owned());
         if entry.tx.try_send(Ok(event)).is_err() {
             // The stream is being dropped; its guard frees the entry.
             return Delivery::Unknown;
         }
         entry.last_event_id = event_id;
-        if finish {
-            Self::remove_chat(&mut routes, request_id);
-        } else if let Some(session_id) = learned_session {
-            entry.session_id.clone_from(&session_id);
-            routes.sessions.insert(session_id, request_id.to_owned());
+        if let Some(session_id) = &learned_session {
+            entry.session_id.clone_from(session_id);
+        }
+        if let Some(key) = key {
+            if finish {
+                Self::remove_chat(&mut routes, &key);
+            } else if let Some(session_id) = learned_session {
+                routes.sessions.insert(session_id, key);
+            }
         }
         Delivery::Delivered
     }
