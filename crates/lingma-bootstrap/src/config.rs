@@ -35,59 +35,87 @@ pub const DEFAULT_PROGRESS_STEP_BYTES: u64 = 16 * 1024 * 1024;
 #[derive(Debug, Clone, clap::Args)]
 pub struct BootstrapConfig {
     /// Where the binary comes from: image (no download) | marketplace | vsix.
-    #[arg(long = "lingma-source-type", env = "LINGMA_SOURCE_TYPE", value_enum, default_value_t = SourceType::Marketplace)]
+    #[arg(
+        id = "lingma_source_type",
+        long = "lingma-source-type", env = "LINGMA_SOURCE_TYPE", value_enum, default_value_t = SourceType::Marketplace)]
     pub source: SourceType,
 
     /// Marketplace publisher of the Lingma extension.
-    #[arg(long = "lingma-marketplace-publisher", env = "LINGMA_MARKETPLACE_PUBLISHER", default_value = DEFAULT_PUBLISHER)]
+    #[arg(
+        id = "lingma_marketplace_publisher",
+        long = "lingma-marketplace-publisher", env = "LINGMA_MARKETPLACE_PUBLISHER", default_value = DEFAULT_PUBLISHER)]
     pub marketplace_publisher: String,
 
     /// Marketplace name of the Lingma extension.
-    #[arg(long = "lingma-marketplace-extension", env = "LINGMA_MARKETPLACE_EXTENSION", default_value = DEFAULT_EXTENSION)]
+    #[arg(
+        id = "lingma_marketplace_extension",
+        long = "lingma-marketplace-extension", env = "LINGMA_MARKETPLACE_EXTENSION", default_value = DEFAULT_EXTENSION)]
     pub marketplace_extension: String,
 
     /// Extension version to download from the marketplace (empty = latest). Pin it in production.
-    #[arg(long = "lingma-version", env = "LINGMA_VERSION")]
-    pub version: Option<String>,
+    #[arg(id = "lingma_version", long = "lingma-version", env = "LINGMA_VERSION")]
+    pub pinned_version: Option<String>,
 
     /// Base URL of the marketplace gallery API (tests point it at a local server).
-    #[arg(long = "lingma-marketplace-url", env = "LINGMA_MARKETPLACE_URL", default_value = DEFAULT_MARKETPLACE_URL)]
+    #[arg(
+        id = "lingma_marketplace_url",
+        long = "lingma-marketplace-url", env = "LINGMA_MARKETPLACE_URL", default_value = DEFAULT_MARKETPLACE_URL)]
     pub marketplace_url: String,
 
     /// URL of the VSIX when the source is `vsix`.
-    #[arg(long = "lingma-vsix-url", env = "LINGMA_VSIX_URL")]
+    #[arg(
+        id = "lingma_vsix_url",
+        long = "lingma-vsix-url",
+        env = "LINGMA_VSIX_URL"
+    )]
     pub vsix_url: Option<String>,
 
     /// Check the source at every start; a download identical to the install is not reinstalled.
-    #[arg(long = "lingma-bootstrap-always", env = "LINGMA_BOOTSTRAP_ALWAYS", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    #[arg(
+        id = "lingma_bootstrap_always",
+        long = "lingma-bootstrap-always", env = "LINGMA_BOOTSTRAP_ALWAYS", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub bootstrap_always: bool,
 
     /// Download and reinstall at every start, even when the same version is installed.
-    #[arg(long = "lingma-force-refresh", env = "LINGMA_FORCE_REFRESH", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    #[arg(
+        id = "lingma_force_refresh",
+        long = "lingma-force-refresh", env = "LINGMA_FORCE_REFRESH", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub force_refresh: bool,
 
     /// Lingma's working directory; binaries go to `<dir>/bin/<version>/<platform>/`.
-    #[arg(long = "lingma-work-dir", env = "LINGMA_WORK_DIR", default_value = DEFAULT_WORK_DIR)]
+    #[arg(
+        id = "lingma_work_dir",
+        long = "lingma-work-dir", env = "LINGMA_WORK_DIR", default_value = DEFAULT_WORK_DIR)]
     pub work_dir: PathBuf,
 
     /// Use this Lingma binary as is, whatever the source (no download; empty = unset).
-    #[arg(long = "lingma-bin", env = "LINGMA_BIN", value_parser = any_path)]
+    #[arg(
+        id = "lingma_bin",
+        long = "lingma-bin", env = "LINGMA_BIN", value_parser = any_path)]
     pub lingma_bin: Option<PathBuf>,
 
     /// Platform directory to install: x86_64_linux | aarch64_linux | auto (or empty: detect).
-    #[arg(long = "lingma-platform", env = "LINGMA_PLATFORM", default_value = "auto", value_parser = parse_platform_choice)]
+    #[arg(
+        id = "lingma_platform",
+        long = "lingma-platform", env = "LINGMA_PLATFORM", default_value = "auto", value_parser = parse_platform_choice)]
     pub platform: PlatformChoice,
 
     /// Largest package accepted, in bytes (also caps each unpacked file).
-    #[arg(long = "lingma-download-max-bytes", env = "LINGMA_DOWNLOAD_MAX_BYTES", default_value_t = DEFAULT_MAX_BYTES)]
+    #[arg(
+        id = "lingma_download_max_bytes",
+        long = "lingma-download-max-bytes", env = "LINGMA_DOWNLOAD_MAX_BYTES", default_value_t = DEFAULT_MAX_BYTES)]
     pub max_bytes: u64,
 
     /// Seconds to wait for the TCP/TLS connection of the download.
-    #[arg(long = "lingma-download-connect-timeout-sec", env = "LINGMA_DOWNLOAD_CONNECT_TIMEOUT_SEC", default_value_t = DEFAULT_CONNECT_TIMEOUT_SEC)]
+    #[arg(
+        id = "lingma_download_connect_timeout_sec",
+        long = "lingma-download-connect-timeout-sec", env = "LINGMA_DOWNLOAD_CONNECT_TIMEOUT_SEC", default_value_t = DEFAULT_CONNECT_TIMEOUT_SEC)]
     pub connect_timeout_sec: u64,
 
     /// Seconds without a received byte after which the download is abandoned.
-    #[arg(long = "lingma-download-idle-timeout-sec", env = "LINGMA_DOWNLOAD_IDLE_TIMEOUT_SEC", default_value_t = DEFAULT_IDLE_TIMEOUT_SEC)]
+    #[arg(
+        id = "lingma_download_idle_timeout_sec",
+        long = "lingma-download-idle-timeout-sec", env = "LINGMA_DOWNLOAD_IDLE_TIMEOUT_SEC", default_value_t = DEFAULT_IDLE_TIMEOUT_SEC)]
     pub idle_timeout_sec: u64,
 
     /// Bytes between two progress log lines (not a flag).
@@ -102,7 +130,7 @@ impl BootstrapConfig {
             source,
             marketplace_publisher: DEFAULT_PUBLISHER.to_owned(),
             marketplace_extension: DEFAULT_EXTENSION.to_owned(),
-            version: None,
+            pinned_version: None,
             marketplace_url: DEFAULT_MARKETPLACE_URL.to_owned(),
             vsix_url: None,
             bootstrap_always: false,
@@ -158,7 +186,7 @@ impl BootstrapConfig {
                     path_segment("LINGMA_MARKETPLACE_PUBLISHER", &self.marketplace_publisher)?;
                 let extension =
                     path_segment("LINGMA_MARKETPLACE_EXTENSION", &self.marketplace_extension)?;
-                let version = match self.version.as_deref().map(str::trim) {
+                let version = match self.pinned_version.as_deref().map(str::trim) {
                     Some(v) if !v.is_empty() => path_segment("LINGMA_VERSION", v)?,
                     _ => "latest",
                 };
@@ -236,7 +264,9 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    /// Like the sidecar's CLI: `version` must not clash with clap's `--version`.
     #[derive(Parser)]
+    #[command(version)]
     struct Cli {
         #[command(flatten)]
         config: BootstrapConfig,
@@ -251,7 +281,7 @@ mod tests {
                 "https://marketplace.visualstudio.com/_apis/public/gallery/publishers/Alibaba-Cloud/vsextensions/tongyi-lingma/latest/vspackage"
             )
         );
-        config.version = Some("2.5.20".into());
+        config.pinned_version = Some("2.5.20".into());
         config.marketplace_url = "http://127.0.0.1:9/".into();
         assert_eq!(
             config.download_url().expect("url").as_deref(),
@@ -264,7 +294,7 @@ mod tests {
     #[test]
     fn rejects_path_tricks_and_missing_vsix_url() {
         let mut config = BootstrapConfig::new(SourceType::Marketplace, "/tmp/x");
-        config.version = Some("../../x".into());
+        config.pinned_version = Some("../../x".into());
         assert!(matches!(
             config.download_url(),
             Err(BootstrapError::Config(_))

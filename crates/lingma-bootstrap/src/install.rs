@@ -119,10 +119,14 @@ pub(crate) fn lock_and_clean(layout: &Layout) -> Result<WorkDirLock, BootstrapEr
     file.lock()
         .map_err(|err| BootstrapError::io("locking", &lock_path, err))?;
     let tmp = layout.tmp_dir();
+    let leftovers = fs::read_dir(&tmp)
+        .map(|entries| entries.count())
+        .unwrap_or(0);
     match fs::remove_dir_all(&tmp) {
-        Ok(()) => {
-            tracing::info!(dir = %tmp.display(), "removed leftovers of an interrupted bootstrap")
+        Ok(()) if leftovers > 0 => {
+            tracing::info!(dir = %tmp.display(), leftovers, "removed leftovers of an interrupted bootstrap");
         }
+        Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => return Err(BootstrapError::io("cleaning", &tmp, err)),
     }

@@ -12,7 +12,10 @@ use lingma_bootstrap::{
     BootstrapConfig, BootstrapError, InstalledBinary, Origin, SourceType, active_install,
     ensure_binary,
 };
-use support::{PackageServer, Reply, marketplace_config, run, tmp_leftovers, vsix};
+use support::{
+    PackageServer, Reply, marketplace_config, partial_download_seen, run, tmp_leftovers, vsix,
+};
+use test_support::wait_until;
 
 const PLATFORMS: [&str; 2] = ["x86_64_linux", "aarch64_linux"];
 
@@ -207,14 +210,11 @@ async fn a_download_abandoned_midway_never_replaces_the_old_install() {
         let config = config.clone();
         async move { ensure_binary(&config).await }
     });
-    let partial_seen = poll(Duration::from_secs(10), || {
-        tmp_leftovers(work.path()).iter().any(|dir| {
-            std::fs::metadata(dir.join("package.download"))
-                .is_ok_and(|meta| meta.len() >= half as u64)
-        })
+    let partial_seen = wait_until(Duration::from_secs(10), || {
+        std::future::ready(partial_download_seen(work.path(), half as u64))
     })
     .await;
-    assert!(partial_seen, "the partial download never appeared");
+    assert!(partial_seen.is_ok(), "the partial download never appeared");
     assert_still_active(&config, &old).await;
     task.abort();
     assert!(task.await.expect_err("aborted").is_cancelled());
@@ -289,15 +289,4 @@ async fn explicit_and_image_binaries_are_checked_without_download() {
         "{err}"
     );
     assert_eq!(server.requests(), 0);
-}
-
-async fn poll(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    check()
 }

@@ -133,7 +133,7 @@ async fn pinned_version_is_in_the_marketplace_url() {
     let server = PackageServer::start(Reply::Body(vsix("2.5.20", &PLATFORMS).into())).await;
     let work = tempfile::tempdir().expect("tempdir");
     let mut config = marketplace_config(&server, work.path());
-    config.version = Some("2.5.20".into());
+    config.pinned_version = Some("2.5.20".into());
     ensure_binary(&config).await.expect("install");
     assert_eq!(
         server.paths(),
@@ -165,7 +165,7 @@ async fn another_source_url_is_not_served_from_the_cache() {
     let mut config = marketplace_config(&server, work.path());
     ensure_binary(&config).await.expect("install latest");
     server.set_reply(Reply::Body(vsix("2.5.19", &PLATFORMS).into()));
-    config.version = Some("2.5.19".into());
+    config.pinned_version = Some("2.5.19".into());
 
     let pinned = ensure_binary(&config).await.expect("install pinned");
 

@@ -44,6 +44,12 @@ fn zip_bytes(entries: &[(String, Vec<u8>)], method: zip::CompressionMethod) -> V
 /// A VSIX like the Lingma extension's: `extension/dist/bin/lingma-<version>.zip` holding
 /// `<version>/<platform>/Lingma` and `LingmaLocal` for each platform given.
 pub fn vsix(version: &str, platforms: &[&str]) -> Vec<u8> {
+    vsix_padded(version, platforms, 0)
+}
+
+/// [`vsix`] with an incompressible `padding_bytes`-long extra entry, for tests that need a
+/// package big enough to log progress or to be caught mid-download.
+pub fn vsix_padded(version: &str, platforms: &[&str], padding_bytes: usize) -> Vec<u8> {
     let mut nested = Vec::new();
     for platform in platforms {
         for name in ["Lingma", "LingmaLocal"] {
@@ -69,9 +75,27 @@ pub fn vsix(version: &str, platforms: &[&str]) -> Vec<u8> {
                 format!("{{\"version\":\"{version}\"}}").into_bytes(),
             ),
             (format!("extension/dist/bin/lingma-{version}.zip"), nested),
+            (
+                "extension/dist/media/padding.bin".into(),
+                noise(padding_bytes),
+            ),
         ],
         zip::CompressionMethod::Stored,
     )
+}
+
+/// Deterministic incompressible bytes (xorshift), so sizes survive zip and gzip.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -218,6 +242,13 @@ pub fn tmp_leftovers(work_dir: &Path) -> Vec<PathBuf> {
         Ok(entries) => entries.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
         Err(_) => Vec::new(),
     }
+}
+
+/// Whether a scratch dir holds a partial download of at least `min_bytes`.
+pub fn partial_download_seen(work_dir: &Path, min_bytes: u64) -> bool {
+    tmp_leftovers(work_dir).iter().any(|dir| {
+        std::fs::metadata(dir.join("package.download")).is_ok_and(|meta| meta.len() >= min_bytes)
+    })
 }
 
 /// Runs a fake binary and returns what it printed.
