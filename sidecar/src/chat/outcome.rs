@@ -1,0 +1,132 @@
+//! How Lingma's results map onto the mux protocol: `chat/finish.statusCode` (section 7 of
+//! lingma-protocol.md) and client errors to a finish reason or an error kind with a short,
+//! fixed, safe message (never upstream text), and the usage estimate.
+
+use lingma_protocol::ClientError;
+use lingma_protocol::wire::finish_codes;
+use mux_protocol::{ErrorKind, FinishReason, Usage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: &'static str,
+}
+
+impl Failure {
+    pub const fn new(kind: ErrorKind, message: &'static str) -> Self {
+        Self { kind, message }
+    }
+
+    /// Whether a failure on a continued session is worth one retry as a fresh session:
+    /// not when the account itself is the problem.
+    pub fn retry_fresh(&self) -> bool {
+        !matches!(
+            self.kind,
+            ErrorKind::RateLimited | ErrorKind::UpstreamAuth | ErrorKind::Cancelled
+        )
+    }
+}
+
+/// `chat/finish.statusCode` -> a finish reason, or a failure.
+pub fn classify_finish(status_code: i64) -> Result<FinishReason, Failure> {
+    match status_code {
+        // Some builds leave the code at 0 on success (the plugin audits "status code 0").
+        finish_codes::OK | 0 => Ok(FinishReason::Stop),
+        finish_codes::FILTERED | finish_codes::FILTERED_ALT => Ok(FinishReason::ContentFilter),
+        finish_codes::RATE_LIMITED => Err(Failure::new(
+            ErrorKind::RateLimited,
+            "Lingma account is rate limited",
+        )),
+        finish_codes::UNAUTHORIZED | finish_codes::FORBIDDEN => Err(Failure::new(
+            ErrorKind::UpstreamAuth,
+            "Lingma account was refused (auth or quota)",
+        )),
+        finish_codes::TIMEOUT => Err(Failure::new(
+            ErrorKind::Timeout,
+            "Lingma timed out or gave an empty answer",
+        )),
+        _ => Err(Failure::new(ErrorKind::Upstream, "Lingma failed the chat")),
+    }
+}
+
+/// A client error -> a failure. The error's own text is never forwarded.
+pub fn classify_client_error(e: &ClientError) -> Failure {
+    match e {
+        ClientError::ConnectionLost => {
+            Failure::new(ErrorKind::ConnectionLost, "connection to Lingma lost")
+        }
+        ClientError::Timeout { .. } => {
+            Failure::new(ErrorKind::Timeout, "Lingma did not answer in time")
+        }
+        ClientError::Upstream { .. } => {
+            Failure::new(ErrorKind::Upstream, "Lingma answered with an error")
+        }
+        ClientError::Protocol(_) => {
+            Failure::new(ErrorKind::Upstream, "Lingma sent an invalid message")
+        }
+        ClientError::Rejected(_) => Failure::new(ErrorKind::Upstream, "Lingma refused the chat"),
+        ClientError::Connect(_) | ClientError::Closed => {
+            Failure::new(ErrorKind::Unavailable, "not connected to Lingma")
+        }
+    }
+}
+
+/// Rough token count (about four characters a token); Lingma reports none per chat.
+pub fn estimate_tokens(chars: usize) -> u32 {
+    u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX)
+}
+
+pub fn estimated_usage(prompt_chars: usize, completion_chars: usize) -> Usage {
+    let prompt_tokens = estimate_tokens(prompt_chars);
+    let completion_tokens = estimate_tokens(completion_chars);
+    Usage {
+        prompt_tokens,
+        completion_tokens,
+        total_tokens: prompt_tokens.saturating_add(completion_tokens),
+        estimated: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_codes_map_as_section_7_says() {
+        assert_eq!(classify_finish(200), Ok(FinishReason::Stop));
+        assert_eq!(classify_finish(601), Ok(FinishReason::ContentFilter));
+        assert_eq!(classify_finish(406), Ok(FinishReason::ContentFilter));
+        let kind = |c| classify_finish(c).err().map(|f| f.kind);
+        assert_eq!(kind(429), Some(ErrorKind::RateLimited));
+        assert_eq!(kind(401), Some(ErrorKind::UpstreamAuth));
+        assert_eq!(kind(403), Some(ErrorKind::UpstreamAuth));
+        assert_eq!(kind(408), Some(ErrorKind::Timeout));
+        assert_eq!(kind(500), Some(ErrorKind::Upstream));
+        assert_eq!(kind(90000), Some(ErrorKind::Upstream));
+    }
+
+    #[test]
+    fn client_errors_never_carry_upstream_text() {
+        let e = ClientError::Upstream {
+            code: -32603,
+            message: "secret-token-text".into(),
+        };
+        let f = classify_client_error(&e);
+        assert_eq!(f.kind, ErrorKind::Upstream);
+        assert!(!f.message.contains("secret"));
+        assert_eq!(
+            classify_client_error(&ClientError::ConnectionLost).kind,
+            ErrorKind::ConnectionLost
+        );
+    }
+
+    #[test]
+    fn usage_is_estimated() {
+        let u = estimated_usage(10, 4);
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (3, 1, 4)
+        );
+        assert!(u.estimated);
+    }
+}

@@ -1,0 +1,348 @@
+//! Command line and environment (names from `.env.example`). Every flag has its env name;
+//! secrets are read but never echoed (`hide_env_values`, redacting `Debug`).
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Sidecar of one Lingma process: supervises it, keeps it logged in, and serves its chats to
+/// the gateway over one authenticated, multiplexed WebSocket.
+#[derive(Debug, Parser)]
+#[command(name = "sidecar", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar (the default when no subcommand is given).
+    Run,
+    /// Download and unpack the Lingma binary into the work dir (not implemented yet: the
+    /// `lingma-bootstrap` crate will provide it).
+    Bootstrap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AskMode {
+    Chat,
+    Agent,
+}
+
+impl AskMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AskMode::Chat => "chat",
+            AskMode::Agent => "agent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Args)]
+pub struct Config {
+    // --- listening for the gateway ---
+    /// Address the sidecar listens on (mux WebSocket, probes, metrics).
+    #[arg(long, env = "SIDECAR_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, env = "SIDECAR_PORT", default_value_t = 8318)]
+    pub port: u16,
+    /// Name reported to the gateway (default: the host name, i.e. the pod name).
+    #[arg(long, env = "SIDECAR_NAME")]
+    pub name: Option<String>,
+    /// Bearer token the gateway must present.
+    #[arg(long, env = "SIDECAR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the bearer token (a mounted Secret).
+    #[arg(long, env = "SIDECAR_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Seconds open chats may take to finish after SIGTERM.
+    #[arg(long, env = "SIDECAR_DRAIN_TIMEOUT_SEC", default_value_t = 30)]
+    pub drain_timeout_sec: u64,
+
+    // --- the Lingma process ---
+    /// Path of the Lingma binary (or of lingma-sim).
+    #[arg(long, env = "LINGMA_BIN")]
+    pub lingma_bin: Option<PathBuf>,
+    /// Attach to a Lingma already listening on LINGMA_SOCKET_PORT instead of starting one.
+    #[arg(long, env = "LINGMA_ATTACH", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub lingma_attach: bool,
+    #[arg(long, env = "LINGMA_WORK_DIR", default_value = "/data/lingma")]
+    pub lingma_work_dir: PathBuf,
+    #[arg(long, env = "LINGMA_SOCKET_PORT", default_value_t = 36510)]
+    pub lingma_socket_port: u16,
+    #[arg(long, env = "LINGMA_HTTP_PORT", default_value_t = 37510)]
+    pub lingma_http_port: u16,
+    /// Seconds a started Lingma may take to accept WebSocket connections.
+    #[arg(long, env = "LINGMA_STARTUP_TIMEOUT", default_value_t = 40)]
+    pub lingma_startup_timeout: u64,
+    /// Deadline, in seconds, of one JSON-RPC call to Lingma.
+    #[arg(long, env = "LINGMA_RPC_TIMEOUT", default_value_t = 30)]
+    pub lingma_rpc_timeout: u64,
+    /// Chats Lingma runs at once; 0 = unlimited.
+    #[arg(long, env = "LINGMA_MAX_CONCURRENT_CHATS", default_value_t = 1)]
+    pub lingma_max_concurrent_chats: u32,
+    /// A chat that receives nothing from Lingma for this long ends with a timeout error.
+    #[arg(long, env = "LINGMA_CHAT_IDLE_TIMEOUT_SEC", default_value_t = 120)]
+    pub lingma_chat_idle_timeout_sec: u64,
+
+    // --- chat defaults ---
+    #[arg(long, env = "DEFAULT_MODEL", default_value = "org_auto")]
+    pub default_model: String,
+    #[arg(long, env = "DEFAULT_ASK_MODE", value_enum, default_value = "chat")]
+    pub default_ask_mode: AskMode,
+    /// Enterprise dedicated-domain endpoint (set with config/updateEndpoint on connect).
+    #[arg(long, env = "DEDICATED_DOMAIN_URL")]
+    pub dedicated_domain_url: Option<String>,
+
+    // --- login ---
+    #[arg(long, env = "AUTO_LOGIN_ENABLED", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub auto_login_enabled: bool,
+    /// Run the login browser headless (used by the browser login driver, issue 7).
+    #[arg(long, env = "AUTO_LOGIN_HEADLESS", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub auto_login_headless: bool,
+    /// Seconds one login attempt may take.
+    #[arg(long, env = "AUTO_LOGIN_TIMEOUT", default_value_t = 180)]
+    pub auto_login_timeout: u64,
+    /// Attempts after the first failure before the login state becomes failed.
+    #[arg(long, env = "AUTO_LOGIN_MAX_RETRY", default_value_t = 2)]
+    pub auto_login_max_retry: u32,
+    /// Seconds between login checks (auth/status) while connected, to notice expiry.
+    #[arg(long, env = "SIDECAR_LOGIN_CHECK_INTERVAL_SEC", default_value_t = 30)]
+    pub login_check_interval_sec: u64,
+    #[arg(long, env = "LINGMA_USERNAME")]
+    pub lingma_username: Option<String>,
+    #[arg(long, env = "LINGMA_PASSWORD", hide_env_values = true)]
+    pub lingma_password: Option<String>,
+    /// Accounts: CSV "u1:p1,u2:p2" or JSON [{"username","password"}].
+    #[arg(long, env = "LINGMA_ACCOUNTS", hide_env_values = true)]
+    pub lingma_accounts: Option<String>,
+    /// Accounts as a file (same formats as LINGMA_ACCOUNTS).
+    #[arg(long, env = "LINGMA_ACCOUNTS_FILE")]
+    pub lingma_accounts_file: Option<PathBuf>,
+    /// Which account this process uses: a number, or "auto" (ordinal at the end of the host name).
+    #[arg(long, env = "LINGMA_ACCOUNT_SLOT", default_value = "auto")]
+    pub lingma_account_slot: String,
+
+    // --- session map ---
+    #[arg(long, env = "SESSION_REUSE_ENABLED", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub session_reuse_enabled: bool,
+    #[arg(long, env = "SESSION_CACHE_MAX_ENTRIES", default_value_t = 256)]
+    pub session_cache_max_entries: usize,
+    #[arg(long, env = "SESSION_CACHE_TTL_SEC", default_value_t = 1800)]
+    pub session_cache_ttl_sec: u64,
+
+    // --- telemetry ---
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl std::fmt::Debug for Config {
+    // Secrets (token, password, accounts) must never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |o: &Option<String>| o.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("name", &self.name)
+            .field("token", &redacted(&self.token))
+            .field("token_file", &self.token_file)
+            .field("lingma_bin", &self.lingma_bin)
+            .field("lingma_attach", &self.lingma_attach)
+            .field("lingma_work_dir", &self.lingma_work_dir)
+            .field("lingma_socket_port", &self.lingma_socket_port)
+            .field("lingma_http_port", &self.lingma_http_port)
+            .field(
+                "lingma_max_concurrent_chats",
+                &self.lingma_max_concurrent_chats,
+            )
+            .field("default_model", &self.default_model)
+            .field("default_ask_mode", &self.default_ask_mode)
+            .field("auto_login_enabled", &self.auto_login_enabled)
+            .field("lingma_username", &self.lingma_username)
+            .field("lingma_password", &redacted(&self.lingma_password))
+            .field("lingma_accounts", &redacted(&self.lingma_accounts))
+            .field("lingma_accounts_file", &self.lingma_accounts_file)
+            .field("session_reuse_enabled", &self.session_reuse_enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors in the configuration; never carry a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid listen address {0}")]
+    ListenAddress(String),
+    #[error("cannot read SIDECAR_TOKEN_FILE {path}: {reason}")]
+    TokenFile { path: String, reason: String },
+    #[error("SIDECAR_TOKEN_FILE {0} is empty")]
+    EmptyTokenFile(String),
+}
+
+impl Config {
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let text = if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        text.parse()
+            .map_err(|_| ConfigError::ListenAddress(text.clone()))
+    }
+
+    /// The gateway token: SIDECAR_TOKEN_FILE wins over SIDECAR_TOKEN; `None` = no auth.
+    pub fn gateway_token(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::TokenFile {
+                path: path.display().to_string(),
+                reason: e.kind().to_string(),
+            })?;
+            let token = text.trim();
+            if token.is_empty() {
+                return Err(ConfigError::EmptyTokenFile(path.display().to_string()));
+            }
+            return Ok(Some(token.to_owned()));
+        }
+        Ok(self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned))
+    }
+
+    /// Name reported to the gateway: SIDECAR_NAME, else the host name.
+    pub fn instance_name(&self) -> String {
+        self.name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(crate::accounts::host_name)
+    }
+
+    pub fn rpc_timeout(&self) -> Duration {
+        Duration::from_secs(self.lingma_rpc_timeout.max(1))
+    }
+
+    pub fn startup_timeout(&self) -> Duration {
+        Duration::from_secs(self.lingma_startup_timeout.max(1))
+    }
+
+    pub fn chat_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.lingma_chat_idle_timeout_sec.max(1))
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_sec)
+    }
+
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.auto_login_timeout.max(1))
+    }
+
+    pub fn login_check_interval(&self) -> Duration {
+        Duration::from_secs(self.login_check_interval_sec.max(1))
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_cache_ttl_sec)
+    }
+
+    /// WebSocket URL of the Lingma process.
+    pub fn lingma_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.lingma_socket_port)
+    }
+
+    /// Dedicated domain, when one is set (empty = public cloud).
+    pub fn dedicated_domain(&self) -> Option<&str> {
+        self.dedicated_domain_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut all = vec!["sidecar"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("valid command line")
+    }
+
+    #[test]
+    fn defaults_follow_env_example() {
+        let cli = parse(&[]);
+        let c = cli.config;
+        assert_eq!(c.port, 8318);
+        assert_eq!(c.lingma_socket_port, 36510);
+        assert_eq!(c.lingma_http_port, 37510);
+        assert_eq!(c.lingma_max_concurrent_chats, 1);
+        assert_eq!(c.default_model, "org_auto");
+        assert_eq!(c.default_ask_mode, AskMode::Chat);
+        assert!(c.auto_login_enabled);
+        assert!(c.session_reuse_enabled);
+        assert!(!c.lingma_attach);
+        assert_eq!(c.session_cache_max_entries, 256);
+        assert_eq!(c.session_cache_ttl_sec, 1800);
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn booleans_take_values_and_bare_flags() {
+        let c = parse(&["--lingma-attach", "--session-reuse-enabled", "false"]).config;
+        assert!(c.lingma_attach);
+        assert!(!c.session_reuse_enabled);
+        assert!(matches!(
+            parse(&["bootstrap"]).command,
+            Some(Command::Bootstrap)
+        ));
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = parse(&[
+            "--token",
+            "tok-very-secret",
+            "--lingma-password",
+            "pw-very-secret",
+            "--lingma-accounts",
+            "u:pw-in-list",
+        ])
+        .config;
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("very-secret") && !text.contains("pw-in-list"),
+            "{text}"
+        );
+        assert_eq!(
+            c.gateway_token().expect("token"),
+            Some("tok-very-secret".into())
+        );
+    }
+
+    #[test]
+    fn listen_address_parses_v4_and_v6() {
+        let c = parse(&["--host", "::1", "--port", "9000"]).config;
+        assert_eq!(c.listen_addr().expect("addr").port(), 9000);
+        let c = parse(&["--host", "0.0.0.0"]).config;
+        assert!(c.listen_addr().is_ok());
+        let c = parse(&["--host", "not an address"]).config;
+        assert!(c.listen_addr().is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! The sidecar's HTTP surface: the mux WebSocket, probes, metrics and login control.
+//!
+//! | path | auth | what |
+//! |------|------|------|
+//! | `GET /v1/mux` | token | WebSocket upgrade, sub-protocol `lingma-mux.v1` |
+//! | `GET /healthz` | - | the process is alive |
+//! | `GET /readyz` | - | connected + logged in + not draining (503 otherwise) |
+//! | `GET /metrics` | - | Prometheus text |
+//! | `GET /login/status` | token | the login state |
+//! | `POST /login/start` | token | log in now (even when auto-login is off or failed) |
+
+use crate::state::SidecarState;
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use mux_protocol::{MUX_PATH, PROTOCOL_VERSION, SUBPROTOCOL};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use subtle::ConstantTimeEq;
+
+/// Largest message the gateway may send (a whole conversation).
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub sidecar: Arc<SidecarState>,
+    /// SHA-256 of the gateway token; `None` = no auth configured.
+    token_digest: Option<[u8; 32]>,
+}
+
+impl HttpState {
+    pub fn new(sidecar: Arc<SidecarState>, token: Option<&str>) -> Self {
+        Self {
+            sidecar,
+            token_digest: token.map(digest),
+        }
+    }
+
+    /// Constant-time check of `Authorization: Bearer <token>`. Comparing digests keeps the
+    /// comparison length-independent too.
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(expected) = &self.token_digest else {
+            return true;
+        };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        match presented {
+            Some(token) => bool::from(digest(token).ct_eq(expected)),
+            None => false,
+        }
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route(MUX_PATH, get(mux_upgrade))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/login/status", get(login_status))
+        .route("/login/start", post(login_start))
+        .with_state(state)
+}
+
+/// The one error type of the HTTP layer; one JSON body shape.
+enum HttpError {
+    Unauthorized,
+    BadVersion,
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            HttpError::Unauthorized => (StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
+            HttpError::BadVersion => (
+                StatusCode::BAD_REQUEST,
+                "unsupported lingma-mux protocol version",
+            ),
+        };
+        let mut resp =
+            (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+#[derive(Deserialize)]
+struct MuxQuery {
+    v: Option<u32>,
+}
+
+async fn mux_upgrade(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Query(query): Query<MuxQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, HttpError> {
+    if !state.authorized(&headers) {
+        return Err(HttpError::Unauthorized);
+    }
+    if query.v.is_some_and(|v| v != PROTOCOL_VERSION) {
+        return Err(HttpError::BadVersion);
+    }
+    let sidecar = state.sidecar.clone();
+    Ok(ws
+        .protocols([SUBPROTOCOL])
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| crate::mux::serve(socket, sidecar)))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let h = state.sidecar.health();
+    let body = axum::Json(serde_json::json!({
+        "ready": h.ready(),
+        "connection": crate::metrics::connection_label(h.connection),
+        "login": crate::metrics::login_label(&h.login),
+        "draining": h.draining,
+    }));
+    let status = if h.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body).into_response()
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    state.sidecar.refresh_gauges();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.sidecar.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn login_status(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    if !state.authorized(&headers) {
+        return Err(HttpError::Unauthorized);
+    }
+    Ok(axum::Json(state.sidecar.health().login).into_response())
+}
+
+async fn login_start(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    if !state.authorized(&headers) {
+        return Err(HttpError::Unauthorized);
+    }
+    state.sidecar.login_forced.store(true, Ordering::Relaxed);
+    state.sidecar.login_check.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(state.sidecar.health().login),
+    )
+        .into_response())
+}

@@ -1,0 +1,131 @@
+//! The supervised Lingma process: `LINGMA_BIN start --workDir D --socketPort P --httpPort H`,
+//! restarted with exponential backoff (with jitter) whenever it exits, stopped with SIGINT
+//! (then SIGKILL after a grace period) on shutdown.
+
+use crate::state::SidecarState;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+/// How long a process must have run for its next crash to restart without delay growth.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+/// Grace period between SIGINT and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub bin: PathBuf,
+    pub work_dir: PathBuf,
+    pub socket_port: u16,
+    pub http_port: u16,
+}
+
+impl ProcessSpec {
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("start")
+            .arg("--workDir")
+            .arg(&self.work_dir)
+            .arg("--socketPort")
+            .arg(self.socket_port.to_string())
+            .arg("--httpPort")
+            .arg(self.http_port.to_string())
+            // Lingma keeps its own log under workDir/logs; its stdout could carry account
+            // details, so it does not go to ours.
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+}
+
+fn restart_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(15))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Run Lingma until `stop` is cancelled, restarting it when it exits.
+pub async fn supervise(spec: ProcessSpec, state: Arc<SidecarState>, stop: CancellationToken) {
+    let mut backoff = restart_backoff();
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        if let Err(e) = std::fs::create_dir_all(&spec.work_dir) {
+            tracing::warn!(dir = %spec.work_dir.display(), error = %e.kind(), "cannot create the Lingma work dir");
+        }
+        let started = tokio::time::Instant::now();
+        match spec.command().spawn() {
+            Ok(child) => {
+                state.metrics.lingma_starts.inc();
+                tracing::info!(pid = child.id(), bin = %spec.bin.display(), "Lingma started");
+                if !run_until_exit(child, &stop).await {
+                    return;
+                }
+                if started.elapsed() >= HEALTHY_RUN {
+                    backoff = restart_backoff();
+                }
+            }
+            Err(e) => {
+                tracing::error!(bin = %spec.bin.display(), error = %e.kind(), "cannot start Lingma");
+            }
+        }
+        let delay = backoff.next().unwrap_or(Duration::from_secs(15));
+        tracing::info!(
+            delay_ms = delay.as_millis() as u64,
+            "restarting Lingma after a delay"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Wait for the child to exit (returns true) or for `stop` (stops it, returns false).
+async fn run_until_exit(mut child: Child, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        status = child.wait() => {
+            match status {
+                Ok(s) => tracing::warn!(status = %s, "Lingma exited"),
+                Err(e) => tracing::warn!(error = %e.kind(), "lost track of Lingma"),
+            }
+            true
+        }
+        _ = stop.cancelled() => {
+            stop_child(&mut child).await;
+            false
+        }
+    }
+}
+
+async fn stop_child(child: &mut Child) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok() {
+            tracing::info!("Lingma stopped");
+            return;
+        }
+    }
+    let _ = child.kill().await;
+    tracing::info!("Lingma killed after the grace period");
+}
+
+/// The binary to run: LINGMA_BIN, else none (bootstrap is not wired here yet).
+pub fn resolve_bin(setting: Option<&Path>) -> Option<PathBuf> {
+    setting
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+}

@@ -1,0 +1,167 @@
+//! Wiring: build the shared state from the configuration, start the Lingma supervisor and
+//! the HTTP server, and shut down in order on a signal.
+
+use crate::accounts::{self, AccountSources};
+use crate::config::Config;
+use crate::lingma_process::{self, ProcessSpec};
+use crate::login::{CallbackLoginDriver, LoginSettings};
+use crate::state::{ChatSettings, SidecarState};
+use crate::supervisor::{self, ConnectionSettings};
+use crate::{http, shutdown};
+use lingma_protocol::ClientOptions;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Why the sidecar could not start. Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Accounts(#[from] accounts::AccountError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error(
+        "LINGMA_BIN is not set (the bootstrap is not wired into the sidecar yet); set it or use LINGMA_ATTACH=true"
+    )]
+    NoBinary,
+}
+
+/// How often expired session-map entries are dropped.
+const SESSION_PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Run the sidecar until SIGTERM/SIGINT, then drain and stop.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let token = config.gateway_token()?;
+    if token.is_none() {
+        tracing::warn!(
+            "no SIDECAR_TOKEN or SIDECAR_TOKEN_FILE: the gateway endpoint accepts anyone"
+        );
+    }
+    let name = config.instance_name();
+    let account_list = accounts::load_accounts(&AccountSources {
+        file: config.lingma_accounts_file.as_deref(),
+        list: config.lingma_accounts.as_deref(),
+        username: config.lingma_username.as_deref(),
+        password: config.lingma_password.as_deref(),
+    })?;
+    let slot = accounts::account_slot(&config.lingma_account_slot, &accounts::host_name())?;
+    let account = accounts::account_for_slot(&account_list, slot).cloned();
+    tracing::info!(
+        slot,
+        accounts = account_list.len(),
+        has_account = account.is_some(),
+        "account selected"
+    );
+
+    let process = if config.lingma_attach {
+        None
+    } else {
+        let bin = lingma_process::resolve_bin(config.lingma_bin.as_deref())
+            .ok_or(StartError::NoBinary)?;
+        Some(ProcessSpec {
+            bin,
+            work_dir: config.lingma_work_dir.clone(),
+            socket_port: config.lingma_socket_port,
+            http_port: config.lingma_http_port,
+        })
+    };
+
+    let state = Arc::new(SidecarState::new(
+        name.clone(),
+        ChatSettings {
+            default_model: config.default_model.clone(),
+            ask_mode: config.default_ask_mode,
+            session_reuse: config.session_reuse_enabled,
+            auto_login: config.auto_login_enabled,
+        },
+        config.lingma_max_concurrent_chats,
+        config.session_cache_max_entries,
+        config.session_ttl(),
+    ));
+
+    let addr = config.listen_addr()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Listen {
+            addr: addr.to_string(),
+            reason: e.kind().to_string(),
+        })?;
+    tracing::info!(%addr, name, attach = config.lingma_attach, "sidecar listening");
+
+    let stop_lingma = CancellationToken::new();
+    let mut tasks = Vec::new();
+    if let Some(spec) = process {
+        tasks.push(tokio::spawn(lingma_process::supervise(
+            spec,
+            state.clone(),
+            stop_lingma.clone(),
+        )));
+    }
+    let connection = ConnectionSettings {
+        url: config.lingma_url(),
+        root_uri: format!("file://{}", config.lingma_work_dir.display()),
+        client: ClientOptions {
+            rpc_timeout: config.rpc_timeout(),
+            chat_idle_timeout: config.chat_idle_timeout(),
+            ..ClientOptions::default()
+        },
+        startup_timeout: config.startup_timeout(),
+        dedicated_domain: config.dedicated_domain().map(str::to_owned),
+        login: LoginSettings {
+            auto_login: config.auto_login_enabled,
+            attempt_timeout: config.login_timeout(),
+            max_retry: config.auto_login_max_retry,
+            check_interval: config.login_check_interval(),
+            account,
+            driver: Arc::new(CallbackLoginDriver::new(config.rpc_timeout())),
+        },
+    };
+    tasks.push(tokio::spawn(supervisor::run(
+        connection,
+        state.clone(),
+        stop_lingma.clone(),
+    )));
+    tasks.push(tokio::spawn(purge_sessions(
+        state.clone(),
+        stop_lingma.clone(),
+    )));
+
+    let app = http::router(http::HttpState::new(state.clone(), token.as_deref()));
+    let closing = state.closing.clone();
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { closing.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    shutdown::signal().await;
+    shutdown::drain(&state, config.drain_timeout()).await;
+    state.closing.cancel();
+    stop_lingma.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    tracing::info!("sidecar stopped");
+    Ok(())
+}
+
+async fn purge_sessions(state: Arc<SidecarState>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(SESSION_PURGE_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let dropped = state.sessions.purge_expired();
+                if dropped > 0 {
+                    tracing::debug!(dropped, "expired sessions dropped");
+                }
+            }
+            _ = stop.cancelled() => return,
+        }
+    }
+}
