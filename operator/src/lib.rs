@@ -4,4 +4,7 @@
 pub mod accounts;
 pub mod builders;
 pub mod crd;
+pub mod login;
+pub mod metrics;
+pub mod reconcile;
 pub mod status;
