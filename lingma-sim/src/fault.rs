@@ -1,0 +1,145 @@
+//! The faults a chat can be given: one enum, selectable at start (`--fault`) and at run
+//! time (control API, `SimHandle::set_fault`), for all chats or the next N.
+
+use clap::ValueEnum;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Fault {
+    /// Normal behaviour.
+    #[default]
+    None,
+    /// The process exits mid-stream (library: this simulator's servers stop).
+    Crash,
+    /// `chat/ask` is accepted, then nothing more is sent for it (until `chat/stop`).
+    Hang,
+    /// JSON-RPC error on `chat/ask`.
+    Error,
+    /// Long first token and slow chunks (--slow-first-token-ms, --slow-chunk-delay-ms).
+    Slow,
+    /// The WebSocket is closed (TCP dropped, no close frame) mid-stream.
+    Drop,
+    /// `chat/finish` with statusCode 429.
+    RateLimited,
+    /// `chat/finish` with statusCode 403.
+    Forbidden,
+    /// `chat/finish` with statusCode 408.
+    Timeout,
+    /// `chat/finish` with statusCode 500.
+    Internal,
+    /// Part of the answer, then `chat/finish` with statusCode 601 (content filtered).
+    Filtered,
+    /// A well-delimited frame whose body is not JSON, mid-stream.
+    MalformedFrame,
+    /// A frame shorter than its Content-Length, then the connection is dropped.
+    TruncatedFrame,
+    /// Frames for the chat after its `chat/finish`.
+    LateFrames,
+    /// The first answer delta is sent twice with the same JSON-RPC id.
+    DuplicateRequestId,
+    /// A reply (`isReply:true`) is silently treated as a new session (turn 1).
+    ForgetSession,
+    /// `chat/ask` fails as if logged out (the login state is unchanged).
+    NotLoggedIn,
+    /// `chat/finish` with statusCode 403 and reason "quota_exhausted" (errorCode 110).
+    QuotaExhausted,
+    /// JSON-RPC error on `chat/ask`: unknown model key.
+    UnknownModel,
+    /// `chat/ask` gets no reply at all and nothing is sent (client RPC timeout path).
+    NoReply,
+}
+
+impl Fault {
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn parse(name: &str) -> Option<Fault> {
+        <Fault as ValueEnum>::from_str(name.trim(), true).ok()
+    }
+
+    pub fn all_names() -> Vec<String> {
+        Fault::value_variants().iter().map(|f| f.name()).collect()
+    }
+}
+
+/// The fault currently armed, with an optional count of chats it still applies to.
+#[derive(Debug, Default)]
+pub struct FaultSlot {
+    armed: AtomicBool,
+    inner: Mutex<(Fault, Option<u32>)>,
+}
+
+impl FaultSlot {
+    pub fn new(fault: Fault, times: Option<u32>) -> Self {
+        let slot = Self::default();
+        slot.set(fault, times);
+        slot
+    }
+
+    /// Arm `fault` for the next `times` chats (None = until cleared); `Fault::None` clears.
+    pub fn set(&self, fault: Fault, times: Option<u32>) {
+        let mut inner = self.inner.lock();
+        let active = fault != Fault::None && times != Some(0);
+        *inner = if active {
+            (fault, times)
+        } else {
+            (Fault::None, None)
+        };
+        self.armed.store(active, Ordering::Release);
+    }
+
+    pub fn current(&self) -> (Fault, Option<u32>) {
+        *self.inner.lock()
+    }
+
+    /// The fault for the chat starting now (consumes one of its `times`).
+    pub fn take(&self) -> Fault {
+        if !self.armed.load(Ordering::Acquire) {
+            return Fault::None;
+        }
+        let mut inner = self.inner.lock();
+        let fault = inner.0;
+        match inner.1 {
+            Some(n) if n <= 1 => {
+                *inner = (Fault::None, None);
+                self.armed.store(false, Ordering::Release);
+            }
+            Some(n) => inner.1 = Some(n - 1),
+            None => {}
+        }
+        fault
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_in_snake_case() {
+        assert_eq!(Fault::RateLimited.name(), "rate_limited");
+        assert_eq!(Fault::parse("late_frames"), Some(Fault::LateFrames));
+        assert_eq!(Fault::parse("nope"), None);
+        assert!(Fault::all_names().contains(&"duplicate_request_id".to_owned()));
+    }
+
+    #[test]
+    fn times_counts_down_then_clears() {
+        let slot = FaultSlot::new(Fault::Error, Some(2));
+        assert_eq!(slot.take(), Fault::Error);
+        assert_eq!(slot.take(), Fault::Error);
+        assert_eq!(slot.take(), Fault::None);
+        slot.set(Fault::Hang, None);
+        assert_eq!(slot.take(), Fault::Hang);
+        assert_eq!(slot.take(), Fault::Hang);
+        slot.set(Fault::None, None);
+        assert_eq!(slot.take(), Fault::None);
+    }
+}
