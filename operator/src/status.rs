@@ -206,7 +206,7 @@ pub fn compute_status(obs: &Observation<'_>) -> LingmaInstanceStatus {
                 None => counts.push((why, 1)),
             }
         }
-        counts.sort_by(|a, b| b.1.cmp(&a.1));
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
         let reason = counts.first().map(|(w, _)| *w).unwrap_or("ReplicasMissing");
         let detail: Vec<String> = not_logged_in
             .iter()
