@@ -286,6 +286,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_disk_is_reported_as_such() {
+        // /dev/full answers every write with ENOSPC: a real kernel error, no mock.
+        let dev_full = Path::new("/dev/full");
+        if !dev_full.exists() {
+            return;
+        }
+        let err = write_capped(&b"Lingma"[..], dev_full, 1024, "Lingma").expect_err("ENOSPC");
+        assert!(matches!(err, BootstrapError::DiskFull { .. }), "{err}");
+        assert!(err.to_string().contains("no space left"), "{err}");
+    }
+
+    #[test]
     fn versions_are_safe_directory_names() {
         assert!(is_version("2.5.20"));
         assert!(is_version("2.6.10-beta+1"));
