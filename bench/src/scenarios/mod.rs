@@ -1,0 +1,69 @@
+//! One module per group of figures. Each starts the stack it needs, measures, adds figures
+//! to the report and stops its processes (dropping them kills them).
+
+pub mod idle_streams;
+pub mod latency;
+pub mod pool;
+pub mod session_reuse;
+
+use crate::Settings;
+use bench::load::LoadStats;
+use bench::report::{Goal, Report};
+use bench::stack::Binaries;
+
+pub struct Ctx {
+    pub bins: Binaries,
+    pub settings: Settings,
+    pub report: Report,
+}
+
+/// Percentile of a histogram in microseconds, as f64.
+pub fn pct(h: &hdrhistogram::Histogram<u64>, q: f64) -> Option<f64> {
+    (!h.is_empty()).then(|| h.value_at_quantile(q) as f64)
+}
+
+/// Add p50/p90/p99 of `h` (microseconds) as figures; goals per percentile when given.
+pub fn add_percentiles(
+    report: &mut Report,
+    scenario: &str,
+    name: &str,
+    h: &hdrhistogram::Histogram<u64>,
+    goals: [Option<Goal>; 3],
+) {
+    for ((label, q), goal) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)]
+        .into_iter()
+        .zip(goals)
+    {
+        report.add(
+            scenario,
+            &format!("{name} {label}"),
+            pct(h, q),
+            "us",
+            goal,
+            "",
+        );
+    }
+}
+
+/// Throughput, counts and failures of one run.
+pub fn add_counts(report: &mut Report, scenario: &str, name: &str, s: &LoadStats) {
+    report.info(
+        scenario,
+        &format!("{name} ok/s"),
+        Some(s.throughput()),
+        "req/s",
+    );
+    let failures = if s.failures.is_empty() {
+        String::new()
+    } else {
+        format!("{:?}", s.failures)
+    };
+    report.add(
+        scenario,
+        &format!("{name} failed"),
+        Some(s.failed() as f64),
+        "req",
+        Some(Goal::AtMost(0.0)),
+        failures,
+    );
+}

@@ -1,0 +1,393 @@
+//! The pool as users feel it: N sidecars whose simulators take one chat at a time and answer
+//! with a realistic delay, M multi-turn conversations (M = N, 2N, 4N) alternating between two
+//! gateway replicas, for each routing policy side by side. Busy time comes from the
+//! sidecars' own `Status` pushes (in_flight over capacity), integrated over time.
+
+use super::{Ctx, pct};
+use bench::load;
+use bench::mux_client::MuxClient;
+use bench::openai::{self, chat_body};
+use bench::prom::{bucket_delta, histogram_quantile};
+use bench::report::Goal;
+use bench::stack::{Gateway, GatewayOptions, Sidecar, SidecarOptions, Sim, SimOptions};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TURNS_PER_CONVERSATION: usize = 8;
+const UTILIZATION_GOAL: f64 = 0.95;
+const REUSE_GOAL: f64 = 0.90;
+
+pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let n = ctx.settings.pool_sidecars;
+    let queue_timeout = ctx.settings.pool_queue_timeout;
+    let mut sims = Vec::new();
+    let mut sidecars = Vec::new();
+    for i in 0..n {
+        let sim = Sim::start(
+            &ctx.bins.sim,
+            SimOptions {
+                chunks: 20,
+                first_token_delay_ms: 200,
+                chunk_delay_ms: 10,
+                max_concurrent_chats: 1,
+                ..SimOptions::default()
+            },
+        )
+        .await?;
+        let token = sidecars
+            .first()
+            .map(|s: &Sidecar| s.options.token.clone())
+            .unwrap_or_else(|| SidecarOptions::default().token);
+        let sidecar = Sidecar::start(
+            &ctx.bins.sidecar,
+            &sim,
+            SidecarOptions {
+                name: format!("pool-{i}"),
+                token,
+                max_concurrent_chats: 1,
+                ..SidecarOptions::default()
+            },
+        )
+        .await?;
+        sims.push(sim);
+        sidecars.push(sidecar);
+    }
+    let refs: Vec<&Sidecar> = sidecars.iter().collect();
+    let mut observers = Vec::new();
+    for s in &sidecars {
+        observers.push(MuxClient::connect(&s.ws_url(), &s.options.token).await?);
+    }
+
+    for routing in ["sticky", "least-in-flight", "round-robin"] {
+        let mut gateways = Vec::new();
+        for _ in 0..2 {
+            gateways.push(
+                Gateway::start(
+                    &ctx.bins.gateway,
+                    GatewayOptions {
+                        routing: routing.to_owned(),
+                        max_in_flight: 0,
+                        queue_timeout_sec: queue_timeout.as_secs_f64(),
+                        ..GatewayOptions::for_sidecars(&refs)
+                    },
+                )
+                .await?,
+            );
+        }
+        for m in [n, 2 * n, 4 * n] {
+            let scenario = format!("pool N={n} M={m}");
+            let before = scrape_queue_wait(&gateways).await;
+            let busy = BusyMeter::start(&observers);
+            let secs = ctx.settings.pool_secs;
+            let tag = format!("{routing}-{m}");
+            let run = drive(&gateways, m, secs, &tag);
+            tokio::pin!(run);
+            // Busy time is measured over the load window only, not the drain after it.
+            let early = tokio::select! {
+                r = &mut run => Some(r),
+                _ = tokio::time::sleep(secs) => None,
+            };
+            let utilization = busy.stop();
+            let run = match early {
+                Some(r) => r,
+                None => run.await,
+            };
+            let after = scrape_queue_wait(&gateways).await;
+            let wait = bucket_delta(&after, &before);
+            let r = &mut ctx.report;
+            let (util_goal, reuse_goal) = if routing == "sticky" && m == n {
+                (
+                    Some(Goal::AtLeast(UTILIZATION_GOAL)),
+                    Some(Goal::AtLeast(REUSE_GOAL)),
+                )
+            } else {
+                (None, None)
+            };
+            r.add(
+                &scenario,
+                &format!("{routing}: utilization"),
+                utilization,
+                "",
+                util_goal,
+                "busy/capacity",
+            );
+            let reuse = (run.follow_ups > 0).then(|| run.reused as f64 / run.follow_ups as f64);
+            r.add(
+                &scenario,
+                &format!("{routing}: session reuse"),
+                reuse,
+                "",
+                reuse_goal,
+                "of follow-up turns",
+            );
+            r.info(
+                &scenario,
+                &format!("{routing}: turns completed"),
+                Some(run.completed as f64),
+                "",
+            );
+            r.info(
+                &scenario,
+                &format!("{routing}: TTFT p50"),
+                pct(&run.ttft_us, 0.5).map(ms),
+                "ms",
+            );
+            r.info(
+                &scenario,
+                &format!("{routing}: TTFT p99"),
+                pct(&run.ttft_us, 0.99).map(ms),
+                "ms",
+            );
+            let bounded =
+                (m == 4 * n).then_some(Goal::AtMost(queue_timeout.as_secs_f64() * 1000.0));
+            r.info(
+                &scenario,
+                &format!("{routing}: queue wait p50"),
+                histogram_quantile(&wait, 0.5).map(|s| s * 1000.0),
+                "ms",
+            );
+            r.add(
+                &scenario,
+                &format!("{routing}: queue wait p99"),
+                histogram_quantile(&wait, 0.99).map(|s| s * 1000.0),
+                "ms",
+                bounded,
+                "gateway_queue_wait_seconds",
+            );
+            r.info(
+                &scenario,
+                &format!("{routing}: 429 responses"),
+                Some(run.rejected as f64),
+                "",
+            );
+            r.add(
+                &scenario,
+                &format!("{routing}: requests lost"),
+                Some(run.lost as f64),
+                "",
+                Some(Goal::AtMost(0.0)),
+                run.lost_reasons.clone(),
+            );
+            // Let every chat end before the next run so runs do not overlap.
+            settle(&observers).await;
+        }
+    }
+    drop(sims);
+    Ok(())
+}
+
+fn ms(us: f64) -> f64 {
+    us / 1000.0
+}
+
+async fn scrape_queue_wait(gateways: &[Gateway]) -> Vec<(f64, f64)> {
+    let mut total: Vec<(f64, f64)> = Vec::new();
+    for g in gateways {
+        if let Ok(m) = g.metrics().await {
+            for (le, v) in m.buckets("gateway_queue_wait_seconds") {
+                match total.iter_mut().find(|(b, _)| *b == le) {
+                    Some(e) => e.1 += v,
+                    None => total.push((le, v)),
+                }
+            }
+        }
+    }
+    total.sort_by(|a, b| a.0.total_cmp(&b.0));
+    total
+}
+
+async fn settle(observers: &[MuxClient]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let busy = observers
+            .iter()
+            .any(|o| o.status().is_some_and(|s| s.in_flight > 0 || s.queued > 0));
+        if !busy {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Time-weighted busy fraction of the sidecars, from their Status pushes.
+/// (busy time, observed time) of one sidecar.
+type BusyTotals = Arc<Mutex<(Duration, Duration)>>;
+
+struct BusyMeter {
+    tasks: Vec<(tokio::task::JoinHandle<()>, BusyTotals)>,
+}
+
+impl BusyMeter {
+    fn start(observers: &[MuxClient]) -> Self {
+        let tasks = observers
+            .iter()
+            .map(|o| {
+                let mut rx = o.status_watch();
+                // (busy time, observed time)
+                let acc = Arc::new(Mutex::new((Duration::ZERO, Duration::ZERO)));
+                let acc2 = acc.clone();
+                let handle = tokio::spawn(async move {
+                    let mut last = Instant::now();
+                    let frac = |s: &Option<mux_protocol::SidecarStatus>| {
+                        s.as_ref()
+                            .map(|s| {
+                                (s.in_flight.min(s.capacity.max(1)) as f64)
+                                    / s.capacity.max(1) as f64
+                            })
+                            .unwrap_or(0.0)
+                    };
+                    let mut current = frac(&rx.borrow_and_update());
+                    loop {
+                        // Wake at least every 50 ms so the tail of the run is counted.
+                        let changed =
+                            tokio::time::timeout(Duration::from_millis(50), rx.changed()).await;
+                        let now = Instant::now();
+                        {
+                            let mut a = acc2.lock().unwrap_or_else(|e| e.into_inner());
+                            a.0 += (now - last).mul_f64(current);
+                            a.1 += now - last;
+                        }
+                        last = now;
+                        match changed {
+                            Ok(Ok(())) => current = frac(&rx.borrow_and_update()),
+                            Ok(Err(_)) => return,
+                            Err(_) => {}
+                        }
+                    }
+                });
+                (handle, acc)
+            })
+            .collect();
+        Self { tasks }
+    }
+
+    fn stop(self) -> Option<f64> {
+        let mut busy = 0.0;
+        let mut total = 0.0;
+        for (handle, acc) in self.tasks {
+            handle.abort();
+            let a = acc.lock().unwrap_or_else(|e| e.into_inner());
+            busy += a.0.as_secs_f64();
+            total += a.1.as_secs_f64();
+        }
+        (total > 0.0).then(|| busy / total)
+    }
+}
+
+struct RunResult {
+    completed: u64,
+    follow_ups: u64,
+    reused: u64,
+    rejected: u64,
+    lost: u64,
+    lost_reasons: String,
+    ttft_us: hdrhistogram::Histogram<u64>,
+}
+
+/// `m` conversations, each a loop of turns alternating between the gateways, for `secs`.
+async fn drive(gateways: &[Gateway], m: usize, secs: Duration, tag: &str) -> RunResult {
+    let urls: Arc<Vec<String>> = Arc::new(gateways.iter().map(Gateway::chat_url).collect());
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + secs;
+    let counters = Arc::new([(); 5].map(|_| AtomicU64::new(0)));
+    let ttft = Arc::new(Mutex::new(load::histogram()));
+    let reasons = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..m {
+        let (urls, http, counters, ttft, reasons) = (
+            urls.clone(),
+            http.clone(),
+            counters.clone(),
+            ttft.clone(),
+            reasons.clone(),
+        );
+        let tag = tag.to_owned();
+        tasks.spawn(async move {
+            let mut k = 0;
+            'conversations: while Instant::now() < deadline {
+                k += 1;
+                let mut history: Vec<(String, String)> =
+                    vec![("system".into(), format!("pool conversation {tag}/{c}/{k}"))];
+                let mut turn = 1;
+                while turn <= TURNS_PER_CONVERSATION {
+                    if Instant::now() >= deadline {
+                        break 'conversations;
+                    }
+                    history.push((
+                        "user".into(),
+                        format!("question {turn} of conversation {c}/{k}"),
+                    ));
+                    let msgs: Vec<(&str, &str)> = history
+                        .iter()
+                        .map(|(r, t)| (r.as_str(), t.as_str()))
+                        .collect();
+                    let url = &urls[(c + turn) % urls.len()];
+                    let out = openai::post_stream(
+                        &http,
+                        url,
+                        None,
+                        &chat_body(&msgs, true, None),
+                        Instant::now(),
+                    )
+                    .await;
+                    match out {
+                        Ok(o) if o.status == 200 && o.done && o.error.is_none() => {
+                            counters[0].fetch_add(1, Ordering::Relaxed);
+                            if turn > 1 {
+                                counters[1].fetch_add(1, Ordering::Relaxed);
+                                if o.session.as_deref() == Some("reused") {
+                                    counters[2].fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            if let Some(t) = o.ttft {
+                                let _ = ttft
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .record(t.as_micros() as u64);
+                            }
+                            history.push(("assistant".into(), o.content));
+                            turn += 1;
+                        }
+                        Ok(o) if o.status == 429 => {
+                            counters[3].fetch_add(1, Ordering::Relaxed);
+                            history.pop();
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        other => {
+                            counters[4].fetch_add(1, Ordering::Relaxed);
+                            let why = match other {
+                                Ok(o) => {
+                                    format!("HTTP {} done={} error={:?}", o.status, o.done, o.error)
+                                }
+                                Err(e) => format!("transport: {e}"),
+                            };
+                            reasons.lock().unwrap_or_else(|e| e.into_inner()).push(why);
+                            continue 'conversations;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    // Chats started before the deadline finish after it: give them time.
+    let _ = tokio::time::timeout(secs + Duration::from_secs(30), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    let reasons = reasons.lock().unwrap_or_else(|e| e.into_inner());
+    RunResult {
+        completed: counters[0].load(Ordering::Relaxed),
+        follow_ups: counters[1].load(Ordering::Relaxed),
+        reused: counters[2].load(Ordering::Relaxed),
+        rejected: counters[3].load(Ordering::Relaxed),
+        lost: counters[4].load(Ordering::Relaxed),
+        lost_reasons: reasons
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; "),
+        ttft_us: ttft.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+    }
+}
