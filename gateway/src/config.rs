@@ -1,0 +1,245 @@
+//! Command line and environment (names of `.env.example`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiscoveryKind {
+    Static,
+    Kubernetes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoutingPolicy {
+    /// Rendezvous hashing on the affinity key with bounded load.
+    Sticky,
+    LeastInFlight,
+    RoundRobin,
+}
+
+/// The gateway's settings. `Debug` is written by hand: keys and tokens never reach a log.
+#[derive(Clone, Parser)]
+#[command(
+    name = "gateway",
+    about = "OpenAI-compatible front door of a pool of Lingma sidecars"
+)]
+pub struct GatewayConfig {
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    #[arg(long, env = "PORT", default_value_t = 8317)]
+    pub port: u16,
+    /// Comma-separated client API keys; empty = no auth.
+    #[arg(long, env = "API_KEYS", default_value = "", hide_env_values = true)]
+    pub api_keys: String,
+    #[arg(
+        long,
+        env = "METRICS_TOKEN",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub metrics_token: String,
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Global limit of chats in flight; <= 0 = unlimited.
+    #[arg(
+        long,
+        env = "GATEWAY_MAX_IN_FLIGHT",
+        default_value_t = 4,
+        allow_negative_numbers = true
+    )]
+    pub max_in_flight: i64,
+    #[arg(long, env = "GATEWAY_QUEUE_TIMEOUT_SEC", default_value_t = 30.0)]
+    pub queue_timeout_sec: f64,
+    #[arg(long, env = "GATEWAY_MAX_QUEUED", default_value_t = 1024)]
+    pub max_queued: usize,
+    #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    #[arg(long, env = "DEFAULT_MODEL", default_value = "org_auto")]
+    pub default_model: String,
+    #[arg(long, env = "SESSION_REUSE_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub session_reuse_enabled: bool,
+    #[arg(long, env = "GATEWAY_DISCOVERY", value_enum, default_value = "static")]
+    pub discovery: DiscoveryKind,
+    /// Static discovery: comma-separated `name=ws://host:port` or `ws://host:port`.
+    #[arg(long, env = "GATEWAY_SIDECARS", default_value = "ws://127.0.0.1:8318")]
+    pub sidecars: String,
+    #[arg(
+        long,
+        env = "SIDECAR_TOKEN",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub sidecar_token: String,
+    #[arg(long, env = "SIDECAR_TOKEN_FILE")]
+    pub sidecar_token_file: Option<PathBuf>,
+    #[arg(long, env = "GATEWAY_ROUTING", value_enum, default_value = "sticky")]
+    pub routing: RoutingPolicy,
+    #[arg(long, env = "GATEWAY_LOAD_FACTOR", default_value_t = 1.25)]
+    pub load_factor: f64,
+    #[arg(long, env = "GATEWAY_EJECT_FAILURES", default_value_t = 3)]
+    pub eject_failures: u32,
+    #[arg(long, env = "GATEWAY_EJECT_COOLDOWN_SEC", default_value_t = 10.0)]
+    pub eject_cooldown_sec: f64,
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", default_value = "")]
+    pub otlp_endpoint: String,
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "lingma-gateway")]
+    pub otel_service_name: String,
+}
+
+/// Settings that make no sense (caught at start, not at the first request).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("GATEWAY_QUEUE_TIMEOUT_SEC must be a finite number >= 0")]
+    QueueTimeout,
+    #[error("GATEWAY_LOAD_FACTOR must be a finite number >= 1")]
+    LoadFactor,
+    #[error("GATEWAY_EJECT_COOLDOWN_SEC must be a finite number >= 0")]
+    EjectCooldown,
+    #[error("cannot read SIDECAR_TOKEN_FILE {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl GatewayConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.queue_timeout_sec.is_finite() || self.queue_timeout_sec < 0.0 {
+            return Err(ConfigError::QueueTimeout);
+        }
+        if !self.load_factor.is_finite() || self.load_factor < 1.0 {
+            return Err(ConfigError::LoadFactor);
+        }
+        if !self.eject_cooldown_sec.is_finite() || self.eject_cooldown_sec < 0.0 {
+            return Err(ConfigError::EjectCooldown);
+        }
+        Ok(())
+    }
+
+    pub fn api_key_list(&self) -> Vec<String> {
+        split_list(&self.api_keys)
+    }
+
+    /// `None` = unlimited.
+    pub fn global_limit(&self) -> Option<usize> {
+        usize::try_from(self.max_in_flight).ok().filter(|n| *n > 0)
+    }
+
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.queue_timeout_sec)
+    }
+
+    pub fn eject_cooldown(&self) -> Duration {
+        Duration::from_secs_f64(self.eject_cooldown_sec)
+    }
+
+    /// The default sidecar token: SIDECAR_TOKEN_FILE wins over SIDECAR_TOKEN (a mounted
+    /// Secret is the cluster's source of truth).
+    pub fn resolve_sidecar_token(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(path) = &self.sidecar_token_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+                path: path.clone(),
+                source,
+            })?;
+            let token = text.trim().to_owned();
+            return Ok((!token.is_empty()).then_some(token));
+        }
+        let token = self.sidecar_token.trim();
+        Ok((!token.is_empty()).then(|| token.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field(
+                "api_keys",
+                &format_args!("<{} keys>", self.api_key_list().len()),
+            )
+            .field("metrics_token_set", &!self.metrics_token.is_empty())
+            .field("max_in_flight", &self.max_in_flight)
+            .field("queue_timeout_sec", &self.queue_timeout_sec)
+            .field("max_queued", &self.max_queued)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("default_model", &self.default_model)
+            .field("session_reuse_enabled", &self.session_reuse_enabled)
+            .field("discovery", &self.discovery)
+            .field("sidecars", &self.sidecars)
+            .field("routing", &self.routing)
+            .field("load_factor", &self.load_factor)
+            .field("eject_failures", &self.eject_failures)
+            .field("eject_cooldown_sec", &self.eject_cooldown_sec)
+            .field("otlp_endpoint", &self.otlp_endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> GatewayConfig {
+        let mut all = vec!["gateway"];
+        all.extend_from_slice(args);
+        GatewayConfig::try_parse_from(all).expect("parses")
+    }
+
+    #[test]
+    fn defaults_match_env_example() {
+        let c = parse(&[]);
+        assert_eq!(c.port, 8317);
+        assert_eq!(c.global_limit(), Some(4));
+        assert_eq!(c.queue_timeout(), Duration::from_secs(30));
+        assert_eq!(c.default_model, "org_auto");
+        assert!(c.session_reuse_enabled);
+        assert_eq!(c.routing, RoutingPolicy::Sticky);
+        c.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn zero_or_negative_limit_is_unlimited() {
+        assert_eq!(parse(&["--max-in-flight", "0"]).global_limit(), None);
+        assert_eq!(parse(&["--max-in-flight", "-1"]).global_limit(), None);
+    }
+
+    #[test]
+    fn debug_hides_keys() {
+        let c = parse(&[
+            "--api-keys",
+            "sk-secret-1,sk-secret-2",
+            "--sidecar-token",
+            "tok",
+        ]);
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("secret") && !text.contains("tok\""),
+            "{text}"
+        );
+        assert_eq!(c.api_key_list().len(), 2);
+    }
+
+    #[test]
+    fn bad_load_factor_is_refused() {
+        assert!(parse(&["--load-factor", "0.5"]).validate().is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! lingma-gateway's gateway: the OpenAI-compatible front door of a pool of Lingma sidecars.
+//!
+//! `main.rs` parses [`config::GatewayConfig`] and calls [`serve`]; tests and the local
+//! stack can build the same thing with [`Gateway::build`] and any discovery receiver.
+
+pub mod auth;
+pub mod backpressure;
+pub mod chat;
+pub mod config;
+pub mod discovery;
+pub mod errors;
+pub mod models;
+pub mod observability;
+pub mod openai;
+pub mod pool;
+pub mod routing;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mux_protocol::SidecarEndpoint;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::ApiKeys;
+use crate::backpressure::InFlightLimiter;
+use crate::chat::{ChatService, ChatSettings};
+use crate::config::{ConfigError, GatewayConfig};
+use crate::observability::metrics::{Metrics, MetricsError};
+use crate::pool::{Pool, PoolSettings};
+use crate::routing::PinMap;
+use crate::routing::router::Router;
+
+/// Conversation pins kept per gateway process.
+const PIN_CAPACITY: usize = 100_000;
+/// How long a pin lives (the sidecars' SESSION_CACHE_TTL_SEC default).
+const PIN_TTL: Duration = Duration::from_secs(1800);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+/// A wired gateway: the HTTP router and the pool behind it.
+pub struct Gateway {
+    pub router: axum::Router,
+    pub state: server::AppState,
+    pub stop: CancellationToken,
+}
+
+impl Gateway {
+    /// Wire everything; must be called inside a Tokio runtime (the pool starts its
+    /// connections). `endpoints` is any discovery source's receiver.
+    pub fn build(
+        config: &GatewayConfig,
+        endpoints: watch::Receiver<Vec<SidecarEndpoint>>,
+    ) -> Result<Self, BuildError> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::new()?);
+        let limit = config.global_limit();
+        metrics
+            .max_in_flight
+            .set(limit.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)));
+        let stop = CancellationToken::new();
+        let pool = Pool::start(
+            endpoints,
+            PoolSettings {
+                default_token: config.resolve_sidecar_token()?,
+                eject_failures: config.eject_failures,
+                eject_cooldown: config.eject_cooldown(),
+            },
+            metrics.clone(),
+            stop.clone(),
+        );
+        let chat = Arc::new(ChatService {
+            pool,
+            router: Router::new(config.routing, config.load_factor),
+            limiter: InFlightLimiter::new(
+                limit,
+                config.max_queued,
+                metrics.in_flight.clone(),
+                metrics.queued.clone(),
+            ),
+            pins: PinMap::new(PIN_CAPACITY, PIN_TTL),
+            metrics: metrics.clone(),
+            settings: ChatSettings {
+                default_model: config.default_model.clone(),
+                session_reuse: config.session_reuse_enabled,
+                queue_timeout: config.queue_timeout(),
+            },
+        });
+        let keys = ApiKeys::new(&config.api_key_list(), &config.metrics_token);
+        let state = server::AppState::new(chat, keys, metrics, config.max_body_bytes);
+        Ok(Self {
+            router: server::router(state.clone()),
+            state,
+            stop,
+        })
+    }
+}
+
+/// Serve on `listener` until `shutdown` completes (graceful: open streams finish).
+pub async fn serve(
+    gateway: Gateway,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stop = gateway.stop.clone();
+    let result = axum::serve(listener, gateway.router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    stop.cancel();
+    result
+}

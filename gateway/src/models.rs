@@ -1,0 +1,116 @@
+//! Model names: what `/v1/models` lists and how a request's `model` maps to a Lingma key.
+//!
+//! Mapping (see docs/openai-compatibility.md):
+//! 1. a Lingma key the sidecars report (`dashscope_qwen3_coder`) is used as is;
+//! 2. a reported display name (case-insensitive) maps to its key;
+//! 3. a name that looks like a Lingma key of a known provider (`dashscope_...`) but is not
+//!    reported is refused with 404 `model_not_found` (asking for a specific Lingma model
+//!    and silently getting another would be wrong);
+//! 4. anything else (`gpt-4o`, `auto`, no model at all) uses DEFAULT_MODEL, so clients with
+//!    a hard-coded OpenAI model name work.
+
+use mux_protocol::ModelInfo;
+
+use crate::errors::GatewayError;
+
+/// Which Lingma key serves a requested model name.
+pub fn resolve_model(
+    requested: Option<&str>,
+    known: &[ModelInfo],
+    default_model: &str,
+) -> Result<String, GatewayError> {
+    let Some(name) = requested else {
+        return Ok(default_model.to_owned());
+    };
+    if name == default_model {
+        return Ok(default_model.to_owned());
+    }
+    if let Some(m) = known.iter().find(|m| m.id == name) {
+        return Ok(m.id.clone());
+    }
+    if let Some(m) = known
+        .iter()
+        .find(|m| m.display_name.eq_ignore_ascii_case(name))
+    {
+        return Ok(m.id.clone());
+    }
+    if known.iter().any(|m| same_provider(&m.id, name)) {
+        return Err(model_not_found(name));
+    }
+    Ok(default_model.to_owned())
+}
+
+fn same_provider(key: &str, name: &str) -> bool {
+    match key.split_once('_') {
+        Some((provider, _)) if !provider.is_empty() => name
+            .strip_prefix(provider)
+            .is_some_and(|rest| rest.starts_with('_')),
+        _ => false,
+    }
+}
+
+pub fn model_not_found(name: &str) -> GatewayError {
+    let shown: String = name.chars().take(100).collect();
+    GatewayError::NotFound {
+        message: format!("The model '{shown}' does not exist or you do not have access to it."),
+        param: Some("model"),
+        code: "model_not_found",
+    }
+}
+
+/// Whether `GET /v1/models/{id}` knows `id`: a reported key or DEFAULT_MODEL.
+pub fn lookup<'a>(id: &str, known: &'a [ModelInfo], default_model: &str) -> Option<&'a str> {
+    known
+        .iter()
+        .find(|m| m.id == id)
+        .map(|m| m.id.as_str())
+        .or_else(|| (id == default_model).then_some(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> Vec<ModelInfo> {
+        vec![
+            ModelInfo {
+                id: "dashscope_qwen3_coder".into(),
+                display_name: "Qwen3-Coder".into(),
+                is_reasoning: false,
+                is_vl: false,
+            },
+            ModelInfo {
+                id: "org_auto".into(),
+                display_name: "Auto".into(),
+                is_reasoning: false,
+                is_vl: false,
+            },
+        ]
+    }
+
+    #[test]
+    fn mapping_rules() {
+        let k = known();
+        let r = |name: Option<&str>| resolve_model(name, &k, "org_auto");
+        assert_eq!(
+            r(Some("dashscope_qwen3_coder")).expect("key"),
+            "dashscope_qwen3_coder"
+        );
+        assert_eq!(
+            r(Some("qwen3-coder")).expect("display name"),
+            "dashscope_qwen3_coder"
+        );
+        assert_eq!(r(Some("gpt-4o")).expect("alias"), "org_auto");
+        assert_eq!(r(None).expect("none"), "org_auto");
+        let err = r(Some("dashscope_nonexistent")).expect_err("unknown key");
+        assert_eq!(err.status(), 404);
+    }
+
+    #[test]
+    fn lookup_knows_reported_and_default() {
+        let k = known();
+        assert!(lookup("dashscope_qwen3_coder", &k, "org_auto").is_some());
+        assert!(lookup("org_auto", &[], "org_auto").is_some());
+        assert!(lookup("gpt-4o", &k, "org_auto").is_none());
+    }
+}

@@ -1,0 +1,158 @@
+//! The mux client: keeps one WebSocket to a sidecar, reconnecting with backoff, and feeds
+//! its messages to the sidecar's state and streams.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::HeaderValue;
+use mux_protocol::{ClientMessage, MUX_PATH, PROTOCOL_VERSION, SUBPROTOCOL, ServerMessage};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_util::sync::CancellationToken;
+
+use super::link::{Link, OUTBOUND_BUFFER};
+use super::sidecar::Sidecar;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// A connection whose sidecar sends nothing for this long (not even a pong) is dead.
+const IDLE_LIMIT: Duration = Duration::from_secs(45);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Run until `stop` fires or the sidecar was removed and has no open streams.
+pub(crate) async fn run(sidecar: Arc<Sidecar>, token: Option<String>, stop: CancellationToken) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if stop.is_cancelled() || sidecar.is_removed() {
+            break;
+        }
+        let attempt = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&sidecar, token.as_deref())) => r,
+        };
+        match attempt {
+            Ok(Ok(ws)) => {
+                tracing::info!(sidecar = %sidecar.name, "mux connection up");
+                let served_ok = serve(&sidecar, ws, &stop).await;
+                tracing::warn!(sidecar = %sidecar.name, "mux connection down");
+                if served_ok {
+                    backoff = BACKOFF_MIN;
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(sidecar = %sidecar.name, error = %e, "mux connect failed");
+            }
+            Err(_) => tracing::debug!(sidecar = %sidecar.name, "mux connect timed out"),
+        }
+        let jitter = rand::rng().random_range(0.5..1.0);
+        let wait = backoff.mul_f64(jitter);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("bad sidecar URL")]
+    Url,
+    #[error("websocket: {0}")]
+    Ws(#[from] tokio_tungstenite::tungstenite::Error),
+}
+
+async fn connect(sidecar: &Sidecar, token: Option<&str>) -> Result<Ws, ConnectError> {
+    let url = format!(
+        "{}{MUX_PATH}?v={PROTOCOL_VERSION}",
+        sidecar.endpoint.url.trim_end_matches('/')
+    );
+    let mut request = url.into_client_request().map_err(|_| ConnectError::Url)?;
+    let headers = request.headers_mut();
+    headers.insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    if let Some(token) = sidecar.endpoint.token.as_deref().or(token) {
+        let value =
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ConnectError::Url)?;
+        headers.insert(http::header::AUTHORIZATION, value);
+    }
+    let (ws, _response) = tokio_tungstenite::connect_async(request).await?;
+    Ok(ws)
+}
+
+/// Serve one connection until it ends. True when it got as far as a `Status`.
+async fn serve(sidecar: &Arc<Sidecar>, ws: Ws, stop: &CancellationToken) -> bool {
+    let (mut sink, mut source) = ws.split();
+    let (tx, mut rx) = mpsc::channel::<ClientMessage>(OUTBOUND_BUFFER);
+    let link = Arc::new(Link::new(tx));
+    let mut got_status = false;
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut removed_check = tokio::time::interval(Duration::from_secs(1));
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            outgoing = rx.recv() => {
+                let Some(message) = outgoing else { break };
+                let Ok(text) = serde_json::to_string(&message) else { continue };
+                if sink.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+            incoming = source.next() => {
+                last_heard = tokio::time::Instant::now();
+                match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        match serde_json::from_str::<ServerMessage>(text.as_str()) {
+                            Ok(ServerMessage::Status(status)) => {
+                                if status.protocol_version != PROTOCOL_VERSION {
+                                    tracing::warn!(sidecar = %sidecar.name, version = status.protocol_version, "sidecar speaks another mux version");
+                                    break;
+                                }
+                                sidecar.set_status(status);
+                                if !got_status {
+                                    got_status = true;
+                                    sidecar.set_link(Some(link.clone()));
+                                }
+                            }
+                            Ok(other) => link.dispatch(other),
+                            Err(e) => {
+                                tracing::warn!(sidecar = %sidecar.name, error = %e, "unreadable mux message");
+                            }
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > IDLE_LIMIT {
+                    tracing::warn!(sidecar = %sidecar.name, "mux connection silent, closing");
+                    break;
+                }
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+            _ = removed_check.tick() => {
+                if sidecar.is_removed() && link.open_streams() == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    sidecar.set_link(None);
+    link.close_all();
+    let _ = sink.close().await;
+    got_status
+}

@@ -1,0 +1,159 @@
+//! The sidecars this gateway talks to: one mux connection each, their last status, local
+//! load and ejection; membership follows the discovery channel.
+
+mod connection;
+pub mod link;
+pub mod sidecar;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use mux_protocol::{ModelInfo, SidecarEndpoint};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use link::{ChatStream, Link, OpenError};
+pub use sidecar::{Sidecar, SidecarSlot, SidecarState};
+
+use crate::observability::metrics::Metrics;
+
+pub struct PoolSettings {
+    /// SIDECAR_TOKEN, for endpoints that carry none of their own.
+    pub default_token: Option<String>,
+    pub eject_failures: u32,
+    pub eject_cooldown: Duration,
+}
+
+pub struct Pool {
+    members: ArcSwap<Vec<Arc<Sidecar>>>,
+    /// Fired whenever a slot frees or a sidecar's status changes.
+    slot_freed: Arc<Notify>,
+    settings: PoolSettings,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    epoch: Instant,
+}
+
+impl Pool {
+    /// Start following `endpoints`; connections run until `stop` fires.
+    pub fn start(
+        mut endpoints: watch::Receiver<Vec<SidecarEndpoint>>,
+        settings: PoolSettings,
+        metrics: Arc<Metrics>,
+        stop: CancellationToken,
+    ) -> Arc<Self> {
+        let pool = Arc::new(Self {
+            members: ArcSwap::from_pointee(Vec::new()),
+            slot_freed: Arc::new(Notify::new()),
+            settings,
+            metrics,
+            stop,
+            epoch: Instant::now(),
+        });
+        let initial = endpoints.borrow_and_update().clone();
+        pool.apply(initial);
+        let watcher = pool.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = watcher.stop.cancelled() => break,
+                    changed = endpoints.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let list = endpoints.borrow_and_update().clone();
+                        watcher.apply(list);
+                    }
+                }
+            }
+        });
+        pool
+    }
+
+    /// Make membership match `list`: new endpoints get a connection; endpoints that left
+    /// stop taking chats and disconnect once their open chats are done.
+    fn apply(&self, list: Vec<SidecarEndpoint>) {
+        let current = self.members.load_full();
+        let mut by_name: HashMap<&str, &Arc<Sidecar>> =
+            current.iter().map(|s| (&*s.name, s)).collect();
+        let mut next = Vec::with_capacity(list.len());
+        for endpoint in list {
+            match by_name.remove(endpoint.name.as_str()) {
+                Some(existing) if existing.endpoint == endpoint => next.push(existing.clone()),
+                other => {
+                    if let Some(old) = other {
+                        old.mark_removed();
+                    }
+                    let sidecar = Arc::new(Sidecar::new(
+                        endpoint,
+                        self.epoch,
+                        self.slot_freed.clone(),
+                        &self.metrics,
+                    ));
+                    tracing::info!(sidecar = %sidecar.name, url = %sidecar.endpoint.url, "sidecar joined the pool");
+                    tokio::spawn(connection::run(
+                        sidecar.clone(),
+                        self.settings.default_token.clone(),
+                        self.stop.child_token(),
+                    ));
+                    next.push(sidecar);
+                }
+            }
+        }
+        for gone in by_name.into_values() {
+            tracing::info!(sidecar = %gone.name, "sidecar left the pool");
+            gone.mark_removed();
+            if !next.iter().any(|s| s.name == gone.name) {
+                self.metrics.remove_sidecar(&gone.name);
+            }
+        }
+        self.members.store(Arc::new(next));
+        self.slot_freed.notify_waiters();
+    }
+
+    pub fn members(&self) -> Arc<Vec<Arc<Sidecar>>> {
+        self.members.load_full()
+    }
+
+    pub fn slot_freed(&self) -> &Notify {
+        &self.slot_freed
+    }
+
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    pub fn find(&self, name: &str) -> Option<Arc<Sidecar>> {
+        self.members
+            .load()
+            .iter()
+            .find(|s| &*s.name == name)
+            .cloned()
+    }
+
+    pub fn any_usable(&self) -> bool {
+        self.members.load().iter().any(|s| s.usable())
+    }
+
+    /// Union of the models the usable sidecars report, by id.
+    pub fn models(&self) -> Vec<ModelInfo> {
+        let mut seen: BTreeMap<String, ModelInfo> = BTreeMap::new();
+        for s in self.members.load().iter() {
+            if let Some(status) = s.status() {
+                for m in &status.models {
+                    seen.entry(m.id.clone()).or_insert_with(|| m.clone());
+                }
+            }
+        }
+        seen.into_values().collect()
+    }
+
+    /// Recompute the ready gauges (ejection ends by time, not by an event).
+    pub fn refresh_gauges(&self) {
+        for s in self.members.load().iter() {
+            s.refresh_gauges();
+        }
+    }
+}

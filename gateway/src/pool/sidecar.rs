@@ -1,0 +1,307 @@
+//! One sidecar as this gateway sees it: last `Status`, connection, local in-flight count,
+//! passive ejection. All fields are atomics or swap cells: routing reads them without locks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use mux_protocol::{LoginState, SidecarEndpoint, SidecarStatus};
+use prometheus::{IntCounter, IntGauge};
+use tokio::sync::Notify;
+
+use super::link::Link;
+use crate::observability::metrics::Metrics;
+
+pub struct Sidecar {
+    pub name: Arc<str>,
+    pub name_hash: u64,
+    pub(crate) endpoint: SidecarEndpoint,
+    status: ArcSwapOption<SidecarStatus>,
+    pub(crate) link: ArcSwapOption<Link>,
+    in_flight: AtomicU32,
+    failures: AtomicU32,
+    /// Milliseconds since `epoch` until which the sidecar is ejected (0 = not ejected).
+    ejected_until_ms: AtomicU64,
+    removed: AtomicBool,
+    epoch: Instant,
+    slot_freed: Arc<Notify>,
+    gauge_in_flight: IntGauge,
+    gauge_ready: IntGauge,
+    gauge_connected: IntGauge,
+    ejections: IntCounter,
+}
+
+/// Why a sidecar takes no chats right now (for /internal/stats and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SidecarState {
+    Usable,
+    Connecting,
+    NotReady,
+    LoggedOut,
+    Draining,
+    Ejected,
+    Removed,
+}
+
+impl Sidecar {
+    pub(crate) fn new(
+        endpoint: SidecarEndpoint,
+        epoch: Instant,
+        slot_freed: Arc<Notify>,
+        metrics: &Metrics,
+    ) -> Self {
+        let name: Arc<str> = Arc::from(endpoint.name.as_str());
+        let label = [endpoint.name.as_str()];
+        Self {
+            name_hash: crate::routing::name_hash(&name),
+            gauge_in_flight: metrics.pool_in_flight.with_label_values(&label),
+            gauge_ready: metrics.pool_ready.with_label_values(&label),
+            gauge_connected: metrics.pool_connected.with_label_values(&label),
+            ejections: metrics.pool_ejections.with_label_values(&label),
+            name,
+            endpoint,
+            status: ArcSwapOption::empty(),
+            link: ArcSwapOption::empty(),
+            in_flight: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
+            epoch,
+            slot_freed,
+        }
+    }
+
+    pub fn status(&self) -> Option<Arc<SidecarStatus>> {
+        self.status.load_full()
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn connected(&self) -> bool {
+        self.link.load().is_some()
+    }
+
+    pub fn state(&self) -> SidecarState {
+        if self.removed.load(Ordering::Relaxed) {
+            return SidecarState::Removed;
+        }
+        let link = self.link.load();
+        let status = self.status.load();
+        let (Some(_), Some(status)) = (link.as_ref(), status.as_ref()) else {
+            return SidecarState::Connecting;
+        };
+        if status.draining {
+            return SidecarState::Draining;
+        }
+        if status.login != LoginState::LoggedIn {
+            return SidecarState::LoggedOut;
+        }
+        if !status.ready {
+            return SidecarState::NotReady;
+        }
+        if self.is_ejected() {
+            return SidecarState::Ejected;
+        }
+        SidecarState::Usable
+    }
+
+    pub fn usable(&self) -> bool {
+        self.state() == SidecarState::Usable
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn is_ejected(&self) -> bool {
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        until != 0 && self.now_ms() < until
+    }
+
+    /// Chats it runs at once as advertised (0 = no limit).
+    fn capacity(&self) -> u32 {
+        self.status.load().as_ref().map_or(0, |s| s.capacity)
+    }
+
+    /// Take a local slot if one is free (in flight < advertised capacity).
+    pub fn try_reserve(self: &Arc<Self>) -> Option<SidecarSlot> {
+        let capacity = self.capacity();
+        let mut current = self.in_flight.load(Ordering::Relaxed);
+        loop {
+            if capacity != 0 && current >= capacity {
+                return None;
+            }
+            match self.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.gauge_in_flight.inc();
+                    return Some(SidecarSlot {
+                        sidecar: self.clone(),
+                    });
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    pub(crate) fn set_status(&self, status: SidecarStatus) {
+        self.status.store(Some(Arc::new(status)));
+        self.refresh_gauges();
+        // Capacity or readiness may have grown: let waiters look again.
+        self.slot_freed.notify_waiters();
+    }
+
+    pub(crate) fn set_link(&self, link: Option<Arc<Link>>) {
+        if link.is_none() {
+            self.status.store(None);
+        }
+        self.link.store(link);
+        self.refresh_gauges();
+        self.slot_freed.notify_waiters();
+    }
+
+    pub(crate) fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
+    }
+
+    pub fn refresh_gauges(&self) {
+        self.gauge_ready.set(i64::from(self.usable()));
+        self.gauge_connected.set(i64::from(self.connected()));
+    }
+
+    /// A chat on it succeeded: the failure streak ends.
+    pub fn record_success(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+    }
+
+    /// A chat failed because of the sidecar; `threshold` consecutive ones eject it for
+    /// `cooldown`. Returns whether this failure ejected it.
+    pub fn record_failure(&self, threshold: u32, cooldown: Duration) -> bool {
+        let streak = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if threshold == 0 || streak < threshold {
+            return false;
+        }
+        self.failures.store(0, Ordering::Relaxed);
+        let until = self.now_ms() + u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX / 2);
+        self.ejected_until_ms.store(until.max(1), Ordering::Relaxed);
+        self.ejections.inc();
+        self.refresh_gauges();
+        true
+    }
+
+    pub fn ejected_for(&self) -> Option<Duration> {
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        let now = self.now_ms();
+        (until != 0 && now < until).then(|| Duration::from_millis(until - now))
+    }
+
+    pub fn open_streams(&self) -> usize {
+        self.link.load().as_ref().map_or(0, |l| l.open_streams())
+    }
+}
+
+/// A slot on one sidecar, owned by one request; dropping it frees the slot.
+pub struct SidecarSlot {
+    sidecar: Arc<Sidecar>,
+}
+
+impl SidecarSlot {
+    pub fn sidecar(&self) -> &Arc<Sidecar> {
+        &self.sidecar
+    }
+}
+
+impl Drop for SidecarSlot {
+    fn drop(&mut self) {
+        self.sidecar.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.sidecar.gauge_in_flight.dec();
+        self.sidecar.slot_freed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mux_protocol::{ConnectionState, PROTOCOL_VERSION};
+
+    fn sidecar() -> Arc<Sidecar> {
+        let metrics = Metrics::new().expect("metrics");
+        let ep = SidecarEndpoint {
+            name: "s".into(),
+            url: "ws://127.0.0.1:1".into(),
+            token: None,
+        };
+        Arc::new(Sidecar::new(
+            ep,
+            Instant::now(),
+            Arc::new(Notify::new()),
+            &metrics,
+        ))
+    }
+
+    fn status(capacity: u32) -> SidecarStatus {
+        SidecarStatus {
+            protocol_version: PROTOCOL_VERSION,
+            name: "s".into(),
+            ready: true,
+            connection: ConnectionState::Ready,
+            login: LoginState::LoggedIn,
+            capacity,
+            in_flight: 0,
+            queued: 0,
+            draining: false,
+            models: vec![],
+        }
+    }
+
+    #[test]
+    fn slots_follow_capacity_and_free_on_drop() {
+        let s = sidecar();
+        s.set_status(status(2));
+        let a = s.try_reserve().expect("first");
+        let _b = s.try_reserve().expect("second");
+        assert!(s.try_reserve().is_none());
+        drop(a);
+        assert_eq!(s.in_flight(), 1);
+        assert!(s.try_reserve().is_some());
+        s.set_status(status(0));
+        let many: Vec<_> = (0..10).filter_map(|_| s.try_reserve()).collect();
+        assert_eq!(many.len(), 10, "capacity 0 = unlimited");
+    }
+
+    #[test]
+    fn consecutive_failures_eject_and_success_resets() {
+        let s = sidecar();
+        let cooldown = Duration::from_secs(30);
+        assert!(!s.record_failure(3, cooldown));
+        assert!(!s.record_failure(3, cooldown));
+        s.record_success();
+        assert!(!s.record_failure(3, cooldown));
+        assert!(!s.record_failure(3, cooldown));
+        assert!(s.record_failure(3, cooldown));
+        assert!(s.ejected_for().is_some());
+        let short = sidecar();
+        assert!(short.record_failure(1, Duration::ZERO));
+        std::thread::sleep(Duration::from_millis(3));
+        assert!(short.ejected_for().is_none(), "cooldown over");
+    }
+
+    #[test]
+    fn without_connection_it_is_not_usable() {
+        let s = sidecar();
+        s.set_status(status(1));
+        assert_eq!(s.state(), SidecarState::Connecting);
+    }
+}
