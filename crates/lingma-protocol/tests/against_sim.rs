@@ -42,7 +42,10 @@ impl Sim {
         };
         wait_for_port(ws_port, WAIT)
             .await
-            .expect("lingma-sim listens");
+            .expect("lingma-sim WebSocket listens");
+        wait_for_port(http_port, WAIT)
+            .await
+            .expect("lingma-sim HTTP listens");
         sim
     }
 

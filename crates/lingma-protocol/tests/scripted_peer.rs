@@ -622,3 +622,32 @@ async fn a_chat_nobody_reads_is_ended_without_blocking_the_others() {
     };
     assert_eq!(stop["params"]["requestId"], "slow");
 }
+
+#[tokio::test]
+async fn an_unanswered_ask_times_out_frees_everything_and_is_stopped() {
+    let opts = ClientOptions {
+        rpc_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let (client, mut peer) = start(opts).await;
+    let chat = tokio::spawn({
+        let client = client.clone();
+        async move { client.chat(ask("silent")).await }
+    });
+    peer.recv_method("chat/ask").await;
+    let started = tokio::time::Instant::now();
+    match chat.await.expect("task") {
+        Err(ClientError::Timeout { method }) => assert_eq!(method, "chat/ask"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(client.open_chats(), 0);
+    assert_eq!(client.pending_calls(), 0);
+    // Lingma may have started it after all: the client stops it.
+    let stop = peer.recv_method("chat/stop").await;
+    assert_eq!(stop["params"]["requestId"], "silent");
+    // A late accept and events for it are acked and dropped.
+    peer.send_raw(answer(60, "silent", "late")).await;
+    assert_eq!(peer.recv().await["id"], 60);
+    assert_eq!(client.protocol_errors(), 0);
+}
