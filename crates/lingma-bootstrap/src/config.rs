@@ -31,25 +31,37 @@ pub const DEFAULT_CONNECT_TIMEOUT_SEC: u64 = 30;
 pub const DEFAULT_IDLE_TIMEOUT_SEC: u64 = 60;
 pub const DEFAULT_PROGRESS_STEP_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Settings of [`crate::ensure_binary`]. Every flag reads the env name shown.
+/// The bootstrap's own flags: everything but the two paths a sidecar also needs for running
+/// Lingma (`LINGMA_WORK_DIR`, `LINGMA_BIN`), so a CLI that already has those can flatten this.
+/// Every flag reads the env name shown.
 #[derive(Debug, Clone, clap::Args)]
-pub struct BootstrapConfig {
+pub struct BootstrapArgs {
     /// Where the binary comes from: image (no download) | marketplace | vsix.
     #[arg(
         id = "lingma_source_type",
-        long = "lingma-source-type", env = "LINGMA_SOURCE_TYPE", value_enum, default_value_t = SourceType::Marketplace)]
+        long = "lingma-source-type",
+        env = "LINGMA_SOURCE_TYPE",
+        value_enum,
+        default_value_t = SourceType::Marketplace,
+    )]
     pub source: SourceType,
 
     /// Marketplace publisher of the Lingma extension.
     #[arg(
         id = "lingma_marketplace_publisher",
-        long = "lingma-marketplace-publisher", env = "LINGMA_MARKETPLACE_PUBLISHER", default_value = DEFAULT_PUBLISHER)]
+        long = "lingma-marketplace-publisher",
+        env = "LINGMA_MARKETPLACE_PUBLISHER",
+        default_value = DEFAULT_PUBLISHER,
+    )]
     pub marketplace_publisher: String,
 
     /// Marketplace name of the Lingma extension.
     #[arg(
         id = "lingma_marketplace_extension",
-        long = "lingma-marketplace-extension", env = "LINGMA_MARKETPLACE_EXTENSION", default_value = DEFAULT_EXTENSION)]
+        long = "lingma-marketplace-extension",
+        env = "LINGMA_MARKETPLACE_EXTENSION",
+        default_value = DEFAULT_EXTENSION,
+    )]
     pub marketplace_extension: String,
 
     /// Extension version to download from the marketplace (empty = latest). Pin it in production.
@@ -59,7 +71,10 @@ pub struct BootstrapConfig {
     /// Base URL of the marketplace gallery API (tests point it at a local server).
     #[arg(
         id = "lingma_marketplace_url",
-        long = "lingma-marketplace-url", env = "LINGMA_MARKETPLACE_URL", default_value = DEFAULT_MARKETPLACE_URL)]
+        long = "lingma-marketplace-url",
+        env = "LINGMA_MARKETPLACE_URL",
+        default_value = DEFAULT_MARKETPLACE_URL,
+    )]
     pub marketplace_url: String,
 
     /// URL of the VSIX when the source is `vsix`.
@@ -73,49 +88,64 @@ pub struct BootstrapConfig {
     /// Check the source at every start; a download identical to the install is not reinstalled.
     #[arg(
         id = "lingma_bootstrap_always",
-        long = "lingma-bootstrap-always", env = "LINGMA_BOOTSTRAP_ALWAYS", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+        long = "lingma-bootstrap-always",
+        env = "LINGMA_BOOTSTRAP_ALWAYS",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+    )]
     pub bootstrap_always: bool,
 
     /// Download and reinstall at every start, even when the same version is installed.
     #[arg(
         id = "lingma_force_refresh",
-        long = "lingma-force-refresh", env = "LINGMA_FORCE_REFRESH", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+        long = "lingma-force-refresh",
+        env = "LINGMA_FORCE_REFRESH",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+    )]
     pub force_refresh: bool,
-
-    /// Lingma's working directory; binaries go to `<dir>/bin/<version>/<platform>/`.
-    #[arg(
-        id = "lingma_work_dir",
-        long = "lingma-work-dir", env = "LINGMA_WORK_DIR", default_value = DEFAULT_WORK_DIR)]
-    pub work_dir: PathBuf,
-
-    /// Use this Lingma binary as is, whatever the source (no download; empty = unset).
-    #[arg(
-        id = "lingma_bin",
-        long = "lingma-bin", env = "LINGMA_BIN", value_parser = any_path)]
-    pub lingma_bin: Option<PathBuf>,
 
     /// Platform directory to install: x86_64_linux | aarch64_linux | auto (or empty: detect).
     #[arg(
         id = "lingma_platform",
-        long = "lingma-platform", env = "LINGMA_PLATFORM", default_value = "auto", value_parser = parse_platform_choice)]
+        long = "lingma-platform",
+        env = "LINGMA_PLATFORM",
+        default_value = "auto",
+        value_parser = parse_platform_choice,
+    )]
     pub platform: PlatformChoice,
 
     /// Largest package accepted, in bytes (also caps each unpacked file).
     #[arg(
         id = "lingma_download_max_bytes",
-        long = "lingma-download-max-bytes", env = "LINGMA_DOWNLOAD_MAX_BYTES", default_value_t = DEFAULT_MAX_BYTES)]
+        long = "lingma-download-max-bytes",
+        env = "LINGMA_DOWNLOAD_MAX_BYTES",
+        default_value_t = DEFAULT_MAX_BYTES,
+    )]
     pub max_bytes: u64,
 
     /// Seconds to wait for the TCP/TLS connection of the download.
     #[arg(
         id = "lingma_download_connect_timeout_sec",
-        long = "lingma-download-connect-timeout-sec", env = "LINGMA_DOWNLOAD_CONNECT_TIMEOUT_SEC", default_value_t = DEFAULT_CONNECT_TIMEOUT_SEC)]
+        long = "lingma-download-connect-timeout-sec",
+        env = "LINGMA_DOWNLOAD_CONNECT_TIMEOUT_SEC",
+        default_value_t = DEFAULT_CONNECT_TIMEOUT_SEC,
+    )]
     pub connect_timeout_sec: u64,
 
     /// Seconds without a received byte after which the download is abandoned.
     #[arg(
         id = "lingma_download_idle_timeout_sec",
-        long = "lingma-download-idle-timeout-sec", env = "LINGMA_DOWNLOAD_IDLE_TIMEOUT_SEC", default_value_t = DEFAULT_IDLE_TIMEOUT_SEC)]
+        long = "lingma-download-idle-timeout-sec",
+        env = "LINGMA_DOWNLOAD_IDLE_TIMEOUT_SEC",
+        default_value_t = DEFAULT_IDLE_TIMEOUT_SEC,
+    )]
     pub idle_timeout_sec: u64,
 
     /// Bytes between two progress log lines (not a flag).
@@ -123,9 +153,61 @@ pub struct BootstrapConfig {
     pub progress_step_bytes: u64,
 }
 
+/// Settings of [`crate::ensure_binary`]: the flags plus the two paths.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BootstrapConfig {
+    #[command(flatten)]
+    pub args: BootstrapArgs,
+
+    /// Lingma's working directory; binaries go to `<dir>/bin/<version>/<platform>/`.
+    #[arg(
+        id = "lingma_work_dir",
+        long = "lingma-work-dir",
+        env = "LINGMA_WORK_DIR",
+        default_value = DEFAULT_WORK_DIR,
+    )]
+    pub work_dir: PathBuf,
+
+    /// Use this Lingma binary as is, whatever the source (no download; empty = unset).
+    #[arg(
+        id = "lingma_bin",
+        long = "lingma-bin",
+        env = "LINGMA_BIN",
+        value_parser = any_path,
+    )]
+    pub lingma_bin: Option<PathBuf>,
+}
+
 impl BootstrapConfig {
     /// The defaults of every flag, for `source` installing into `work_dir`.
     pub fn new(source: SourceType, work_dir: impl Into<PathBuf>) -> Self {
+        Self::from_args(BootstrapArgs::defaults(source), work_dir, None)
+    }
+
+    /// For a CLI that flattens [`BootstrapArgs`] and has its own `LINGMA_WORK_DIR`/`LINGMA_BIN`.
+    pub fn from_args(
+        args: BootstrapArgs,
+        work_dir: impl Into<PathBuf>,
+        lingma_bin: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            args,
+            work_dir: work_dir.into(),
+            lingma_bin,
+        }
+    }
+
+    /// The explicit binary path, treating an empty value as unset.
+    pub fn explicit_bin(&self) -> Option<&std::path::Path> {
+        self.lingma_bin
+            .as_deref()
+            .filter(|path| !path.as_os_str().is_empty())
+    }
+}
+
+impl BootstrapArgs {
+    /// The default of every flag, for `source`.
+    pub fn defaults(source: SourceType) -> Self {
         Self {
             source,
             marketplace_publisher: DEFAULT_PUBLISHER.to_owned(),
@@ -135,8 +217,6 @@ impl BootstrapConfig {
             vsix_url: None,
             bootstrap_always: false,
             force_refresh: false,
-            work_dir: work_dir.into(),
-            lingma_bin: None,
             platform: PlatformChoice::default(),
             max_bytes: DEFAULT_MAX_BYTES,
             connect_timeout_sec: DEFAULT_CONNECT_TIMEOUT_SEC,
@@ -151,13 +231,6 @@ impl BootstrapConfig {
             Some(platform) => Ok(platform),
             None => Platform::detect(),
         }
-    }
-
-    /// The explicit binary path, treating an empty value as unset.
-    pub fn explicit_bin(&self) -> Option<&std::path::Path> {
-        self.lingma_bin
-            .as_deref()
-            .filter(|path| !path.as_os_str().is_empty())
     }
 
     /// The URL the package is downloaded from (`None` for the image source).
@@ -272,19 +345,47 @@ mod tests {
         config: BootstrapConfig,
     }
 
+    /// The shape of the sidecar's CLI: its own LINGMA_BIN / LINGMA_WORK_DIR, plus the flags.
+    #[derive(Parser)]
+    #[command(version)]
+    struct SidecarLike {
+        #[command(flatten)]
+        bootstrap: BootstrapArgs,
+        #[arg(long, env = "LINGMA_BIN")]
+        lingma_bin: Option<PathBuf>,
+        #[arg(long, env = "LINGMA_WORK_DIR", default_value = "/data/lingma")]
+        lingma_work_dir: PathBuf,
+    }
+
+    #[test]
+    fn the_flags_flatten_beside_a_cli_with_its_own_paths() {
+        let cli = SidecarLike::try_parse_from([
+            "sidecar",
+            "--lingma-work-dir",
+            "/w",
+            "--lingma-version",
+            "2.5.20",
+        ])
+        .expect("parse");
+        let config =
+            BootstrapConfig::from_args(cli.bootstrap, &cli.lingma_work_dir, cli.lingma_bin);
+        assert_eq!(config.work_dir, PathBuf::from("/w"));
+        assert_eq!(config.args.pinned_version.as_deref(), Some("2.5.20"));
+    }
+
     #[test]
     fn marketplace_url_uses_latest_unless_pinned() {
         let mut config = BootstrapConfig::new(SourceType::Marketplace, "/tmp/x");
         assert_eq!(
-            config.download_url().expect("url").as_deref(),
+            config.args.download_url().expect("url").as_deref(),
             Some(
                 "https://marketplace.visualstudio.com/_apis/public/gallery/publishers/Alibaba-Cloud/vsextensions/tongyi-lingma/latest/vspackage"
             )
         );
-        config.pinned_version = Some("2.5.20".into());
-        config.marketplace_url = "http://127.0.0.1:9/".into();
+        config.args.pinned_version = Some("2.5.20".into());
+        config.args.marketplace_url = "http://127.0.0.1:9/".into();
         assert_eq!(
-            config.download_url().expect("url").as_deref(),
+            config.args.download_url().expect("url").as_deref(),
             Some(
                 "http://127.0.0.1:9/_apis/public/gallery/publishers/Alibaba-Cloud/vsextensions/tongyi-lingma/2.5.20/vspackage"
             )
@@ -294,20 +395,20 @@ mod tests {
     #[test]
     fn rejects_path_tricks_and_missing_vsix_url() {
         let mut config = BootstrapConfig::new(SourceType::Marketplace, "/tmp/x");
-        config.pinned_version = Some("../../x".into());
+        config.args.pinned_version = Some("../../x".into());
         assert!(matches!(
-            config.download_url(),
+            config.args.download_url(),
             Err(BootstrapError::Config(_))
         ));
         let config = BootstrapConfig::new(SourceType::Vsix, "/tmp/x");
         assert!(matches!(
-            config.download_url(),
+            config.args.download_url(),
             Err(BootstrapError::Config(_))
         ));
         let mut config = BootstrapConfig::new(SourceType::Vsix, "/tmp/x");
-        config.vsix_url = Some("file:///etc/passwd".into());
+        config.args.vsix_url = Some("file:///etc/passwd".into());
         assert!(matches!(
-            config.download_url(),
+            config.args.download_url(),
             Err(BootstrapError::Config(_))
         ));
     }
@@ -328,15 +429,18 @@ mod tests {
             "",
         ])
         .expect("parse");
-        assert_eq!(cli.config.source, SourceType::Vsix);
-        assert!(cli.config.bootstrap_always);
-        assert!(!cli.config.force_refresh);
+        assert_eq!(cli.config.args.source, SourceType::Vsix);
+        assert!(cli.config.args.bootstrap_always);
+        assert!(!cli.config.args.force_refresh);
         assert_eq!(
-            cli.config.platform,
+            cli.config.args.platform,
             PlatformChoice(Some(Platform::Aarch64Linux))
         );
         assert_eq!(cli.config.explicit_bin(), None);
-        assert_eq!(cli.config.progress_step_bytes, DEFAULT_PROGRESS_STEP_BYTES);
+        assert_eq!(
+            cli.config.args.progress_step_bytes,
+            DEFAULT_PROGRESS_STEP_BYTES
+        );
 
         let cli = Cli::try_parse_from([
             "x",
@@ -348,8 +452,8 @@ mod tests {
             "",
         ])
         .expect("empty values mean unset");
-        assert_eq!(cli.config.platform, PlatformChoice(None));
-        assert_eq!(cli.config.vsix_url.as_deref(), Some(""));
+        assert_eq!(cli.config.args.platform, PlatformChoice(None));
+        assert_eq!(cli.config.args.vsix_url.as_deref(), Some(""));
         let err = Cli::try_parse_from(["x", "--lingma-platform", "mips"])
             .err()
             .expect("unknown platform");

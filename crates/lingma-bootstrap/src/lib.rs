@@ -18,9 +18,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use config::{
-    BootstrapConfig, DEFAULT_CONNECT_TIMEOUT_SEC, DEFAULT_EXTENSION, DEFAULT_IDLE_TIMEOUT_SEC,
-    DEFAULT_IMAGE_BIN, DEFAULT_MARKETPLACE_URL, DEFAULT_MAX_BYTES, DEFAULT_PROGRESS_STEP_BYTES,
-    DEFAULT_PUBLISHER, DEFAULT_WORK_DIR, PlatformChoice, SourceType,
+    BootstrapArgs, BootstrapConfig, DEFAULT_CONNECT_TIMEOUT_SEC, DEFAULT_EXTENSION,
+    DEFAULT_IDLE_TIMEOUT_SEC, DEFAULT_IMAGE_BIN, DEFAULT_MARKETPLACE_URL, DEFAULT_MAX_BYTES,
+    DEFAULT_PROGRESS_STEP_BYTES, DEFAULT_PUBLISHER, DEFAULT_WORK_DIR, PlatformChoice, SourceType,
 };
 pub use error::{BootstrapError, redact_url};
 pub use install::{FileRecord, Manifest, SourceRecord};
@@ -91,17 +91,17 @@ impl InstalledBinary {
 /// On any error the previously active install stays active.
 pub async fn ensure_binary(config: &BootstrapConfig) -> Result<InstalledBinary, BootstrapError> {
     if let Some(bin) = config.explicit_bin() {
-        if config.source != SourceType::Image {
-            tracing::info!(source = ?config.source, "LINGMA_BIN is set: using it, not the configured source");
+        if config.args.source != SourceType::Image {
+            tracing::info!(source = ?config.args.source, "LINGMA_BIN is set: using it, not the configured source");
         }
         let bin = bin.to_path_buf();
         return blocking(move || explicit::verify_existing(&bin, Origin::ExplicitPath)).await;
     }
-    let Some(url) = config.download_url()? else {
+    let Some(url) = config.args.download_url()? else {
         return blocking(|| explicit::verify_existing(Path::new(DEFAULT_IMAGE_BIN), Origin::Image))
             .await;
     };
-    let platform = config.platform()?;
+    let platform = config.args.platform()?;
     let layout = Layout::new(&config.work_dir);
     let lock = {
         let layout = layout.clone();
@@ -121,8 +121,8 @@ pub async fn ensure_binary(config: &BootstrapConfig) -> Result<InstalledBinary, 
     };
     let reusable = active.filter(|(_, manifest)| manifest.source.url == shown);
     if let Some((dir, manifest)) = &reusable
-        && !config.force_refresh
-        && !config.bootstrap_always
+        && !config.args.force_refresh
+        && !config.args.bootstrap_always
     {
         tracing::info!(version = %manifest.version, dir = %dir.display(), "using the installed Lingma");
         return Ok(InstalledBinary::from_install(dir, manifest, Origin::Cached));
@@ -135,7 +135,7 @@ pub async fn ensure_binary(config: &BootstrapConfig) -> Result<InstalledBinary, 
         url: &url,
         shown: &shown,
         platform,
-        installed: if config.force_refresh {
+        installed: if config.args.force_refresh {
             None
         } else {
             reusable.as_ref()
@@ -144,7 +144,7 @@ pub async fn ensure_binary(config: &BootstrapConfig) -> Result<InstalledBinary, 
     match run.fetch_and_install().await {
         Ok(binary) => Ok(binary),
         Err(err) => match &reusable {
-            Some((dir, manifest)) if config.bootstrap_always && !config.force_refresh => {
+            Some((dir, manifest)) if config.args.bootstrap_always && !config.args.force_refresh => {
                 tracing::warn!(error = %err, version = %manifest.version, "checking the Lingma source failed; keeping the installed version");
                 Ok(InstalledBinary::from_install(
                     dir,
@@ -162,7 +162,7 @@ pub async fn ensure_binary(config: &BootstrapConfig) -> Result<InstalledBinary, 
 pub async fn active_install(
     config: &BootstrapConfig,
 ) -> Result<Option<InstalledBinary>, BootstrapError> {
-    let platform = config.platform()?;
+    let platform = config.args.platform()?;
     let layout = Layout::new(&config.work_dir);
     let active = blocking(move || install::read_active(&layout, platform)).await?;
     Ok(
@@ -188,10 +188,10 @@ impl Fetch<'_> {
         let scratch = ScratchDir::create(&self.layout.tmp_dir())?;
         let package = scratch.path.join("package.download");
         let limits = DownloadLimits {
-            max_bytes: self.config.max_bytes,
-            connect_timeout: self.config.connect_timeout(),
-            idle_timeout: self.config.idle_timeout(),
-            progress_step_bytes: self.config.progress_step_bytes,
+            max_bytes: self.config.args.max_bytes,
+            connect_timeout: self.config.args.connect_timeout(),
+            idle_timeout: self.config.args.idle_timeout(),
+            progress_step_bytes: self.config.args.progress_step_bytes,
         };
         let downloaded = download_to_file(self.url, &package, &limits).await?;
 
@@ -212,7 +212,7 @@ impl Fetch<'_> {
                 scratch.path.clone(),
                 stage.clone(),
                 self.platform,
-                self.config.max_bytes,
+                self.config.args.max_bytes,
             );
             let lock = Arc::clone(self.lock);
             blocking(move || {
@@ -244,7 +244,7 @@ impl Fetch<'_> {
             lingma: FileRecord::from(&unpacked.lingma),
             lingma_local: FileRecord::from(&unpacked.lingma_local),
             source: SourceRecord {
-                kind: self.config.source,
+                kind: self.config.args.source,
                 url: self.shown.to_owned(),
             },
             package_sha256: downloaded.sha256,

@@ -26,7 +26,7 @@ async fn installed_then_new_version(
     let server = PackageServer::start(Reply::Body(vsix("2.5.20", &PLATFORMS).into())).await;
     let mut config = marketplace_config(&server, work);
     let old = ensure_binary(&config).await.expect("first install");
-    config.force_refresh = true;
+    config.args.force_refresh = true;
     let new_package = Bytes::from(vsix("2.5.21", &PLATFORMS));
     (server, config, old, new_package)
 }
@@ -125,13 +125,13 @@ async fn the_size_cap_stops_announced_and_streamed_bodies() {
     let server = PackageServer::start(Reply::Body(package.clone())).await;
     let work = tempfile::tempdir().expect("tempdir");
     let mut config = marketplace_config(&server, work.path());
-    config.max_bytes = package.len() as u64 - 1;
+    config.args.max_bytes = package.len() as u64 - 1;
 
     let err = ensure_binary(&config)
         .await
         .expect_err("announced length over the cap");
     assert!(
-        matches!(err, BootstrapError::TooLarge { limit, .. } if limit == config.max_bytes),
+        matches!(err, BootstrapError::TooLarge { limit, .. } if limit == config.args.max_bytes),
         "{err}"
     );
 
@@ -176,7 +176,7 @@ async fn a_body_cut_midway_leaves_the_old_install_active() {
 async fn a_stalled_body_times_out_and_leaves_the_old_install_active() {
     let work = tempfile::tempdir().expect("tempdir");
     let (server, mut config, old, package) = installed_then_new_version(work.path()).await;
-    config.idle_timeout_sec = 1;
+    config.args.idle_timeout_sec = 1;
     server.set_reply(Reply::StallAfter {
         sent: package.len() / 2,
         body: package,
@@ -225,7 +225,7 @@ async fn a_download_abandoned_midway_never_replaces_the_old_install() {
     std::fs::create_dir_all(stale.join("stage")).expect("stale dir");
     std::fs::write(stale.join("stage/Lingma"), "#!/bin/sh\necho half\n").expect("stale file");
     let mut restart = config.clone();
-    restart.force_refresh = false;
+    restart.args.force_refresh = false;
     let after = ensure_binary(&restart).await.expect("restart");
     assert_eq!(after.origin, Origin::Cached);
     assert_eq!(after.version.as_deref(), Some("2.5.20"));

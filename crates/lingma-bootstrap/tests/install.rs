@@ -101,11 +101,11 @@ async fn unwraps_gzip_and_installs_the_requested_platform_from_a_vsix_url() {
     .await;
     let work = tempfile::tempdir().expect("tempdir");
     let mut config = BootstrapConfig::new(SourceType::Vsix, work.path());
-    config.vsix_url = Some(format!(
+    config.args.vsix_url = Some(format!(
         "{}/pkg/lingma.vsix?sig=very-secret",
         server.base_url
     ));
-    config.platform = PlatformChoice(Some(Platform::Aarch64Linux));
+    config.args.platform = PlatformChoice(Some(Platform::Aarch64Linux));
 
     let installed = ensure_binary(&config)
         .await
@@ -133,7 +133,7 @@ async fn pinned_version_is_in_the_marketplace_url() {
     let server = PackageServer::start(Reply::Body(vsix("2.5.20", &PLATFORMS).into())).await;
     let work = tempfile::tempdir().expect("tempdir");
     let mut config = marketplace_config(&server, work.path());
-    config.pinned_version = Some("2.5.20".into());
+    config.args.pinned_version = Some("2.5.20".into());
     ensure_binary(&config).await.expect("install");
     assert_eq!(
         server.paths(),
@@ -165,7 +165,7 @@ async fn another_source_url_is_not_served_from_the_cache() {
     let mut config = marketplace_config(&server, work.path());
     ensure_binary(&config).await.expect("install latest");
     server.set_reply(Reply::Body(vsix("2.5.19", &PLATFORMS).into()));
-    config.pinned_version = Some("2.5.19".into());
+    config.args.pinned_version = Some("2.5.19".into());
 
     let pinned = ensure_binary(&config).await.expect("install pinned");
 
@@ -180,7 +180,7 @@ async fn force_refresh_downloads_and_reinstalls_every_time() {
     let work = tempfile::tempdir().expect("tempdir");
     let mut config = marketplace_config(&server, work.path());
     ensure_binary(&config).await.expect("install");
-    config.force_refresh = true;
+    config.args.force_refresh = true;
 
     let refreshed = ensure_binary(&config).await.expect("refresh");
 
@@ -202,7 +202,7 @@ async fn bootstrap_always_checks_the_source_and_keeps_an_identical_install() {
     ensure_binary(&config).await.expect("install");
     let manifest_path = work.path().join("bin/2.5.20/x86_64_linux/manifest.json");
     let manifest_before = std::fs::read(&manifest_path).expect("manifest");
-    config.bootstrap_always = true;
+    config.args.bootstrap_always = true;
 
     let same_package = ensure_binary(&config).await.expect("same package");
     assert_eq!(same_package.origin, Origin::Unchanged);

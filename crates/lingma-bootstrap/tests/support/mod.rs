@@ -229,10 +229,10 @@ async fn answer(State(state): State<Arc<ServerState>>, uri: Uri) -> Response {
 /// A marketplace config pointing at `server`, installing x86_64_linux into `work_dir`.
 pub fn marketplace_config(server: &PackageServer, work_dir: &Path) -> BootstrapConfig {
     let mut config = BootstrapConfig::new(SourceType::Marketplace, work_dir);
-    config.marketplace_url = server.base_url.clone();
-    config.platform = PlatformChoice(Some(Platform::X86_64Linux));
-    config.idle_timeout_sec = 5;
-    config.connect_timeout_sec = 5;
+    config.args.marketplace_url = server.base_url.clone();
+    config.args.platform = PlatformChoice(Some(Platform::X86_64Linux));
+    config.args.idle_timeout_sec = 5;
+    config.args.connect_timeout_sec = 5;
     config
 }
 
