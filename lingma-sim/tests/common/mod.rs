@@ -98,6 +98,8 @@ pub struct RawClient {
     inbox: VecDeque<Value>,
     pub auto_ack: bool,
     pub messages: Vec<String>,
+    /// Frame bodies that were not JSON.
+    pub bad_frames: Vec<String>,
 }
 
 impl RawClient {
@@ -116,6 +118,7 @@ impl RawClient {
             inbox: VecDeque::new(),
             auto_ack: true,
             messages: Vec::new(),
+            bad_frames: Vec::new(),
         }
     }
 
@@ -152,10 +155,17 @@ impl RawClient {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(body) = self.decoder.next_frame().expect("well-formed framing") {
-                let value: Value = serde_json::from_str(&body).expect("frame body is JSON");
+                let Ok(value) = serde_json::from_str::<Value>(&body) else {
+                    self.bad_frames.push(body);
+                    continue;
+                };
                 if self.auto_ack && value.get("method").is_some() && value.get("id").is_some() {
                     let ack = json!({"jsonrpc": "2.0", "id": value["id"], "result": null});
-                    self.send_text(encode(&ack.to_string())).await;
+                    // The connection may be gone already (drop and crash faults).
+                    let _ = self
+                        .ws
+                        .send(WsMessage::text(encode(&ack.to_string())))
+                        .await;
                 }
                 return Some(value);
             }
