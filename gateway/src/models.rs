@@ -13,31 +13,33 @@ use mux_protocol::ModelInfo;
 
 use crate::errors::GatewayError;
 
-/// Which Lingma key serves a requested model name.
+/// Which Lingma key serves a requested model name; `None` = DEFAULT_MODEL, which is left
+/// to the sidecar (it applies its own DEFAULT_MODEL, e.g. `org_auto`, that Lingma
+/// accepts without listing it).
 pub fn resolve_model(
     requested: Option<&str>,
     known: &[ModelInfo],
     default_model: &str,
-) -> Result<String, GatewayError> {
+) -> Result<Option<String>, GatewayError> {
     let Some(name) = requested else {
-        return Ok(default_model.to_owned());
+        return Ok(None);
     };
     if name == default_model {
-        return Ok(default_model.to_owned());
+        return Ok(None);
     }
     if let Some(m) = known.iter().find(|m| m.id == name) {
-        return Ok(m.id.clone());
+        return Ok(Some(m.id.clone()));
     }
     if let Some(m) = known
         .iter()
         .find(|m| m.display_name.eq_ignore_ascii_case(name))
     {
-        return Ok(m.id.clone());
+        return Ok(Some(m.id.clone()));
     }
     if known.iter().any(|m| same_provider(&m.id, name)) {
         return Err(model_not_found(name));
     }
-    Ok(default_model.to_owned())
+    Ok(None)
 }
 
 fn same_provider(key: &str, name: &str) -> bool {

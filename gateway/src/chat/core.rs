@@ -34,7 +34,8 @@ pub struct ChatService {
 /// A validated request, routed by its keys.
 pub struct PreparedChat {
     pub request_id: Arc<str>,
-    pub lingma_model: String,
+    /// `None` = the sidecar's DEFAULT_MODEL.
+    pub lingma_model: Option<String>,
     pub messages: Vec<ChatMessage>,
     pub scope: Arc<str>,
     pub affinity: u64,
@@ -172,7 +173,7 @@ impl ChatService {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let request = ChatRequest {
                 request_id: chat.request_id.to_string(),
-                model: Some(chat.lingma_model.clone()),
+                model: chat.lingma_model.clone(),
                 messages: chat.messages.clone(),
                 scope: chat.scope.to_string(),
                 session_reuse: self.settings.session_reuse,

@@ -57,17 +57,21 @@ async fn serve(
         &service.pool.models(),
         &service.settings.default_model,
     )?;
-    let echo_model = chat.model.clone().unwrap_or_else(|| lingma_model.clone());
-    let prepared = prepare(chat.clone(), &identity, request_id.clone(), lingma_model);
+    let echo_model = chat
+        .model
+        .clone()
+        .unwrap_or_else(|| service.settings.default_model.clone());
+    let (stream, include_usage) = (chat.stream, chat.include_usage);
+    let prepared = prepare(chat, &identity, request_id.clone(), lingma_model);
     let accepted = service.start(prepared, arrival).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    if chat.stream {
+    if stream {
         Ok(stream_response(
             accepted,
-            ChunkWriter::new(id, created, echo_model, chat.include_usage),
+            ChunkWriter::new(id, created, echo_model, include_usage),
             request_id,
         ))
     } else {
@@ -79,7 +83,7 @@ fn prepare(
     chat: ValidatedChat,
     identity: &ClientIdentity,
     request_id: Arc<str>,
-    lingma_model: String,
+    lingma_model: Option<String>,
 ) -> PreparedChat {
     let scope = identity.scope.clone();
     PreparedChat {
