@@ -1,0 +1,248 @@
+//! The mux endpoint against the real sidecar and the real simulator (attach mode):
+//! concurrency, per-stream bookkeeping, cancel, disconnect, auth.
+
+mod common;
+
+use common::*;
+use mux_protocol::{ConnectionState, ErrorKind, LoginState, Role, SessionOutcome};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundred_concurrent_chats_each_get_their_own_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(
+        dir.path(),
+        test_support::free_port(),
+        test_support::free_port(),
+        &[
+            "--logged-in",
+            "--max-concurrent-chats",
+            "0",
+            "--chunk-delay-ms",
+            "5",
+        ],
+    )
+    .await;
+    let mut env = attach_env(&sim);
+    env.push(("LINGMA_MAX_CONCURRENT_CHATS", "100".into()));
+    let sidecar = spawn_sidecar(&env).await;
+    sidecar.wait_ready().await;
+    let mux = sidecar.mux().await;
+    let status = mux.wait_status(|s| s.ready).await;
+    assert_eq!(status.capacity, 100);
+    assert_eq!(status.connection, ConnectionState::Ready);
+    assert_eq!(status.login, LoginState::LoggedIn);
+    assert!(!status.models.is_empty(), "models reported: {status:?}");
+
+    let streams: Vec<_> = (0..100u64)
+        .map(|i| {
+            let req = request(
+                "scope",
+                vec![m(Role::User, &format!("question number {i}"))],
+            );
+            (i, mux.start(i, req))
+        })
+        .collect();
+    for (i, rx) in streams {
+        let r = collect(rx).await;
+        assert!(r.ok(), "chat {i}: {r:?}");
+        assert!(
+            r.content
+                .contains(&format!("you said \"question number {i}\"")),
+            "chat {i} got someone else's answer: {}",
+            r.content
+        );
+        let (_, usage, session_id) = r.finish.expect("finished");
+        assert!(usage.estimated && usage.completion_tokens > 0);
+        assert_eq!(r.started.map(|s| s.1), Some(session_id));
+    }
+    let stats = SimControl::new(sim.http_port).stats().await;
+    assert_eq!(stats["chats_total"], 100);
+    sidecar.wait_metric("sidecar_open_streams", 0.0).await;
+    assert_eq!(
+        sidecar.metric("sidecar_chats_total{outcome=\"ok\"}").await,
+        100.0
+    );
+}
+
+#[tokio::test]
+async fn open_streams_return_to_zero_after_cancel_and_disconnect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(
+        dir.path(),
+        test_support::free_port(),
+        test_support::free_port(),
+        &[
+            "--logged-in",
+            "--max-concurrent-chats",
+            "0",
+            "--chunks",
+            "30",
+            "--chunk-delay-ms",
+            "50",
+        ],
+    )
+    .await;
+    let mut env = attach_env(&sim);
+    env.push(("LINGMA_MAX_CONCURRENT_CHATS", "10".into()));
+    let sidecar = spawn_sidecar(&env).await;
+    sidecar.wait_ready().await;
+    let control = SimControl::new(sim.http_port);
+
+    // Cancel: the stream ends with Cancelled, Lingma's chat is stopped, bookkeeping freed.
+    let mux = sidecar.mux().await;
+    let mut rx1 = mux.start(1, request("s", vec![m(Role::User, "long answer please")]));
+    let mut rx2 = mux.start(2, request("s", vec![m(Role::User, "another long one")]));
+    first_delta(&mut rx1).await;
+    first_delta(&mut rx2).await;
+    assert_eq!(sidecar.metric("sidecar_open_streams").await, 2.0);
+    mux.cancel(1);
+    let r1 = collect(rx1).await;
+    let (kind, _, before_output) = r1.error.expect("cancelled stream ends with an error");
+    assert_eq!(kind, ErrorKind::Cancelled);
+    assert!(!before_output);
+    sidecar.wait_metric("sidecar_open_streams", 1.0).await;
+
+    // Disconnect mid-stream: the remaining stream is freed and stopped upstream.
+    drop(rx2);
+    drop(mux);
+    sidecar.wait_metric("sidecar_open_streams", 0.0).await;
+    test_support::wait_until(WAIT, || async {
+        control.stats().await["chats_in_flight"].as_u64() == Some(0)
+    })
+    .await
+    .expect("chats stopped upstream (chat/stop sent)");
+    assert_eq!(
+        sidecar
+            .metric("sidecar_chats_total{outcome=\"cancelled\"}")
+            .await,
+        2.0
+    );
+
+    // Cancel while queued for a slot, and finish normally: both freed too.
+    let mux = sidecar.mux().await;
+    let r = mux
+        .chat(3, request("s", vec![m(Role::User, "short")]))
+        .await;
+    assert!(r.ok(), "{r:?}");
+    mux.cancel(999); // unknown stream: ignored
+    sidecar.wait_metric("sidecar_open_streams", 0.0).await;
+}
+
+#[tokio::test]
+async fn cancel_while_waiting_for_a_slot_frees_the_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(
+        dir.path(),
+        test_support::free_port(),
+        test_support::free_port(),
+        &["--logged-in", "--chunks", "40", "--chunk-delay-ms", "100"],
+    )
+    .await;
+    let sidecar = spawn_sidecar(&attach_env(&sim)).await; // capacity 1
+    sidecar.wait_ready().await;
+    let mux = sidecar.mux().await;
+    let mut running = mux.start(1, request("s", vec![m(Role::User, "first")]));
+    first_delta(&mut running).await;
+    let queued = mux.start(2, request("s", vec![m(Role::User, "second")]));
+    mux.wait_status(|s| s.queued == 1 && s.in_flight == 1).await;
+    mux.cancel(2);
+    let r = collect(queued).await;
+    let (kind, _, before_output) = r.error.expect("cancelled");
+    assert_eq!(kind, ErrorKind::Cancelled);
+    assert!(before_output);
+    mux.wait_status(|s| s.queued == 0).await;
+
+    // A chat that may not wait is refused at once while the slot is taken.
+    let mut no_wait = request("s", vec![m(Role::User, "third")]);
+    no_wait.queue_timeout_ms = 0;
+    let r = mux.chat(3, no_wait).await;
+    assert_eq!(r.error.map(|e| e.0), Some(ErrorKind::Overloaded));
+    mux.cancel(1);
+    let _ = collect(running).await;
+    sidecar.wait_metric("sidecar_open_streams", 0.0).await;
+}
+
+#[tokio::test]
+async fn wrong_or_missing_token_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(
+        dir.path(),
+        test_support::free_port(),
+        test_support::free_port(),
+        &["--logged-in"],
+    )
+    .await;
+    let sidecar = spawn_sidecar(&attach_env(&sim)).await;
+    for token in [None, Some("wrong-token"), Some("")] {
+        match Mux::connect(sidecar.port, token).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 401, "token {token:?}")
+            }
+            Err(e) => panic!("token {token:?}: unexpected error {e}"),
+            Ok(_) => panic!("token {token:?} was accepted"),
+        }
+    }
+    assert_eq!(sidecar.get("/login/status", None).await.0, 401);
+    assert_eq!(sidecar.get("/login/status", Some("nope")).await.0, 401);
+    assert_eq!(sidecar.post("/login/start", None).await.0, 401);
+    assert_eq!(sidecar.get("/login/status", Some(TOKEN)).await.0, 200);
+    // Probes and metrics are open (kubelet, Prometheus).
+    assert_eq!(sidecar.get("/healthz", None).await.0, 200);
+    sidecar.wait_ready().await;
+    let mux = sidecar.mux().await;
+    let r = mux.chat(1, request("s", vec![m(Role::User, "hi")])).await;
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.started.map(|s| s.0), Some(SessionOutcome::New));
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(
+        dir.path(),
+        test_support::free_port(),
+        test_support::free_port(),
+        &["--logged-in"],
+    )
+    .await;
+    let sidecar = spawn_sidecar(&attach_env(&sim)).await;
+    sidecar.wait_ready().await;
+    let mux = sidecar.mux().await;
+    // No user message.
+    let r = mux
+        .chat(
+            1,
+            request("s", vec![m(Role::System, "only a system prompt")]),
+        )
+        .await;
+    assert_eq!(
+        r.error.map(|e| (e.0, e.2)),
+        Some((ErrorKind::BadRequest, true))
+    );
+    // A model Lingma does not have.
+    let mut req = request("s", vec![m(Role::User, "hi")]);
+    req.model = Some("no-such-model".into());
+    let r = mux.chat(2, req).await;
+    assert_eq!(r.error.map(|e| e.0), Some(ErrorKind::UnknownModel));
+    // Malformed JSON with a readable id is answered on that stream.
+    let rx5 = mux.route(5);
+    mux.send_raw(r#"{"type":"chat","id":5,"request":{"oops":true}}"#);
+    let r = collect(rx5).await;
+    assert_eq!(r.error.map(|e| e.0), Some(ErrorKind::BadRequest));
+    // The connection stays usable.
+    let r = mux
+        .chat(6, request("s", vec![m(Role::User, "still there?")]))
+        .await;
+    assert!(r.ok(), "{r:?}");
+    sidecar.wait_metric("sidecar_open_streams", 0.0).await;
+    // Wrong protocol version is refused before the upgrade.
+    let resp = reqwest::Client::new()
+        .get(sidecar.url("/v1/mux?v=99"))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status().as_u16(), 400);
+}
