@@ -93,18 +93,20 @@ mod tests {
     #[test]
     fn mapping_rules() {
         let k = known();
-        let r = |name: Option<&str>| resolve_model(name, &k, "org_auto");
+        let r = |name: Option<&str>| resolve_model(name, &k, "org_auto").expect("resolves");
         assert_eq!(
-            r(Some("dashscope_qwen3_coder")).expect("key"),
-            "dashscope_qwen3_coder"
+            r(Some("dashscope_qwen3_coder")).as_deref(),
+            Some("dashscope_qwen3_coder")
         );
         assert_eq!(
-            r(Some("qwen3-coder")).expect("display name"),
-            "dashscope_qwen3_coder"
+            r(Some("qwen3-coder")).as_deref(),
+            Some("dashscope_qwen3_coder")
         );
-        assert_eq!(r(Some("gpt-4o")).expect("alias"), "org_auto");
-        assert_eq!(r(None).expect("none"), "org_auto");
-        let err = r(Some("dashscope_nonexistent")).expect_err("unknown key");
+        assert_eq!(r(Some("gpt-4o")), None);
+        assert_eq!(r(Some("org_auto")), None);
+        assert_eq!(r(None), None);
+        let err =
+            resolve_model(Some("dashscope_nonexistent"), &k, "org_auto").expect_err("unknown key");
         assert_eq!(err.status(), 404);
     }
 
