@@ -484,3 +484,48 @@ async fn runtime_error_fault_gives_upstream_error_then_recovers() {
     let finish = t.finish.expect("finish");
     assert_eq!(t.deltas, finish.full_answer);
 }
+
+/// Not a pass/fail test: prints chats per second through one connection (debug build, so
+/// only a rough figure). Run with `cargo test -p lingma-protocol --test against_sim -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a test"]
+async fn throughput_through_one_connection() {
+    let sim = Sim::start(&[
+        "--max-concurrent-chats",
+        "0",
+        "--chunks",
+        "8",
+        "--log-level",
+        "warn",
+    ])
+    .await;
+    let client = sim.client(ClientOptions::default()).await;
+    let total = 5000usize;
+    let concurrency = 256usize;
+    let started = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next) = (client.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                let mut stream = client
+                    .chat(ask(&uuid(), &uuid(), "bench", false))
+                    .await
+                    .expect("chat");
+                while let Some(item) = stream.next().await {
+                    item.expect("event");
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{total} chats in {secs:.2}s = {:.0} chats/s",
+        total as f64 / secs
+    );
+    assert_eq!(client.open_chats(), 0);
+}

@@ -1,5 +1,37 @@
 //! The async Lingma client: one WebSocket, a reader task and a writer task, calls correlated
 //! by id, chats routed by `requestId`. See `ClientError` for how things fail.
+//!
+//! ```no_run
+//! # async fn demo(params: lingma_protocol::wire::ChatAskParams) -> Result<(), lingma_protocol::ClientError> {
+//! use futures_util::StreamExt;
+//! use lingma_protocol::{ChatEvent, ClientOptions, LingmaClient};
+//!
+//! let client = LingmaClient::connect("ws://127.0.0.1:36510/", ClientOptions::default()).await?;
+//! client.initialize("file:///work").await?;
+//! let mut chat = client.chat(params).await?; // Err(Rejected) if not accepted
+//! while let Some(event) = chat.next().await {
+//!     match event? {
+//!         ChatEvent::Answer(delta) => print!("{}", delta.text),
+//!         ChatEvent::Finish(finish) => println!("\n[{}]", finish.status_code),
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Choices worth knowing:
+//! - Every server request is acked by the reader before it is routed; `tool/invoke` is
+//!   answered `success:false` instead (chat mode only).
+//! - Each chat buffers up to [`CHAT_EVENT_BUFFER`] events. A chat whose consumer falls that
+//!   far behind is ended with `Protocol("chat consumer too slow ...")` and stopped, so one
+//!   stuck consumer never blocks the reader for the other chats.
+//! - A frame that does not parse is counted (`protocol_errors()`) and ends the chat it names
+//!   (found by its `requestId`) with `Protocol`; if it names none, every open chat is ended
+//!   with `Protocol`, because one of them lost an event and nobody can tell which.
+//! - Events for unknown `requestId`s (late frames, stopped chats) are acked and dropped; an
+//!   event repeated with the same JSON-RPC id is dropped.
+//! - A disconnect gives `ConnectionLost` (or `Closed` after `close()`) to every open chat and
+//!   pending call; a frame cut short by it is counted as a protocol error.
 
 mod chat;
 mod codec;
