@@ -313,6 +313,82 @@ async fn hang_gives_timeout_within_the_configured_time() {
     client.ping().await.expect("ping after a hung chat");
 }
 
+impl Sim {
+    async fn stats(&self) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}/control/stats", self.http_port))
+            .bearer_auth(CONTROL_TOKEN)
+            .timeout(WAIT)
+            .send()
+            .await
+            .expect("control API reachable")
+            .json()
+            .await
+            .expect("stats JSON")
+    }
+}
+
+#[tokio::test]
+async fn every_pushed_event_is_acked_so_a_waiting_lingma_never_stalls() {
+    // The simulator sends each event only after the previous one's ack (or 3 s): a client
+    // that did not ack would take seconds per chat (the "off-by-one" hazard).
+    let sim = Sim::start(&[
+        "--wait-for-ack",
+        "--ack-timeout-ms",
+        "3000",
+        "--chunks",
+        "8",
+    ])
+    .await;
+    let client = sim.client(ClientOptions::default()).await;
+    let started = Instant::now();
+    let session = uuid();
+    for turn in 1..=5 {
+        let question = format!("question {turn}");
+        let t = collect(
+            client
+                .chat(ask(&uuid(), &session, &question, turn > 1))
+                .await
+                .expect("chat"),
+        )
+        .await;
+        let answer = t.finish.expect("finish").full_answer;
+        assert!(answer.contains(&format!("turn {turn} ")), "{answer}");
+        assert!(
+            answer.contains(&format!("you said \"{question}\"")),
+            "{answer}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Late frames after chat/finish are acked too, and dropped without a protocol error.
+    sim.set_fault("late_frames", Some(1)).await;
+    let t = collect(
+        client
+            .chat(ask(&uuid(), &uuid(), "late", false))
+            .await
+            .expect("chat"),
+    )
+    .await;
+    assert!(t.finish.is_some() && t.error.is_none(), "{t:?}");
+    client.ping().await.expect("ping");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stats = sim.stats().await;
+        if stats["events_sent"] == stats["acks_received"] {
+            assert_eq!(stats["unacked_events"], 0, "{stats}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "events not all acked: {stats}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(client.protocol_errors(), 0);
+    assert_eq!(client.open_chats(), 0);
+}
+
 /// Open `n` chats that are still streaming, for the mid-stream faults.
 async fn open_streams(client: &LingmaClient, n: usize) -> (Vec<ChatStream>, Vec<ClientError>) {
     let mut streams = Vec::new();

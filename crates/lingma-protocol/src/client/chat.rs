@@ -219,6 +219,12 @@ impl Stream for ChatStream {
     }
 }
 
+impl futures_util::stream::FusedStream for ChatStream {
+    fn is_terminated(&self) -> bool {
+        self.done
+    }
+}
+
 impl std::fmt::Debug for ChatStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChatStream")
