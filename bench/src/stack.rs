@@ -198,6 +198,18 @@ impl Sim {
         Ok(resp.json().await?)
     }
 
+    /// `POST` to a body-less control endpoint, e.g. `/control/login`.
+    pub async fn control_post(&self, path: &str) -> Result<()> {
+        self.http
+            .post(format!("http://127.0.0.1:{}{path}", self.http_port))
+            .bearer_auth(&self.control_token)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     /// `POST /control/fault`: `times = None` applies it until cleared; `"none"` clears.
     pub async fn set_fault(&self, fault: &str, times: Option<u32>) -> Result<()> {
         let mut body = serde_json::json!({ "fault": fault });
