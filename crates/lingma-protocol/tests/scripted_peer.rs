@@ -651,3 +651,28 @@ async fn an_unanswered_ask_times_out_frees_everything_and_is_stopped() {
     assert_eq!(peer.recv().await["id"], 60);
     assert_eq!(client.protocol_errors(), 0);
 }
+
+#[tokio::test]
+async fn a_non_utf8_frame_does_not_hold_back_the_frames_after_it() {
+    let (client, mut peer) = start(ClientOptions::default()).await;
+    let chat = tokio::spawn({
+        let client = client.clone();
+        async move { client.chat(ask("u")).await }
+    });
+    peer.accept_ask().await;
+    let mut stream = chat.await.expect("task").expect("accepted");
+    // One binary message: a frame whose body is not UTF-8, then a valid frame.
+    let mut bytes = b"Content-Length: 2\r\n\r\n\xff\xfe".to_vec();
+    bytes.extend_from_slice(answer(70, "other", "x").as_bytes());
+    peer.ws
+        .send(Message::binary(bytes))
+        .await
+        .expect("peer send failed");
+    // The valid frame is handled at once (acked), not when the next message arrives.
+    assert_eq!(peer.recv().await["id"], 70);
+    assert!(matches!(
+        next(&mut stream).await,
+        Some(Err(ClientError::Protocol(_)))
+    ));
+    assert_eq!(client.protocol_errors(), 1);
+}

@@ -114,11 +114,10 @@ async fn read_loop(mut stream: futures_util::stream::SplitStream<Ws>, state: Arc
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    // The buffer is dropped; the next message starts afresh. The message
-                    // text may still name the chat whose frame this was.
-                    let text = String::from_utf8_lossy(&data);
-                    protocol_violation(&state, format!("bad frame: {e}"), Some(&text));
-                    break;
+                    // The decoder has dropped the bad bytes (a bad header clears its buffer,
+                    // a non-UTF-8 body only that frame); go on with whatever it still holds.
+                    // Which chats lost frames is unknown, so none is named.
+                    protocol_violation(&state, format!("bad frame: {e}"), None);
                 }
             }
         }
