@@ -237,6 +237,13 @@ struct Finish<'a> {
     extra: SessionTypeExtra<'a>,
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Usage {
+    used_tokens: u64,
+    limit_tokens: u64,
+}
+
 /// How a chat that did not run to its normal end finishes.
 struct Ending<'a> {
     status_code: i64,
@@ -439,6 +446,15 @@ impl Chat {
             &answer,
         );
         self.finish(out, "success", 200, &answer, None).await?;
+        if self.sim.config.usage_sync {
+            let used = (self.ask.question_text.len() + answer.len()) / 4 + 1;
+            let usage = Usage {
+                used_tokens: used as u64,
+                limit_tokens: 131_072,
+            };
+            out.raw(frames::notification(m::CONTEXT_USAGE_SYNC, &usage))
+                .await?;
+        }
         if self.fault == Fault::LateFrames {
             self.delta(out, " (late delta after chat/finish)", false)
                 .await?;

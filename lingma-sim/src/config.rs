@@ -136,6 +136,11 @@ pub struct SimConfig {
     #[arg(long, env = "LINGMA_SIM_EMPTY_DELTAS")]
     pub empty_deltas: bool,
 
+    /// After each successful `chat/finish`, push a `context/usage/sync` notification
+    /// (`usedTokens` estimated as bytes / 4, `limitTokens` 131072), like Qoder CN.
+    #[arg(long, env = "LINGMA_SIM_USAGE_SYNC")]
+    pub usage_sync: bool,
+
     /// Pack several frames into one WebSocket message (tests client buffering).
     #[arg(long, env = "LINGMA_SIM_COALESCE_FRAMES")]
     pub coalesce_frames: bool,
@@ -214,6 +219,7 @@ impl Default for SimConfig {
             over_limit: OverLimit::Error,
             think: false,
             empty_deltas: false,
+            usage_sync: false,
             coalesce_frames: false,
             split_frames: false,
             models: Vec::new(),

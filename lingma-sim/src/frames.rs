@@ -19,6 +19,13 @@ struct Request<'a, P> {
 }
 
 #[derive(Serialize)]
+struct Notification<'a, P> {
+    jsonrpc: &'static str,
+    method: &'a str,
+    params: &'a P,
+}
+
+#[derive(Serialize)]
 struct Response<'a, R> {
     jsonrpc: &'static str,
     id: &'a Id,
@@ -57,6 +64,15 @@ pub fn request(id: i64, method: &str, params: &impl Serialize) -> String {
     framed(&Request {
         jsonrpc: "2.0",
         id,
+        method,
+        params,
+    })
+}
+
+/// A notification the simulator pushes (no id, no ack expected).
+pub fn notification(method: &str, params: &impl Serialize) -> String {
+    framed(&Notification {
+        jsonrpc: "2.0",
         method,
         params,
     })

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Longest stored question, in bytes (the digest covers the full text).
 const STORED_QUESTION_BYTES: usize = 4096;
+/// Turns kept per session for `chat/getSessionById` (the turn count and digest cover all).
+const STORED_TURNS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -33,6 +35,9 @@ pub struct SessionRecord {
     pub gmt_modified: i64,
     /// Rolling digest of every (question, answer) so far.
     pub history_digest: String,
+    /// Turns so far (`chatRecords` keeps only the latest ones).
+    #[serde(default)]
+    pub turn_count: u32,
     pub chat_records: Vec<TurnRecord>,
 }
 
@@ -99,7 +104,7 @@ impl SessionStore {
         let sessions = self.sessions.lock();
         match sessions.get(session_id) {
             Some(s) if continue_session => TurnContext {
-                turn: u32::try_from(s.chat_records.len()).unwrap_or(u32::MAX - 1) + 1,
+                turn: s.turn_count.saturating_add(1),
                 previous_question: s.chat_records.last().map(|t| t.question.clone()),
                 history_digest: s.history_digest.clone(),
                 is_new: false,
@@ -135,6 +140,7 @@ impl SessionStore {
                     gmt_create: now,
                     gmt_modified: now,
                     history_digest: empty_history_digest(),
+                    turn_count: 0,
                     chat_records: Vec::new(),
                 },
             );
@@ -142,6 +148,10 @@ impl SessionStore {
         if let Some(s) = sessions.get_mut(session_id) {
             s.history_digest = next_history_digest(&s.history_digest, question, answer);
             s.gmt_modified = now;
+            s.turn_count = s.turn_count.saturating_add(1);
+            if s.chat_records.len() >= STORED_TURNS {
+                s.chat_records.remove(0);
+            }
             s.chat_records.push(TurnRecord {
                 request_id: request_id.to_owned(),
                 question: truncate(question, STORED_QUESTION_BYTES).to_owned(),

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 fn sim() -> Command {
-    Command::new(test_support::binary("lingma-sim", "lingma-sim"))
+    Command::new(std::path::PathBuf::from(env!("CARGO_BIN_EXE_lingma-sim")))
 }
 
 #[test]

@@ -25,21 +25,38 @@ async fn two_hundred_interleaved_chats_each_get_only_their_own_deltas() {
     let n = 200;
     let started = Instant::now();
     for i in 0..n {
-        c.send_request("chat/ask", ask_params(&format!("r{i}"), &format!("s{i}"), &format!("question {i}"), false))
-            .await;
+        c.send_request(
+            "chat/ask",
+            ask_params(
+                &format!("r{i}"),
+                &format!("s{i}"),
+                &format!("question {i}"),
+                false,
+            ),
+        )
+        .await;
     }
     let mut deltas: HashMap<String, String> = HashMap::new();
     let mut finished = 0;
     while finished < n {
         let f = c.next_frame().await;
-        let rid = f["params"]["requestId"].as_str().unwrap_or_default().to_owned();
+        let rid = f["params"]["requestId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         match f["method"].as_str() {
-            Some("chat/answer") => deltas.entry(rid).or_default().push_str(f["params"]["text"].as_str().unwrap_or_default()),
+            Some("chat/answer") => deltas
+                .entry(rid)
+                .or_default()
+                .push_str(f["params"]["text"].as_str().unwrap_or_default()),
             Some("chat/finish") => {
                 let full = f["params"]["fullAnswer"].as_str().unwrap_or_default();
                 assert_eq!(deltas.get(&rid).map(String::as_str), Some(full), "{rid}");
                 let i = rid.trim_start_matches('r');
-                assert!(full.contains(&format!("you said \"question {i}\"")), "{rid}: {full}");
+                assert!(
+                    full.contains(&format!("you said \"question {i}\"")),
+                    "{rid}: {full}"
+                );
                 finished += 1;
             }
             _ => {}
@@ -65,26 +82,47 @@ async fn handle_switches_faults_and_a_library_crash_only_stops_the_servers() {
     .await
     .expect("start");
     let mut c = RawClient::connect(sim.ws_port()).await;
-    assert_eq!(c.chat("r1", "s", "hi", false).await.finish["statusCode"], 200);
+    assert_eq!(
+        c.chat("r1", "s", "hi", false).await.finish["statusCode"],
+        200
+    );
 
     sim.set_fault(Fault::Internal, Some(1));
-    assert_eq!(c.chat("r2", "s", "hi", true).await.finish["statusCode"], 500);
+    assert_eq!(
+        c.chat("r2", "s", "hi", true).await.finish["statusCode"],
+        500
+    );
     assert_eq!(sim.fault().0, Fault::None);
 
     // no_reply: the ask gets nothing at all.
     sim.set_fault(Fault::NoReply, Some(1));
-    c.send_request("chat/ask", ask_params("r3", "s", "x", true)).await;
-    assert!(c.try_next_frame(std::time::Duration::from_millis(200)).await.is_none());
+    c.send_request("chat/ask", ask_params("r3", "s", "x", true))
+        .await;
+    assert!(
+        c.try_next_frame(std::time::Duration::from_millis(200))
+            .await
+            .is_none()
+    );
 
     // truncated_frame: a frame cut short, then the connection ends.
     sim.set_fault(Fault::TruncatedFrame, Some(1));
-    c.send_request("chat/ask", ask_params("r4", "s", "x", true)).await;
+    c.send_request("chat/ask", ask_params("r4", "s", "x", true))
+        .await;
     while c.try_next_frame(WAIT).await.is_some() {}
-    assert!(c.messages.last().is_some_and(|m| m.starts_with("Content-Length: 4096")), "{:?}", c.messages.last());
+    assert!(
+        c.messages
+            .last()
+            .is_some_and(|m| m.starts_with("Content-Length: 4096")),
+        "{:?}",
+        c.messages.last()
+    );
 
     sim.set_fault(Fault::Crash, None);
     let mut c = RawClient::connect(sim.ws_port()).await;
-    c.send_request("chat/ask", ask_params("r5", "s", "x", false)).await;
-    tokio::time::timeout(WAIT, sim.stopped()).await.expect("stops on crash");
+    c.send_request("chat/ask", ask_params("r5", "s", "x", false))
+        .await;
+    tokio::time::timeout(WAIT, sim.stopped())
+        .await
+        .expect("stops on crash");
     sim.shutdown().await;
 }

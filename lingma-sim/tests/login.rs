@@ -54,11 +54,12 @@ async fn callback_login_checks_state_and_survives_a_restart_with_sessions() {
 
     let status = sim.child.terminate(WAIT).expect("exits on SIGTERM");
     assert!(status.success(), "{status:?}");
-    let printed = std::process::Command::new(test_support::binary("lingma-sim", "lingma-sim"))
-        .args(["status", "-o", "json", "--workDir"])
-        .arg(dir.path())
-        .output()
-        .expect("run status");
+    let printed =
+        std::process::Command::new(std::path::PathBuf::from(env!("CARGO_BIN_EXE_lingma-sim")))
+            .args(["status", "-o", "json", "--workDir"])
+            .arg(dir.path())
+            .output()
+            .expect("run status");
     let printed: Value = serde_json::from_slice(&printed.stdout).expect("status JSON");
     assert_eq!(printed["logged_in"], true, "{printed}");
     assert_eq!(printed["username"], "sim-user@example.com");

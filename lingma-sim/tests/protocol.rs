@@ -160,7 +160,14 @@ async fn think_and_empty_deltas_keep_the_full_answer_whole() {
     let dir = temp_work_dir();
     let sim = SimProcess::start(
         dir.path(),
-        &["--logged-in", "--think", "--empty-deltas", "--chunks", "3"],
+        &[
+            "--logged-in",
+            "--think",
+            "--empty-deltas",
+            "--usage-sync",
+            "--chunks",
+            "3",
+        ],
     )
     .await;
     let mut c = sim.client().await;
@@ -187,6 +194,11 @@ async fn think_and_empty_deltas_keep_the_full_answer_whole() {
     );
     assert!(deltas.len() > 3);
     assert_eq!(chat.full_answer(), chat.deltas());
+    let usage = c.try_next_frame(WAIT).await;
+    let usage = usage.expect("a context/usage/sync frame");
+    assert_eq!(usage["method"], "context/usage/sync");
+    assert!(usage.get("id").is_none(), "a notification: {usage}");
+    assert!(usage["params"]["usedTokens"].as_u64().unwrap_or(0) > 0);
 }
 
 #[tokio::test]
@@ -324,4 +336,30 @@ async fn client_frames_split_and_coalesced_are_understood() {
     assert_eq!(first["id"], "a");
     assert_eq!(second["id"], "b");
     assert_eq!(second["result"]["status"], 2);
+}
+
+#[tokio::test]
+async fn wait_for_ack_holds_each_event_until_it_is_acked() {
+    let dir = temp_work_dir();
+    let sim = SimProcess::start(
+        dir.path(),
+        &["--logged-in", "--wait-for-ack", "--ack-timeout-ms", "20000"],
+    )
+    .await;
+    let mut c = sim.client().await;
+    c.auto_ack = false;
+    let ask = c
+        .send_request("chat/ask", ask_params("r1", "s1", "slowly", false))
+        .await;
+    assert_eq!(c.next_frame().await["id"], ask);
+    let first = c.next_frame().await;
+    assert_eq!(first["params"]["step"], "step_start");
+    // Without the ack nothing more comes (the off-by-one hazard of non-acking clients).
+    assert!(c.try_next_frame(Duration::from_millis(300)).await.is_none());
+    c.send_text(encode(
+        &json!({"jsonrpc": "2.0", "id": first["id"], "result": null}).to_string(),
+    ))
+    .await;
+    let second = c.next_frame().await;
+    assert_eq!(second["method"], "session/title/update");
 }

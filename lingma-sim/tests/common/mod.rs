@@ -28,7 +28,7 @@ impl SimProcess {
         let http_port = free_port();
         let child = ProcessBuilder::new(
             "lingma-sim",
-            test_support::binary("lingma-sim", "lingma-sim"),
+            std::path::PathBuf::from(env!("CARGO_BIN_EXE_lingma-sim")),
         )
         .arg("start")
         .arg(format!("--workDir={}", work_dir.display()))
