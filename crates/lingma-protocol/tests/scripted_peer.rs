@@ -223,6 +223,16 @@ async fn unknown_request_ids_are_acked_and_dropped() {
         other => panic!("expected own answer, got {other:?}"),
     }
     assert_eq!(client.protocol_errors(), 0);
+    // A response to an id this client never sent is counted but ends no chat.
+    peer.send(json!({"jsonrpc":"2.0","id":"not-ours","result":{}}))
+        .await;
+    peer.send_raw(answer(9, "mine", "again")).await;
+    assert_eq!(peer.recv().await["id"], 9);
+    match next(&mut stream).await {
+        Some(Ok(ChatEvent::Answer(a))) => assert_eq!(a.text, "again"),
+        other => panic!("expected own answer, got {other:?}"),
+    }
+    assert_eq!(client.protocol_errors(), 1);
 }
 
 #[tokio::test]

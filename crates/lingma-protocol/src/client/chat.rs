@@ -97,7 +97,7 @@ impl Drop for ChatGuard {
 }
 
 /// The events of one chat: a `Stream` of `Result<ChatEvent, ClientError>` that ends (`None`)
-/// right after `Finish` or an error. It yields `Err(Timeout)` when no event arrives for
+/// right after `Finish` or an error. It yields `Err(Timeout { method: "chat/ask" })` when no event arrives for
 /// `chat_idle_timeout`. Dropping it before `Finish` frees the bookkeeping at once and sends
 /// `chat/stop` in the background.
 pub struct ChatStream {

@@ -183,7 +183,12 @@ async fn handle_frame(state: &ConnectionState, body: &str) -> bool {
         }
         Some(Kind::Response { id }) => {
             let Some(id) = codec::response_id(id) else {
-                protocol_violation(state, format!("response id {} is not ours", id.get()), None);
+                // Not an id we could have sent; no chat lost anything, so none is ended.
+                state.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    id = %sanitize(id.get()),
+                    "Lingma answered an id this client never used"
+                );
                 return true;
             };
             let reply = match (&message.error, message.result) {
