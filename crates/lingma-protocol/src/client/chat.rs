@@ -186,6 +186,8 @@ impl Stream for ChatStream {
                         this.guard.session_id = session.to_owned();
                     }
                     if matches!(event, ChatEvent::Finish(_)) {
+                        // The reader removed the entry when it queued the Finish.
+                        this.guard.released = true;
                         this.end(false);
                     }
                     return Poll::Ready(Some(Ok(event)));
@@ -193,6 +195,8 @@ impl Stream for ChatStream {
                 Poll::Ready(Some(Err(error))) => {
                     // A lost connection has no chat left to stop; anything else may still run.
                     let stop = !matches!(error, ClientError::ConnectionLost | ClientError::Closed);
+                    // Every path that queues an error removes the entry first.
+                    this.guard.released = true;
                     this.end(stop);
                     return Poll::Ready(Some(Err(error)));
                 }

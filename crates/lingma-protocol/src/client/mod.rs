@@ -171,7 +171,12 @@ impl LingmaClient {
             .map_err(|e| ClientError::Protocol(format!("cannot encode `{method}` params: {e}")))?;
         let (tx, rx) = oneshot::channel();
         state.register_call(id, tx)?;
-        let _guard = PendingCallGuard { state, id };
+        let mut guard = PendingCallGuard {
+            state,
+            id,
+            armed: true,
+        };
+        // Outer error: the request never left; inner: what came back for it.
         let exchange = async {
             let sent = tokio::select! {
                 biased;
@@ -181,11 +186,14 @@ impl LingmaClient {
             if !sent {
                 return Err(state.end_reason());
             }
-            rx.await.unwrap_or_else(|_| Err(state.end_reason()))
+            Ok(rx.await.unwrap_or_else(|_| Err(state.end_reason())))
         };
-        let raw = tokio::time::timeout(timeout, exchange)
+        let reply = tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| ClientError::timeout(method))??;
+        // Whoever answered (the reader or the disconnect) already removed the entry.
+        guard.armed = false;
+        let raw = reply?;
         serde_json::from_str(raw.get()).map_err(|e| {
             ClientError::Protocol(sanitize(&format!(
                 "`{method}` result has the wrong shape: {e}"

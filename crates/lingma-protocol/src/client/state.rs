@@ -307,10 +307,15 @@ impl ConnectionState {
 pub(crate) struct PendingCallGuard<'a> {
     pub state: &'a ConnectionState,
     pub id: i64,
+    /// Cleared once the reader has taken the entry out (an answer or a disconnect arrived),
+    /// which saves a lock per call.
+    pub armed: bool,
 }
 
 impl Drop for PendingCallGuard<'_> {
     fn drop(&mut self) {
-        self.state.forget_call(self.id);
+        if self.armed {
+            self.state.forget_call(self.id);
+        }
     }
 }
