@@ -136,6 +136,11 @@ pub struct SimConfig {
     #[arg(long, env = "LINGMA_SIM_EMPTY_DELTAS")]
     pub empty_deltas: bool,
 
+    /// Push a `window/logMessage` notification before answering `initialize` (real Lingma
+    /// may), to test clients that must skip it.
+    #[arg(long, env = "LINGMA_SIM_INIT_LOG_MESSAGE")]
+    pub init_log_message: bool,
+
     /// After each successful `chat/finish`, push a `context/usage/sync` notification
     /// (`usedTokens` estimated as bytes / 4, `limitTokens` 131072), like Qoder CN.
     #[arg(long, env = "LINGMA_SIM_USAGE_SYNC")]
@@ -220,6 +225,7 @@ impl Default for SimConfig {
             think: false,
             empty_deltas: false,
             usage_sync: false,
+            init_log_message: false,
             coalesce_frames: false,
             split_frames: false,
             models: Vec::new(),

@@ -68,10 +68,19 @@ async fn handle_request(
     tracing::debug!(conn = conn.id, %id, method, "request");
     let reply = match method {
         m::CHAT_ASK => return crate::chat::handle_ask(sim, conn, id, params),
-        m::INITIALIZE => json!({
+        m::INITIALIZE => {
+            if sim.config.init_log_message {
+                let note = json!({"type": 3, "message": "lingma-sim: initializing (test double)"});
+                let frame = frames::notification(m::WINDOW_LOG_MESSAGE, &note);
+                if conn.send(frame).await.is_err() {
+                    return None;
+                }
+            }
+            json!({
             "capabilities": {},
             "serverInfo": {"name": SERVER_NAME, "version": VERSION},
-        }),
+            })
+        }
         m::PING => json!({"success": true}),
         m::AUTH_STATUS => sim.login.status_json(),
         m::AUTH_LOGIN => json!({"success": true, "url": login_url(sim)}),

@@ -126,3 +126,33 @@ async fn handle_switches_faults_and_a_library_crash_only_stops_the_servers() {
         .expect("stops on crash");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn slow_fault_delays_the_first_token_and_the_chunks() {
+    let sim = lingma_sim::start(SimConfig {
+        logged_in: true,
+        chunks: 3,
+        slow_first_token_ms: 300,
+        slow_chunk_delay_ms: 100,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("start");
+    let mut c = RawClient::connect(sim.ws_port()).await;
+    let fast = Instant::now();
+    assert_eq!(
+        c.chat("r1", "s", "quick", false).await.finish["statusCode"],
+        200
+    );
+    assert!(
+        fast.elapsed().as_millis() < 300,
+        "zero delays must not sleep"
+    );
+
+    sim.set_fault(Fault::Slow, Some(1));
+    let slow = Instant::now();
+    let chat = c.chat("r2", "s", "slowly", true).await;
+    assert_eq!(chat.finish["statusCode"], 200);
+    assert!(slow.elapsed().as_millis() >= 500, "{:?}", slow.elapsed());
+    sim.shutdown().await;
+}

@@ -321,7 +321,7 @@ async fn split_frames_span_two_messages() {
 #[tokio::test]
 async fn client_frames_split_and_coalesced_are_understood() {
     let dir = temp_work_dir();
-    let sim = SimProcess::start(dir.path(), &["--logged-in"]).await;
+    let sim = SimProcess::start(dir.path(), &["--logged-in", "--init-log-message"]).await;
     let mut c = RawClient::connect(sim.ws_port).await;
     let two = format!(
         "{}{}",
@@ -336,6 +336,12 @@ async fn client_frames_split_and_coalesced_are_understood() {
     assert_eq!(first["id"], "a");
     assert_eq!(second["id"], "b");
     assert_eq!(second["result"]["status"], 2);
+
+    let init = c.send_request("initialize", json!({})).await;
+    let note = c.next_frame().await;
+    assert_eq!(note["method"], "window/logMessage");
+    assert!(note.get("id").is_none());
+    assert_eq!(c.next_frame().await["id"], init);
 }
 
 #[tokio::test]
