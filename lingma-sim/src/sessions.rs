@@ -11,10 +11,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Longest stored question, in bytes (the digest covers the full text).
-const STORED_QUESTION_BYTES: usize = 4096;
+/// Longest stored question, in bytes: enough for the 200-character quote of the previous
+/// message; the digest covers the full text. Keeps the periodic file write small when a
+/// benchmark sends long prompts.
+const STORED_QUESTION_BYTES: usize = 1024;
 /// Turns kept per session for `chat/getSessionById` (the turn count and digest cover all).
-const STORED_TURNS: usize = 64;
+const STORED_TURNS: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How often changed sessions are written to workDir.
-const SESSION_FLUSH_PERIOD: Duration = Duration::from_millis(250);
+const SESSION_FLUSH_PERIOD: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
