@@ -6,6 +6,9 @@
 use crate::answer::{answer_text, split_chunks};
 use crate::config::OverLimit;
 use crate::connection::{Closed, Conn};
+use crate::events::{
+    Accepted, Answer, EventSink, Finish, Pause, SessionTypeExtra, Step, Think, Title, Usage,
+};
 use crate::fault::Fault;
 use crate::frames;
 use crate::login::LoginPhase;
@@ -17,7 +20,6 @@ use lingma_protocol::jsonrpc::{Id, codes};
 use lingma_protocol::methods as m;
 use lingma_protocol::wire::ChatAskParams;
 use parking_lot::Mutex;
-use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -168,92 +170,11 @@ struct Chat {
     stop: CancellationToken,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Accepted<'a> {
-    success: bool,
-    is_success: bool,
-    request_id: &'a str,
-    error_message: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Step<'a> {
-    request_id: &'a str,
-    session_id: &'a str,
-    step: &'a str,
-    description: &'a str,
-    status: &'a str,
-    result: Option<()>,
-    message: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Title<'a> {
-    session_id: &'a str,
-    session_title: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Think<'a> {
-    request_id: &'a str,
-    session_id: &'a str,
-    text: &'a str,
-    step: &'a str,
-    timestamp: i64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SessionTypeExtra<'a> {
-    session_type: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error_code: Option<i64>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Answer<'a> {
-    request_id: &'a str,
-    session_id: &'a str,
-    text: &'a str,
-    overwrite: bool,
-    is_filtered: bool,
-    timestamp: i64,
-    extra: SessionTypeExtra<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Finish<'a> {
-    request_id: &'a str,
-    session_id: &'a str,
-    reason: &'a str,
-    status_code: i64,
-    full_answer: &'a str,
-    extra: SessionTypeExtra<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Usage {
-    used_tokens: u64,
-    limit_tokens: u64,
-}
-
 /// How a chat that did not run to its normal end finishes.
 struct Ending<'a> {
     status_code: i64,
     reason: &'a str,
     error_code: Option<i64>,
-}
-
-enum Pause {
-    Continue,
-    Stopped,
 }
 
 impl Chat {
@@ -583,92 +504,5 @@ impl Chat {
         tracing::debug!(conn = self.conn.id, request_id = %self.ask.request_id, status_code, reason, "chat finished");
         self.release();
         out.event(m::CHAT_FINISH, &params).await
-    }
-}
-
-/// Where a chat's frames go: straight to the connection's writer, or (coalescing) into a
-/// batch sent whenever the chat is about to wait.
-struct EventSink<'a> {
-    conn: &'a Conn,
-    sim: &'a Sim,
-    batch: Option<String>,
-}
-
-impl EventSink<'_> {
-    async fn raw(&mut self, frame: String) -> Result<(), Closed> {
-        match &mut self.batch {
-            Some(batch) => {
-                batch.push_str(&frame);
-                Ok(())
-            }
-            None => self.conn.send(frame).await,
-        }
-    }
-
-    async fn flush(&mut self) -> Result<(), Closed> {
-        match &mut self.batch {
-            Some(batch) if !batch.is_empty() => {
-                let frames = std::mem::take(batch);
-                self.conn.send(frames).await
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Push an event as a request with the next id and track its ack.
-    async fn event(&mut self, method: &'static str, params: &impl Serialize) -> Result<(), Closed> {
-        let id = self.conn.next_event_id();
-        let frame = frames::request(id, method, params);
-        self.push_tracked(id, method, frame).await
-    }
-
-    /// The `duplicate_request_id` fault: the same frame (same id) twice.
-    async fn event_twice(
-        &mut self,
-        method: &'static str,
-        params: &impl Serialize,
-    ) -> Result<(), Closed> {
-        let id = self.conn.next_event_id();
-        let frame = frames::request(id, method, params);
-        self.raw(frame.clone()).await?;
-        self.push_tracked(id, method, frame).await
-    }
-
-    async fn push_tracked(
-        &mut self,
-        id: i64,
-        method: &'static str,
-        frame: String,
-    ) -> Result<(), Closed> {
-        let waiter = self.conn.track(id, method, self.sim.config.wait_for_ack);
-        self.sim.stats.events_sent.fetch_add(1, Ordering::Relaxed);
-        self.raw(frame).await?;
-        if let Some(acked) = waiter {
-            self.flush().await?;
-            let timeout = Duration::from_millis(self.sim.config.ack_timeout_ms);
-            tokio::select! {
-                _ = acked => {}
-                _ = tokio::time::sleep(timeout) => {}
-                _ = self.conn.closed.cancelled() => return Err(Closed),
-            }
-        }
-        Ok(())
-    }
-
-    /// Wait `ms` (not at all when 0) unless the chat is stopped or the connection closes.
-    async fn pause(&mut self, ms: u64, stop: &CancellationToken) -> Result<Pause, Closed> {
-        if ms == 0 {
-            return Ok(if stop.is_cancelled() {
-                Pause::Stopped
-            } else {
-                Pause::Continue
-            });
-        }
-        self.flush().await?;
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(ms)) => Ok(Pause::Continue),
-            _ = stop.cancelled() => Ok(Pause::Stopped),
-            _ = self.conn.closed.cancelled() => Err(Closed),
-        }
     }
 }

@@ -51,7 +51,7 @@ pub const DEFAULT_MODELS: &[&str] = &[
     "dashscope_qwen_plus_20250428_thinking",
 ];
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct SimConfig {
     /// Working directory: login state (cache/user), sessions (cache/sessions.json) and
     /// logs/lingma.log live here, so a restart keeps them. Without it nothing is persisted.
@@ -240,6 +240,29 @@ impl Default for SimConfig {
             log_level: "info".to_owned(),
             crash_exits_process: false,
         }
+    }
+}
+
+impl std::fmt::Debug for SimConfig {
+    // The control token and the accepted password must not reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("work_dir", &self.work_dir)
+            .field("socket_port", &self.socket_port)
+            .field("http_port", &self.http_port)
+            .field("logged_in", &self.logged_in)
+            .field("login_mode", &self.login_mode)
+            .field("accept_username", &self.accept_username)
+            .field("login_challenge", &self.login_challenge)
+            .field("chunks", &self.chunks)
+            .field("first_token_delay_ms", &self.first_token_delay_ms)
+            .field("chunk_delay_ms", &self.chunk_delay_ms)
+            .field("max_concurrent_chats", &self.max_concurrent_chats)
+            .field("over_limit", &self.over_limit)
+            .field("fault", &self.fault)
+            .field("fault_times", &self.fault_times)
+            .field("control_api", &self.control_token.is_some())
+            .finish_non_exhaustive()
     }
 }
 

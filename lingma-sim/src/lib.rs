@@ -12,6 +12,7 @@ mod chat;
 pub mod config;
 mod connection;
 mod control;
+mod events;
 pub mod fault;
 mod frames;
 mod http;
