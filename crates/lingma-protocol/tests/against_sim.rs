@@ -605,3 +605,56 @@ async fn throughput_through_one_connection() {
     );
     assert_eq!(client.open_chats(), 0);
 }
+
+#[tokio::test]
+async fn dropped_chat_streams_free_bookkeeping_and_stop_the_chats_in_lingma() {
+    let sim = Sim::start(&[
+        "--max-concurrent-chats",
+        "0",
+        "--chunk-delay-ms",
+        "1000",
+        "--chunks",
+        "20",
+    ])
+    .await;
+    let client = sim.client(ClientOptions::default()).await;
+    let mut streams = Vec::new();
+    for i in 0..50 {
+        let mut stream = client
+            .chat(ask(&uuid(), &uuid(), &format!("abandon {i}"), false))
+            .await
+            .expect("chat");
+        let first = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("first event");
+        assert!(matches!(first, Some(Ok(_))), "{first:?}");
+        streams.push(stream);
+    }
+    assert_eq!(client.open_chats(), 50);
+    drop(streams);
+    assert_eq!(client.open_chats(), 0, "dropping frees bookkeeping at once");
+    // The background chat/stop reaches the simulator: nothing stays in flight there,
+    // long before the 20 s these answers would take.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let stats = sim.stats().await;
+        if stats["chats_in_flight"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chats still running in the simulator: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(client.pending_calls(), 0);
+    assert_eq!(client.protocol_errors(), 0);
+    // Stopping explicitly works the same way.
+    let stream = client
+        .chat(ask(&uuid(), &uuid(), "stop me", false))
+        .await
+        .expect("chat");
+    stream.stop().await;
+    assert_eq!(client.open_chats(), 0);
+    assert_eq!(client.pending_calls(), 0);
+}
