@@ -4,7 +4,7 @@
 use crate::accounts::{self, AccountSources};
 use crate::config::Config;
 use crate::lingma_process::{self, ProcessSpec};
-use crate::login::{CallbackLoginDriver, LoginSettings};
+use crate::login::{LoginSettings, LoopbackLoginDriver};
 use crate::state::{ChatSettings, SidecarState};
 use crate::supervisor::{self, ConnectionSettings};
 use crate::{http, shutdown};
@@ -115,7 +115,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             max_retry: config.auto_login_max_retry,
             check_interval: config.login_check_interval(),
             account,
-            driver: Arc::new(CallbackLoginDriver::new(config.rpc_timeout())),
+            driver: Arc::new(LoopbackLoginDriver::new(config.rpc_timeout())),
         },
     };
     tasks.push(tokio::spawn(supervisor::run(

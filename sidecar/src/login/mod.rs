@@ -7,17 +7,22 @@
 //! **Which part is real.** Real Lingma's `auth/login` returns a URL on
 //! `lingma.alibabacloud.com` that needs a browser and an Alibaba Cloud account login
 //! (lingma-protocol.md section 5); that driver comes with issue 7 as another
-//! implementation of [`LoginDriver`]. The implementation here, [`CallbackLoginDriver`],
-//! follows a login URL that points at Lingma's own loopback callback with one HTTP GET:
-//! that is what the simulator's `--login-mode callback` does, and it is the part that can
-//! be tested on this machine. Against real Lingma it reports the login as failed
-//! (`Unavailable`) instead of pretending.
+//! implementation of [`LoginDriver`]. The implementation here, [`LoopbackLoginDriver`],
+//! follows a login URL that points at Lingma's own loopback HTTP port with plain HTTP: a
+//! GET of the callback (the simulator's `--login-mode callback`), or a simple HTML form
+//! posted with the account (the simulator's `--login-mode form`). That is the part that
+//! can be tested on this machine. Against real Lingma it reports the login as failed
+//! (`Unavailable`, "needs a browser") instead of pretending.
+
+mod loopback;
+
+pub use loopback::LoopbackLoginDriver;
 
 use crate::accounts::Account;
 use crate::state::SidecarState;
 use futures_util::future::BoxFuture;
-use lingma_protocol::wire::{ModelEntry, QueryModelsResult, login_url_from_result};
-use lingma_protocol::{LingmaClient, methods};
+use lingma_protocol::LingmaClient;
+use lingma_protocol::wire::{ModelEntry, QueryModelsResult};
 use mux_protocol::{LoginFailure, LoginState, ModelInfo};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -70,81 +75,6 @@ pub trait LoginDriver: Send + Sync {
         client: &'a LingmaClient,
         account: Option<&'a Account>,
     ) -> BoxFuture<'a, Result<(), LoginError>>;
-}
-
-/// Follows the `auth/login` URL with an HTTP GET when it points at Lingma's own loopback
-/// HTTP port (the simulator's callback mode). Tested implementation; see the module docs.
-pub struct CallbackLoginDriver {
-    http: reqwest::Client,
-}
-
-impl CallbackLoginDriver {
-    pub fn new(request_timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
-        Self { http }
-    }
-}
-
-fn is_loopback_url(url: &reqwest::Url) -> bool {
-    matches!(
-        url.host_str(),
-        Some("127.0.0.1" | "localhost" | "[::1]" | "::1")
-    )
-}
-
-impl LoginDriver for CallbackLoginDriver {
-    fn name(&self) -> &'static str {
-        "callback"
-    }
-
-    fn needs_account(&self) -> bool {
-        false
-    }
-
-    fn login<'a>(
-        &'a self,
-        client: &'a LingmaClient,
-        _account: Option<&'a Account>,
-    ) -> BoxFuture<'a, Result<(), LoginError>> {
-        Box::pin(async move {
-            let result: serde_json::Value = client
-                .call(methods::AUTH_LOGIN, &serde_json::json!({}))
-                .await
-                .map_err(|_| LoginError::Rpc)?;
-            let url = login_url_from_result(&result).ok_or(LoginError::NoLoginUrl)?;
-            let url = reqwest::Url::parse(&url).map_err(|_| LoginError::NoLoginUrl)?;
-            if !is_loopback_url(&url) {
-                // Real Lingma: the Alibaba Cloud login page (issue 7's browser driver).
-                return Err(LoginError::BrowserRequired);
-            }
-            let resp = self
-                .http
-                .get(url)
-                .send()
-                .await
-                .map_err(|_| LoginError::CallbackRefused)?;
-            let status = resp.status();
-            if status.is_success() {
-                // A page with a form is the simulator's form mode: credentials wanted.
-                let body = resp.text().await.unwrap_or_default();
-                if body.contains("captcha") {
-                    return Err(LoginError::ChallengeRequired);
-                }
-                Ok(())
-            } else if status == reqwest::StatusCode::UNAUTHORIZED
-                || status == reqwest::StatusCode::FORBIDDEN
-            {
-                Err(LoginError::WrongCredentials)
-            } else {
-                Err(LoginError::CallbackRefused)
-            }
-        })
-    }
 }
 
 /// Login settings.
@@ -360,16 +290,5 @@ mod tests {
         r.insert("chat".into(), vec![entry("a"), entry("c")]);
         let ids: Vec<String> = model_list(&r).into_iter().map(|m| m.id).collect();
         assert_eq!(ids, ["a", "c", "b"]);
-    }
-
-    #[test]
-    fn only_loopback_urls_are_followed() {
-        let url = |s| reqwest::Url::parse(s).expect("url");
-        assert!(is_loopback_url(&url(
-            "http://127.0.0.1:1/auth/callback?state=x"
-        )));
-        assert!(!is_loopback_url(&url(
-            "https://lingma.alibabacloud.com/lingma/login?state=x"
-        )));
     }
 }
