@@ -4,6 +4,7 @@
 //! simulator's own ones `LINGMA_SIM_<NAME>`.
 
 use crate::fault::Fault;
+use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -79,7 +80,7 @@ pub struct SimConfig {
     pub endpoint: Option<String>,
 
     /// Start logged in (as --accept-username) without any login step.
-    #[arg(long, env = "LINGMA_SIM_LOGGED_IN")]
+    #[arg(long, env = "LINGMA_SIM_LOGGED_IN", value_parser = BoolishValueParser::new())]
     pub logged_in: bool,
 
     /// How `auth/login` logs in: callback (GET the returned URL) or form (post credentials).
@@ -129,29 +130,29 @@ pub struct SimConfig {
     pub over_limit: OverLimit,
 
     /// Emit `chat/think` start/done before the answer.
-    #[arg(long, env = "LINGMA_SIM_THINK")]
+    #[arg(long, env = "LINGMA_SIM_THINK", value_parser = BoolishValueParser::new())]
     pub think: bool,
 
     /// Insert empty `chat/answer` deltas (real Lingma sends some).
-    #[arg(long, env = "LINGMA_SIM_EMPTY_DELTAS")]
+    #[arg(long, env = "LINGMA_SIM_EMPTY_DELTAS", value_parser = BoolishValueParser::new())]
     pub empty_deltas: bool,
 
     /// Push a `window/logMessage` notification before answering `initialize` (real Lingma
     /// may), to test clients that must skip it.
-    #[arg(long, env = "LINGMA_SIM_INIT_LOG_MESSAGE")]
+    #[arg(long, env = "LINGMA_SIM_INIT_LOG_MESSAGE", value_parser = BoolishValueParser::new())]
     pub init_log_message: bool,
 
     /// After each successful `chat/finish`, push a `context/usage/sync` notification
     /// (`usedTokens` estimated as bytes / 4, `limitTokens` 131072), like Qoder CN.
-    #[arg(long, env = "LINGMA_SIM_USAGE_SYNC")]
+    #[arg(long, env = "LINGMA_SIM_USAGE_SYNC", value_parser = BoolishValueParser::new())]
     pub usage_sync: bool,
 
     /// Pack several frames into one WebSocket message (tests client buffering).
-    #[arg(long, env = "LINGMA_SIM_COALESCE_FRAMES")]
+    #[arg(long, env = "LINGMA_SIM_COALESCE_FRAMES", value_parser = BoolishValueParser::new())]
     pub coalesce_frames: bool,
 
     /// Split every frame over two WebSocket messages (tests client buffering).
-    #[arg(long, env = "LINGMA_SIM_SPLIT_FRAMES")]
+    #[arg(long, env = "LINGMA_SIM_SPLIT_FRAMES", value_parser = BoolishValueParser::new())]
     pub split_frames: bool,
 
     /// Model keys for `config/queryModels`, comma-separated (default: a realistic list incl.
@@ -178,7 +179,7 @@ pub struct SimConfig {
 
     /// Wait for the ack of each event before sending the next (reproduces the off-by-one
     /// hazard of clients that do not ack); gives up after --ack-timeout-ms.
-    #[arg(long, env = "LINGMA_SIM_WAIT_FOR_ACK")]
+    #[arg(long, env = "LINGMA_SIM_WAIT_FOR_ACK", value_parser = BoolishValueParser::new())]
     pub wait_for_ack: bool,
 
     /// First-token delay of the `slow` fault, in milliseconds.
