@@ -246,3 +246,51 @@ async fn bad_requests_get_clear_errors() {
         .expect("GET");
     assert_eq!(resp.status().as_u16(), 400);
 }
+
+#[tokio::test]
+async fn reasoning_is_separate_and_a_silent_chat_times_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(
+        dir.path(),
+        test_support::free_port(),
+        test_support::free_port(),
+        &["--logged-in", "--think"],
+    )
+    .await;
+    let mut env = attach_env(&sim);
+    env.push(("LINGMA_CHAT_IDLE_TIMEOUT_SEC", "1".into()));
+    let sidecar = spawn_sidecar(&env).await;
+    sidecar.wait_ready().await;
+    let mux = sidecar.mux().await;
+    let r = mux
+        .chat(1, request("s", vec![m(Role::User, "think first")]))
+        .await;
+    assert!(r.ok(), "{r:?}");
+    assert!(
+        r.reasoning.contains("thinking"),
+        "reasoning: {:?}",
+        r.reasoning
+    );
+    assert!(!r.content.contains("thinking"), "content: {:?}", r.content);
+    assert!(
+        r.content.contains("you said \"think first\""),
+        "{}",
+        r.content
+    );
+
+    // Lingma accepts the chat and then says nothing: the idle timeout ends it.
+    SimControl::new(sim.http_port)
+        .set_fault("hang", Some(1))
+        .await;
+    let r = mux
+        .chat(2, request("s", vec![m(Role::User, "hello?")]))
+        .await;
+    assert_eq!(r.error.map(|e| e.0), Some(ErrorKind::Timeout));
+    sidecar.wait_metric("sidecar_open_streams", 0.0).await;
+    assert_eq!(
+        sidecar
+            .metric("sidecar_upstream_errors_total{kind=\"timeout\"}")
+            .await,
+        1.0
+    );
+}

@@ -155,7 +155,13 @@ async fn drive(
     out: &mut Output,
     cancel: &CancellationToken,
 ) -> Result<FinishReason, End> {
-    let Some(flat) = flatten(&req.messages) else {
+    let Some(last_user) = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == mux_protocol::Role::User)
+        .map(|m| m.content.clone())
+    else {
         return Err(End::Failed(Failure::new(
             ErrorKind::BadRequest,
             "the conversation has no user message",
@@ -176,13 +182,6 @@ async fn drive(
         .flatten()
         .filter(|_| may_continue(&req.messages))
         .and_then(|key| state.sessions.claim(&key));
-    let last_user = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == mux_protocol::Role::User)
-        .map(|m| m.content.clone())
-        .unwrap_or_default();
     let prompt_chars: usize = req.messages.iter().map(|m| m.content.chars().count()).sum();
 
     let mut plan = match stored {
@@ -194,7 +193,8 @@ async fn drive(
             Plan::Continue(sid) => (sid.clone(), last_user.clone(), true, SessionOutcome::Reused),
             Plan::Fresh => (
                 uuid::Uuid::new_v4().to_string(),
-                flat.clone(),
+                // Built only for fresh sessions: a continued one sends just the new message.
+                flatten(&req.messages).unwrap_or_default(),
                 false,
                 SessionOutcome::New,
             ),
