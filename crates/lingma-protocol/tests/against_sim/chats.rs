@@ -53,7 +53,8 @@ async fn streamed_chat_arrives_in_order_and_finishes_with_the_session_id() {
     }
 }
 
-#[tokio::test]
+// Worker threads: the reader, the writer and the chats run in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_chats_each_get_only_their_own_deltas() {
     let sim = Sim::start(&[
         "--max-concurrent-chats",
@@ -194,7 +195,8 @@ async fn every_pushed_event_is_acked_so_a_waiting_lingma_never_stalls() {
     assert_eq!(client.open_chats(), 0);
 }
 
-#[tokio::test]
+// Worker threads: the reader, the writer and the chats run in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_chat_streams_free_bookkeeping_and_stop_the_chats_in_lingma() {
     let sim = Sim::start(&[
         "--max-concurrent-chats",
