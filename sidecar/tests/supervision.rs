@@ -38,11 +38,12 @@ fn watch_unready(port: u16) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
 async fn supervised_lingma_crash_is_restarted_without_a_sidecar_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let http_port = test_support::free_port();
+    let ws_port = test_support::free_port();
     let sim_bin = test_support::binary("lingma-sim", "lingma-sim");
     let mut sidecar = spawn_sidecar(&[
         ("LINGMA_BIN", sim_bin.display().to_string()),
         ("LINGMA_WORK_DIR", dir.path().display().to_string()),
-        ("LINGMA_SOCKET_PORT", test_support::free_port().to_string()),
+        ("LINGMA_SOCKET_PORT", ws_port.to_string()),
         ("LINGMA_HTTP_PORT", http_port.to_string()),
         // Settings of the supervised simulator, inherited through the environment.
         ("LINGMA_SIM_LOGGED_IN", "true".into()),
@@ -89,6 +90,17 @@ async fn supervised_lingma_crash_is_restarted_without_a_sidecar_restart() {
         .await;
     assert!(r.ok(), "{r:?}");
     sidecar.wait_metric("sidecar_open_streams", 0.0).await;
+
+    // SIGTERM stops the supervised Lingma too (no orphan left behind).
+    let exit = tokio::task::block_in_place(|| sidecar.proc.terminate(Duration::from_secs(15)));
+    assert!(exit.is_some_and(|s| s.success()), "clean exit: {exit:?}");
+    test_support::wait_until(WAIT, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", ws_port))
+            .await
+            .is_err()
+    })
+    .await
+    .expect("the supervised simulator is gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,7 +163,7 @@ pub async fn spawn_sidecar(envs: &[(&str, String)]) -> Sidecar {
         .env("LOG_LEVEL", "debug")
         .env("LINGMA_STARTUP_TIMEOUT", "20")
         .env("LINGMA_RPC_TIMEOUT", "10")
-        .env("SIDECAR_DRAIN_TIMEOUT_SEC", "10");
+        .env("SIDECAR_DRAIN_TIMEOUT_SEC", "3");
     for (k, v) in envs {
         builder = builder.env(k, v);
     }
@@ -184,6 +184,16 @@ pub fn attach_env(sim: &Sim) -> Vec<(&'static str, String)> {
         ("LINGMA_HTTP_PORT", sim.http_port.to_string()),
         ("LINGMA_WORK_DIR", sim.work_dir.display().to_string()),
     ]
+}
+
+impl Drop for Sidecar {
+    // SIGTERM first, so a supervised simulator is stopped by the sidecar instead of being
+    // orphaned by the SIGKILL of `ChildProcess`'s drop (e.g. when a test fails).
+    fn drop(&mut self) {
+        if self.proc.is_running() {
+            let _ = self.proc.terminate(Duration::from_secs(8));
+        }
+    }
 }
 
 impl Sidecar {
