@@ -73,7 +73,9 @@ pub fn footprint(pid: Option<u32>) -> Option<Footprint> {
 
 impl Stack {
     pub async fn start(spec: StackSpec) -> Self {
+        let t = Instant::now();
         let bins = Binaries::debug();
+        eprintln!("binaries ready in {:?}", t.elapsed());
         let mut sims = Vec::new();
         let mut sidecars: Vec<Sidecar> = Vec::new();
         let token = SidecarOptions::default().token;
