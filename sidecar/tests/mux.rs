@@ -294,3 +294,45 @@ async fn reasoning_is_separate_and_a_silent_chat_times_out() {
         1.0
     );
 }
+
+/// Rough throughput probe (not a benchmark: debug build, shared machine). Run with
+/// `cargo test -p sidecar --test mux -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn throughput_probe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(
+        dir.path(),
+        test_support::free_port(),
+        test_support::free_port(),
+        &["--logged-in", "--max-concurrent-chats", "0", "--chunks", "4", "--log-level", "warn"],
+    )
+    .await;
+    let mut env = attach_env(&sim);
+    env.push(("LINGMA_MAX_CONCURRENT_CHATS", "0".into()));
+    env.push(("LOG_LEVEL", "warn".into()));
+    let sidecar = spawn_sidecar(&env).await;
+    sidecar.wait_ready().await;
+    let mux = std::sync::Arc::new(sidecar.mux().await);
+    let total = 4000u64;
+    let window = 256u64;
+    let started = std::time::Instant::now();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(window as usize));
+    let mut handles = Vec::new();
+    for i in 0..total {
+        let permit = sem.clone().acquire_owned().await.expect("permit");
+        let mux = mux.clone();
+        handles.push(tokio::spawn(async move {
+            let r = mux.chat(i, request("s", vec![m(Role::User, &format!("q{i}"))])).await;
+            drop(permit);
+            r.ok()
+        }));
+    }
+    let mut ok = 0;
+    for h in handles {
+        ok += u64::from(h.await.expect("join"));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("{ok}/{total} chats in {secs:.2}s = {:.0} chats/s", total as f64 / secs);
+    assert_eq!(ok, total);
+}
