@@ -22,6 +22,8 @@ pub struct ProcessSpec {
     pub work_dir: PathBuf,
     pub socket_port: u16,
     pub http_port: u16,
+    /// A restart request for a process younger than this is stale and ignored.
+    pub startup_timeout: Duration,
 }
 
 impl ProcessSpec {
@@ -68,7 +70,7 @@ pub async fn supervise(spec: ProcessSpec, state: Arc<SidecarState>, stop: Cancel
             Ok(child) => {
                 state.metrics.lingma_starts.inc();
                 tracing::info!(pid = child.id(), bin = %spec.bin.display(), "Lingma started");
-                if !run_until_exit(child, &stop).await {
+                if !run_until_exit(child, &stop, &state, spec.startup_timeout).await {
                     return;
                 }
                 if started.elapsed() >= HEALTHY_RUN {
@@ -91,9 +93,29 @@ pub async fn supervise(spec: ProcessSpec, state: Arc<SidecarState>, stop: Cancel
     }
 }
 
-/// Wait for the child to exit (returns true) or for `stop` (stops it, returns false).
-async fn run_until_exit(mut child: Child, stop: &CancellationToken) -> bool {
+/// Wait for the child to exit or to be found unresponsive (returns true: restart it) or
+/// for `stop` (stops it, returns false).
+async fn run_until_exit(
+    mut child: Child,
+    stop: &CancellationToken,
+    state: &SidecarState,
+    startup_timeout: Duration,
+) -> bool {
+    let started = tokio::time::Instant::now();
+    let unresponsive = async {
+        loop {
+            state.lingma_restart.notified().await;
+            if started.elapsed() >= startup_timeout {
+                return;
+            }
+        }
+    };
     tokio::select! {
+        _ = unresponsive => {
+            tracing::warn!("Lingma does not answer; restarting it");
+            stop_child(&mut child).await;
+            true
+        }
         status = child.wait() => {
             match status {
                 Ok(s) => tracing::warn!(status = %s, "Lingma exited"),

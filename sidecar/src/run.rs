@@ -65,6 +65,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             work_dir: config.lingma_work_dir.clone(),
             socket_port: config.lingma_socket_port,
             http_port: config.lingma_http_port,
+            startup_timeout: config.startup_timeout(),
         })
     };
 

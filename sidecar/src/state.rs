@@ -55,6 +55,8 @@ pub struct SidecarState {
     pub login_forced: std::sync::atomic::AtomicBool,
     /// Cancelled at the end of shutdown: closes the gateway connections.
     pub closing: CancellationToken,
+    /// Asks the process supervisor to restart Lingma (it stayed unreachable too long).
+    pub lingma_restart: Notify,
 }
 
 impl SidecarState {
@@ -85,6 +87,7 @@ impl SidecarState {
             login_check: Notify::new(),
             login_forced: std::sync::atomic::AtomicBool::new(false),
             closing: CancellationToken::new(),
+            lingma_restart: Notify::new(),
         }
     }
 

@@ -87,14 +87,16 @@ pub async fn run(settings: ConnectionSettings, state: Arc<SidecarState>, stop: C
                     failing_ms = failing_for.as_millis() as u64,
                     "cannot connect to Lingma yet"
                 );
-                if failing_for >= settings.startup_timeout
-                    && state.health().connection != ConnectionState::Failed
-                {
+                if failing_for >= settings.startup_timeout {
                     tracing::error!(
                         reason,
-                        "Lingma unreachable for longer than the startup timeout; still retrying"
+                        "Lingma unreachable for longer than the startup timeout; restarting it (supervised) and still retrying"
                     );
                     state.set_connection(ConnectionState::Failed, None);
+                    // A process that runs but never answers is restarted; the next
+                    // restart comes after another full startup timeout.
+                    state.lingma_restart.notify_one();
+                    failing_since = Instant::now();
                 }
             }
         }

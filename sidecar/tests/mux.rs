@@ -305,7 +305,15 @@ async fn throughput_probe() {
         dir.path(),
         test_support::free_port(),
         test_support::free_port(),
-        &["--logged-in", "--max-concurrent-chats", "0", "--chunks", "4", "--log-level", "warn"],
+        &[
+            "--logged-in",
+            "--max-concurrent-chats",
+            "0",
+            "--chunks",
+            "4",
+            "--log-level",
+            "warn",
+        ],
     )
     .await;
     let mut env = attach_env(&sim);
@@ -323,7 +331,9 @@ async fn throughput_probe() {
         let permit = sem.clone().acquire_owned().await.expect("permit");
         let mux = mux.clone();
         handles.push(tokio::spawn(async move {
-            let r = mux.chat(i, request("s", vec![m(Role::User, &format!("q{i}"))])).await;
+            let r = mux
+                .chat(i, request("s", vec![m(Role::User, &format!("q{i}"))]))
+                .await;
             drop(permit);
             r.ok()
         }));
@@ -333,6 +343,9 @@ async fn throughput_probe() {
         ok += u64::from(h.await.expect("join"));
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("{ok}/{total} chats in {secs:.2}s = {:.0} chats/s", total as f64 / secs);
+    println!(
+        "{ok}/{total} chats in {secs:.2}s = {:.0} chats/s",
+        total as f64 / secs
+    );
     assert_eq!(ok, total);
 }

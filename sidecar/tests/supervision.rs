@@ -192,3 +192,42 @@ async fn sigterm_drains_open_chats_then_exits() {
     let exit = tokio::task::block_in_place(|| sidecar.proc.wait_exit(Duration::from_secs(15)));
     assert!(exit.is_some_and(|s| s.success()), "clean exit: {exit:?}");
 }
+
+/// A Lingma that starts but never opens its port (a shell script standing in for a hung
+/// process): the state becomes `failed`, chats fail at once, and the process is restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresponsive_lingma_is_failed_and_restarted() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("hung-lingma");
+    std::fs::write(&script, "#!/bin/sh\nexec sleep 600\n").expect("write script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let sidecar = spawn_sidecar(&[
+        ("LINGMA_BIN", script.display().to_string()),
+        (
+            "LINGMA_WORK_DIR",
+            dir.path().join("work").display().to_string(),
+        ),
+        ("LINGMA_SOCKET_PORT", test_support::free_port().to_string()),
+        ("LINGMA_HTTP_PORT", test_support::free_port().to_string()),
+        ("LINGMA_STARTUP_TIMEOUT", "1".into()),
+    ])
+    .await;
+    sidecar
+        .wait_metric("sidecar_connection_state{state=\"failed\"}", 1.0)
+        .await;
+    let (status, body) = sidecar.get("/readyz", None).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("\"connection\":\"failed\""), "{body}");
+    let mux = sidecar.mux().await;
+    let r = mux.chat(1, request("s", vec![m(Role::User, "hi")])).await;
+    assert_eq!(
+        r.error.map(|e| (e.0, e.2)),
+        Some((ErrorKind::Unavailable, true))
+    );
+    test_support::wait_until(WAIT, || async {
+        sidecar.metric("sidecar_lingma_starts_total").await >= 2.0
+    })
+    .await
+    .expect("the unresponsive process is restarted");
+}
