@@ -3,69 +3,26 @@
 //! `Delta`s, and end with `Finish` or `Error`. A failure on a continued session before
 //! anything reached the gateway is retried once as a fresh session.
 
+mod forward;
 mod outcome;
+mod output;
 mod prompt;
 mod think;
 
 pub use outcome::{Failure, classify_client_error, classify_finish, estimated_usage};
+pub use output::{Gone, Output};
 pub use prompt::{flatten, may_continue};
 pub use think::{Piece, ThinkSplitter};
 
 use crate::state::SidecarState;
-use futures_util::StreamExt;
-use lingma_protocol::{ChatEvent, ChatStream, LingmaClient};
+use lingma_protocol::{ChatStream, LingmaClient};
 use mux_protocol::{
-    ChatRequest, ConnectionState, ErrorKind, FinishReason, LoginState, ServerMessage,
-    SessionOutcome, StreamId, continuation_key, conversation_key,
+    ChatRequest, ConnectionState, ErrorKind, FinishReason, LoginState, SessionOutcome, StreamId,
+    continuation_key, conversation_key,
 };
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// The gateway connection this chat writes to (already serialised frames, so the JSON
-/// work happens in the chat's task, not in the connection's single writer).
-pub struct Output {
-    tx: mpsc::Sender<String>,
-    id: StreamId,
-    /// Whether `Started` or a `Delta` went out (then no retry, and `before_output` false).
-    sent_output: bool,
-}
-
-/// The gateway side is gone; stop work for it.
-#[derive(Debug)]
-pub struct Gone;
-
-impl Output {
-    pub fn new(tx: mpsc::Sender<String>, id: StreamId) -> Self {
-        Self {
-            tx,
-            id,
-            sent_output: false,
-        }
-    }
-
-    async fn send(&mut self, msg: &ServerMessage) -> Result<(), Gone> {
-        let text = serde_json::to_string(msg).map_err(|_| Gone)?;
-        if matches!(
-            msg,
-            ServerMessage::Started { .. } | ServerMessage::Delta { .. }
-        ) {
-            self.sent_output = true;
-        }
-        self.tx.send(text).await.map_err(|_| Gone)
-    }
-
-    async fn error(&mut self, f: Failure) -> Result<(), Gone> {
-        let msg = ServerMessage::Error {
-            id: self.id,
-            kind: f.kind,
-            message: f.message.to_owned(),
-            before_output: !self.sent_output,
-        };
-        self.send(&msg).await
-    }
-}
 
 /// How a chat ended, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +171,9 @@ async fn drive(
             "asking Lingma"
         );
         let result = match start_chat(&client, params, cancel).await? {
-            Ok(stream) => pump(stream, &session_id, session, prompt_chars, out, cancel).await,
+            Ok(stream) => {
+                forward::forward(stream, &session_id, session, prompt_chars, out, cancel).await
+            }
             Err(f) => Err(End::Failed(f)),
         };
         match result {
@@ -316,167 +275,4 @@ fn model_key(state: &SidecarState, req: &ChatRequest) -> Result<String, End> {
         )));
     }
     Ok(model.to_owned())
-}
-
-/// Forward one chat's events until its finish.
-async fn pump(
-    mut stream: ChatStream,
-    session_id: &str,
-    session: SessionOutcome,
-    prompt_chars: usize,
-    out: &mut Output,
-    cancel: &CancellationToken,
-) -> Result<FinishReason, End> {
-    let mut splitter = ThinkSplitter::default();
-    let mut pieces = Vec::new();
-    let mut started = false;
-    let mut content_chars = 0usize;
-    let mut streamed = String::new();
-    loop {
-        let event = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => {
-                stream.stop().await;
-                return Err(End::Cancelled);
-            }
-            event = stream.next() => event,
-        };
-        match event {
-            Some(Ok(ChatEvent::Answer(a))) => {
-                splitter.push(&a.text, &mut pieces);
-                send_pieces(
-                    &mut pieces,
-                    session_id,
-                    session,
-                    &mut started,
-                    &mut streamed,
-                    out,
-                )
-                .await?;
-            }
-            Some(Ok(ChatEvent::Think(t))) => {
-                if !t.text.is_empty() {
-                    pieces.push(Piece::Reasoning(t.text));
-                    send_pieces(
-                        &mut pieces,
-                        session_id,
-                        session,
-                        &mut started,
-                        &mut streamed,
-                        out,
-                    )
-                    .await?;
-                }
-            }
-            Some(Ok(ChatEvent::Finish(f))) => {
-                splitter.finish(&mut pieces);
-                send_pieces(
-                    &mut pieces,
-                    session_id,
-                    session,
-                    &mut started,
-                    &mut streamed,
-                    out,
-                )
-                .await?;
-                let reason = classify_finish(f.status_code).map_err(End::Failed)?;
-                // Deltas can be lost or empty; fullAnswer is authoritative. Send what the
-                // deltas missed when it extends them.
-                if reason == FinishReason::Stop
-                    && let Some(rest) = missing_tail(&streamed, &f.full_answer)
-                {
-                    pieces.push(Piece::Content(rest));
-                    send_pieces(
-                        &mut pieces,
-                        session_id,
-                        session,
-                        &mut started,
-                        &mut streamed,
-                        out,
-                    )
-                    .await?;
-                }
-                content_chars += streamed.chars().count();
-                ensure_started(session_id, session, &mut started, out).await?;
-                out.send(&ServerMessage::Finish {
-                    id: out.id,
-                    finish_reason: reason,
-                    usage: estimated_usage(prompt_chars, content_chars),
-                    session_id: session_id.to_owned(),
-                })
-                .await?;
-                return Ok(reason);
-            }
-            Some(Ok(ChatEvent::Step(_) | ChatEvent::Title(_))) => {}
-            Some(Err(e)) => return Err(End::Failed(classify_client_error(&e))),
-            None => {
-                return Err(End::Failed(Failure::new(
-                    ErrorKind::Upstream,
-                    "Lingma ended the chat without a finish",
-                )));
-            }
-        }
-    }
-}
-
-/// The part of `full` that the streamed deltas did not carry, when `full` extends them.
-fn missing_tail(streamed: &str, full: &str) -> Option<String> {
-    if full.len() > streamed.len() && full.starts_with(streamed) {
-        let tail = &full[streamed.len()..];
-        // Inline think blocks are not part of the content: do not resend them raw.
-        if !tail.contains("````think::") {
-            return Some(tail.to_owned());
-        }
-    }
-    None
-}
-
-async fn ensure_started(
-    session_id: &str,
-    session: SessionOutcome,
-    started: &mut bool,
-    out: &mut Output,
-) -> Result<(), Gone> {
-    if !*started {
-        *started = true;
-        let msg = ServerMessage::Started {
-            id: out.id,
-            session,
-            session_id: session_id.to_owned(),
-        };
-        out.send(&msg).await?;
-    }
-    Ok(())
-}
-
-/// `Started` goes out with the first output, so a chat that fails before producing any
-/// can still be retried (here or by the gateway).
-async fn send_pieces(
-    pieces: &mut Vec<Piece>,
-    session_id: &str,
-    session: SessionOutcome,
-    started: &mut bool,
-    streamed: &mut String,
-    out: &mut Output,
-) -> Result<(), Gone> {
-    for piece in pieces.drain(..) {
-        ensure_started(session_id, session, started, out).await?;
-        let msg = match piece {
-            Piece::Content(text) => {
-                streamed.push_str(&text);
-                ServerMessage::Delta {
-                    id: out.id,
-                    content: Some(text),
-                    reasoning_content: None,
-                }
-            }
-            Piece::Reasoning(text) => ServerMessage::Delta {
-                id: out.id,
-                content: None,
-                reasoning_content: Some(text),
-            },
-        };
-        out.send(&msg).await?;
-    }
-    Ok(())
 }

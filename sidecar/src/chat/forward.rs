@@ -1,0 +1,170 @@
+//! Forwarding one Lingma chat stream to the gateway: answer text (think blocks split off)
+//! as `Delta`s, `Started` with the first output, `Finish` with usage at `chat/finish`.
+
+use super::output::{Gone, Output};
+use super::think::{Piece, ThinkSplitter};
+use super::{End, Failure, classify_client_error, classify_finish, estimated_usage};
+use futures_util::StreamExt;
+use lingma_protocol::{ChatEvent, ChatStream};
+use mux_protocol::{ErrorKind, FinishReason, ServerMessage, SessionOutcome};
+use tokio_util::sync::CancellationToken;
+
+/// What the gateway has been sent for this chat so far.
+struct Forwarder<'a> {
+    out: &'a mut Output,
+    session_id: &'a str,
+    session: SessionOutcome,
+    started: bool,
+    /// Content sent so far (compared with `fullAnswer` at the end).
+    streamed: String,
+    splitter: ThinkSplitter,
+    pieces: Vec<Piece>,
+}
+
+/// Forward one chat's events until its finish (or an error, or a cancel).
+pub(super) async fn forward(
+    mut stream: ChatStream,
+    session_id: &str,
+    session: SessionOutcome,
+    prompt_chars: usize,
+    out: &mut Output,
+    cancel: &CancellationToken,
+) -> Result<FinishReason, End> {
+    let mut fwd = Forwarder {
+        out,
+        session_id,
+        session,
+        started: false,
+        streamed: String::new(),
+        splitter: ThinkSplitter::default(),
+        pieces: Vec::new(),
+    };
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                stream.stop().await;
+                return Err(End::Cancelled);
+            }
+            event = stream.next() => event,
+        };
+        match event {
+            Some(Ok(ChatEvent::Answer(a))) => {
+                fwd.splitter.push(&a.text, &mut fwd.pieces);
+                fwd.flush().await?;
+            }
+            Some(Ok(ChatEvent::Think(t))) => {
+                if !t.text.is_empty() {
+                    fwd.pieces.push(Piece::Reasoning(t.text));
+                    fwd.flush().await?;
+                }
+            }
+            Some(Ok(ChatEvent::Finish(f))) => {
+                fwd.splitter.finish(&mut fwd.pieces);
+                fwd.flush().await?;
+                let reason = classify_finish(f.status_code).map_err(End::Failed)?;
+                // Deltas can be lost or empty; fullAnswer is authoritative. Send what the
+                // deltas missed when it extends them.
+                if reason == FinishReason::Stop
+                    && let Some(rest) = missing_tail(&fwd.streamed, &f.full_answer)
+                {
+                    fwd.pieces.push(Piece::Content(rest));
+                    fwd.flush().await?;
+                }
+                fwd.finish(reason, prompt_chars).await?;
+                return Ok(reason);
+            }
+            Some(Ok(ChatEvent::Step(_) | ChatEvent::Title(_))) => {}
+            Some(Err(e)) => return Err(End::Failed(classify_client_error(&e))),
+            None => {
+                return Err(End::Failed(Failure::new(
+                    ErrorKind::Upstream,
+                    "Lingma ended the chat without a finish",
+                )));
+            }
+        }
+    }
+}
+
+impl Forwarder<'_> {
+    /// `Started` goes out with the first output, so a chat that fails before producing
+    /// any can still be retried (here or by the gateway).
+    async fn ensure_started(&mut self) -> Result<(), Gone> {
+        if !self.started {
+            self.started = true;
+            let msg = ServerMessage::Started {
+                id: self.out.id,
+                session: self.session,
+                session_id: self.session_id.to_owned(),
+            };
+            self.out.send(&msg).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Gone> {
+        let pieces = std::mem::take(&mut self.pieces);
+        for piece in pieces {
+            self.ensure_started().await?;
+            let id = self.out.id;
+            let msg = match piece {
+                Piece::Content(text) => {
+                    self.streamed.push_str(&text);
+                    ServerMessage::Delta {
+                        id,
+                        content: Some(text),
+                        reasoning_content: None,
+                    }
+                }
+                Piece::Reasoning(text) => ServerMessage::Delta {
+                    id,
+                    content: None,
+                    reasoning_content: Some(text),
+                },
+            };
+            self.out.send(&msg).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, reason: FinishReason, prompt_chars: usize) -> Result<(), Gone> {
+        self.ensure_started().await?;
+        let msg = ServerMessage::Finish {
+            id: self.out.id,
+            finish_reason: reason,
+            usage: estimated_usage(prompt_chars, self.streamed.chars().count()),
+            session_id: self.session_id.to_owned(),
+        };
+        self.out.send(&msg).await
+    }
+}
+
+/// The part of `full` that the streamed deltas did not carry, when `full` extends them.
+fn missing_tail(streamed: &str, full: &str) -> Option<String> {
+    if full.len() > streamed.len() && full.starts_with(streamed) {
+        let tail = &full[streamed.len()..];
+        // Inline think blocks are not content: never resend them raw.
+        if !tail.contains("````think::") {
+            return Some(tail.to_owned());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_full_answer_fills_in_what_the_deltas_missed() {
+        assert_eq!(missing_tail("Hel", "Hello").as_deref(), Some("lo"));
+        assert_eq!(missing_tail("", "Hello").as_deref(), Some("Hello"));
+        assert_eq!(missing_tail("Hello", "Hello"), None);
+        assert_eq!(
+            missing_tail("Hi", "Hello"),
+            None,
+            "not an extension: keep what was sent"
+        );
+        assert_eq!(missing_tail("", "````think::1\nx\n````\nHi"), None);
+    }
+}
