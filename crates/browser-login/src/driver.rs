@@ -195,11 +195,14 @@ fn capabilities(
         "unhandledPromptBehavior": "dismiss",
         // A page script that never returns must not stall the loop for chromedriver's 30 s.
         "timeouts": { "script": 10000 },
+        // Network events feed the callback detection (network_log.rs).
+        "goog:loggingPrefs": { "performance": "ALL" },
         "goog:chromeOptions": {
             "binary": binaries.chromium.to_string_lossy(),
             "args": args,
             // Keep chromedriver from adding its automation switches' infobar and extension.
             "excludeSwitches": ["enable-automation"],
+            "perfLoggingPrefs": { "enableNetwork": true, "enablePage": false },
         },
     });
     match caps {

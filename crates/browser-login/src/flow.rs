@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::config::{BrowserLoginConfig, locate_browser};
 use crate::driver::BrowserSession;
 use crate::error::{BrowserLoginError, FailureReason};
+use crate::network_log;
 use crate::probe::{PageScan, enter_frame_path, is_fatal, scan_page};
 use crate::screenshot;
 
@@ -196,6 +197,19 @@ enum Look {
 }
 
 async fn look(client: &Client, deadline: Instant) -> Result<Look, StepError> {
+    // The network log first: it also sees a callback the browser has already left.
+    match run(deadline, network_log::find_request(client, is_callback)).await {
+        Ok(Some(url)) => {
+            tracing::info!(step = "callback requested", "browser login");
+            return Ok(Look::Callback(url));
+        }
+        Ok(None) => {}
+        Err(StepError::Fail(e)) => return Err(StepError::Fail(e)),
+        // Without the log the address bar below still catches a callback page that stays.
+        Err(StepError::Transient(kind)) => {
+            tracing::debug!(step = "read network log", kind, "not available")
+        }
+    }
     let url = run(deadline, client.current_url()).await?;
     if is_callback(&url) {
         tracing::info!(step = "callback reached", "browser login");

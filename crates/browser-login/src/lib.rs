@@ -4,12 +4,13 @@
 //! [`login`] opens the URL that Lingma's `auth/login` returned in a fresh throw-away profile,
 //! fills the account form (found by common selectors, in the page or any frame, one page or
 //! account-then-password), submits it, and waits until the browser reaches
-//! `http://127.0.0.1:<port>/auth/callback?...` (Lingma consumes that request itself) or the
+//! `http://127.0.0.1:<port>/auth/callback?...` (seen in the browser's network log or address
+//! bar; Lingma consumes that request itself) or the
 //! page shows a captcha/slider, a verification-code prompt or an error.
 //!
 //! What is tested and what is assumed: the whole flow is tested against local pages built to
 //! behave like Alibaba Cloud's (form, error re-render, captcha, MFA, cross-origin iframe,
-//! two-step, slow page); the selectors for Alibaba's real page are assumptions, since that
+//! two-step, a callback that redirects onwards, slow page); the selectors for Alibaba's real page are assumptions, since that
 //! page is not reachable from here. See `docs/auto-login.md`.
 //!
 //! Nothing here logs the password, the username, a URL or page text: log lines name steps.
@@ -18,6 +19,7 @@ mod config;
 mod driver;
 mod error;
 mod flow;
+mod network_log;
 mod probe;
 mod screenshot;
 

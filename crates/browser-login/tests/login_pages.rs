@@ -155,6 +155,11 @@ async fn two_step_account_then_password_form_logs_in() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_page_that_redirects_onwards_is_still_caught() {
+    expect_success(Variant::CallbackRedirectsOnward).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_gives_wrong_credentials_and_a_screenshot() {
     let site = expect_failure(
         Variant::Form,

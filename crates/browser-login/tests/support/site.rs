@@ -35,6 +35,9 @@ pub enum Variant {
     Mfa,
     /// The login page never answers.
     Slow,
+    /// The form; the callback page then redirects onwards at once (a server-side 302), so
+    /// the address bar never shows the callback URL.
+    CallbackRedirectsOnward,
 }
 
 pub struct Site {
@@ -67,6 +70,7 @@ impl Site {
             .route("/login-frame", get(login_frame))
             .route("/login/password", get(password_page))
             .route("/auth/callback", get(callback))
+            .route("/welcome", get(welcome))
             .with_state(site.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -148,7 +152,10 @@ fn captcha_html() -> &'static str {
 async fn login_page(State(site): State<Arc<Site>>, Query(q): Query<StateQuery>) -> Response {
     let state = q.state.unwrap_or_default();
     match site.variant {
-        Variant::Form | Variant::CaptchaAfterSubmit | Variant::Mfa => {
+        Variant::Form
+        | Variant::CaptchaAfterSubmit
+        | Variant::Mfa
+        | Variant::CallbackRedirectsOnward => {
             page("Sign in", &form_html(&site, &state, false)).into_response()
         }
         Variant::Iframe => page(
@@ -237,9 +244,17 @@ async fn login_post(State(site): State<Arc<Site>>, Form(form): Form<LoginForm>) 
 async fn callback(
     State(site): State<Arc<Site>>,
     Query(params): Query<HashMap<String, String>>,
-) -> Html<&'static str> {
+) -> Response {
     site.callbacks.lock().expect("callbacks lock").push(params);
+    if site.variant == Variant::CallbackRedirectsOnward {
+        return (StatusCode::FOUND, [(LOCATION, "/welcome")]).into_response();
+    }
     Html("<html><body><h1>Login successful</h1>You can close this page.</body></html>")
+        .into_response()
+}
+
+async fn welcome() -> Html<&'static str> {
+    Html("<html><body><h1>Welcome</h1></body></html>")
 }
 
 fn html_escape(s: &str) -> String {
