@@ -257,3 +257,22 @@ async fn a_login_url_that_is_not_http_is_refused() {
         .expect_err("only http(s) login URLs");
     assert_eq!(err.reason(), FailureReason::Unavailable);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_attempt_midway_leaves_no_browser_behind() {
+    support::capture_logs();
+    if !support::browser_installed() {
+        return;
+    }
+    let _slot = support::browser_slot().await;
+    let site = Site::start(Variant::Slow, USERNAME, PASSWORD).await;
+    let shots = tempfile::tempdir().expect("screenshot dir");
+    let cfg = support::config(shots.path(), ATTEMPT);
+    let url = site.login_url(STATE);
+    let pw = password();
+    let attempt = login(&cfg, &url, USERNAME, &pw);
+    // The caller gives up (its own deadline) while the page is still loading.
+    let cut = tokio::time::timeout(Duration::from_secs(3), attempt).await;
+    assert!(cut.is_err(), "the slow page cannot have finished");
+    support::assert_no_browser_left().await;
+}
