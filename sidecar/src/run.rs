@@ -33,6 +33,15 @@ const SESSION_PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Run the sidecar until SIGTERM/SIGINT, then drain and stop.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    serve(config, shutdown::signal()).await
+}
+
+/// Run the sidecar until `shutdown` resolves, then drain and stop. For embedding (the
+/// single-host mode runs several in one process, each with its own state and metrics).
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
     let token = config.gateway_token()?;
     if token.is_none() {
         tracing::warn!(
@@ -140,7 +149,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
     });
 
-    shutdown::signal().await;
+    shutdown.await;
     shutdown::drain(&state, config.drain_timeout()).await;
     state.closing.cancel();
     stop_lingma.cancel();
