@@ -3,8 +3,11 @@
 
 pub mod accounts;
 pub mod builders;
+pub mod config;
 pub mod crd;
+pub mod http;
 pub mod login;
 pub mod metrics;
 pub mod reconcile;
+pub mod run;
 pub mod status;
