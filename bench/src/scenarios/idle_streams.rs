@@ -152,9 +152,15 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     );
     r.info(
         &scenario,
-        "gateway OS threads (before -> during)",
+        "gateway OS threads before",
+        Some(base_threads as f64),
+        "",
+    );
+    r.info(
+        &scenario,
+        "gateway OS threads with the streams open",
         gw.map(|s| s.threads as f64),
-        &format!("(before {base_threads})"),
+        "",
     );
 
     // Release: the simulator answers when the hold ends; every stream must complete.
