@@ -174,3 +174,39 @@ async fn failed_and_cancelled_turns_store_nothing() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn filtered_and_refused_turns_map_and_store_nothing() {
+    let (_dir, _sim, sidecar, mux, control) = setup().await;
+    // Content filter: a finish, not an error, but not a turn to continue.
+    control.set_fault("filtered", Some(1)).await;
+    let r1 = mux.chat(1, request("k", turn1())).await;
+    let (reason, _, _) = r1.finish.clone().expect("finished");
+    assert_eq!(reason, mux_protocol::FinishReason::ContentFilter);
+    let r2 = mux.chat(2, request("k", turn2(&r1.content))).await;
+    assert_eq!(r2.started.map(|s| s.0), Some(SessionOutcome::New));
+
+    // 403 from Lingma's cloud: an upstream auth error, counted by kind.
+    control.set_fault("forbidden", Some(1)).await;
+    let r3 = mux
+        .chat(3, request("k", vec![m(Role::User, "forbidden?")]))
+        .await;
+    assert_eq!(
+        r3.error.map(|e| e.0),
+        Some(mux_protocol::ErrorKind::UpstreamAuth)
+    );
+    assert_eq!(
+        sidecar
+            .metric("sidecar_upstream_errors_total{kind=\"upstream_auth\"}")
+            .await,
+        1.0
+    );
+    // The login re-check it triggers finds the login intact: still ready.
+    sidecar.wait_ready().await;
+    assert_eq!(
+        sidecar
+            .metric("sidecar_chats_total{outcome=\"content_filter\"}")
+            .await,
+        1.0
+    );
+}
