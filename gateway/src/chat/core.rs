@@ -149,7 +149,8 @@ impl ChatService {
             .acquire_global(deadline)
             .await
             .map_err(|r| self.refuse(r.into_error()))?;
-        let mut waited = queue_started.elapsed();
+        let mut queued = queue_started.elapsed();
+        let mut waited = queued;
         let mut exclude: Option<Arc<str>> = None;
         let mut last_error = GatewayError::Unavailable {
             message: "No upstream Lingma instance is ready to take requests.",
@@ -168,6 +169,7 @@ impl ChatService {
                 })
                 .await
                 .map_err(|r| self.refuse(r.into_error()))?;
+            queued += queue_started.elapsed();
             waited += queue_started.elapsed();
             let sidecar = admission.sidecar().clone();
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -195,6 +197,7 @@ impl ChatService {
             };
             let failure = match first {
                 Some((stream, ServerMessage::Started { session, .. })) => {
+                    self.metrics.queue_wait.observe(queued.as_secs_f64());
                     return Ok(self.accepted(
                         chat,
                         arrival,
@@ -397,9 +400,12 @@ impl AcceptedChat {
     /// Record duration and overhead; call once at the end of the response.
     pub fn observe_end(&self, stream: bool) {
         let m = &self.service.metrics;
-        m.request_duration
-            .with_label_values(&[if stream { "true" } else { "false" }])
-            .observe(self.timing.arrival.elapsed().as_secs_f64());
+        let duration = if stream {
+            &m.duration_stream
+        } else {
+            &m.duration_plain
+        };
+        duration.observe(self.timing.arrival.elapsed().as_secs_f64());
         m.overhead.observe(self.timing.overhead().as_secs_f64());
     }
 }

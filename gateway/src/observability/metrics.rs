@@ -18,6 +18,9 @@ pub struct Metrics {
     pub pool_connected: IntGaugeVec,
     pub pool_ejections: IntCounterVec,
     pub request_duration: HistogramVec,
+    /// `request_duration{stream="true"|"false"}`, resolved once.
+    pub duration_stream: Histogram,
+    pub duration_plain: Histogram,
     pub time_to_first_token: Histogram,
     pub overhead: Histogram,
     pub queue_wait: Histogram,
@@ -42,7 +45,18 @@ pub struct MetricsError(#[from] prometheus::Error);
 impl Metrics {
     pub fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new();
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_request_duration_seconds",
+                "Chat request duration, arrival to last byte",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["stream"],
+        )?;
         let m = Self {
+            duration_stream: request_duration.with_label_values(&["true"]),
+            duration_plain: request_duration.with_label_values(&["false"]),
+            request_duration,
             in_flight: IntGauge::new("gateway_in_flight", "Chats in flight through this gateway")?,
             queued: IntGauge::new("gateway_queued", "Requests waiting for a slot")?,
             accepted: IntCounter::new("gateway_accepted_total", "Chat requests admitted")?,
@@ -69,11 +83,6 @@ impl Metrics {
             pool_ejections: IntCounterVec::new(
                 Opts::new("gateway_pool_ejections_total", "Passive ejections of a sidecar after consecutive failures"),
                 &["name"],
-            )?,
-            request_duration: HistogramVec::new(
-                HistogramOpts::new("gateway_request_duration_seconds", "Chat request duration, arrival to last byte")
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                &["stream"],
             )?,
             time_to_first_token: Histogram::with_opts(
                 HistogramOpts::new("gateway_time_to_first_token_seconds", "Arrival to the first answer delta")

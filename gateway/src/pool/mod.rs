@@ -7,6 +7,7 @@ pub mod sidecar;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -30,6 +31,11 @@ pub struct Pool {
     members: ArcSwap<Vec<Arc<Sidecar>>>,
     /// Fired whenever a slot frees or a sidecar's status changes.
     slot_freed: Arc<Notify>,
+    /// Bumped by any status, connection or membership change.
+    generation: Arc<AtomicU64>,
+    /// The union of models, recomputed only when `generation` moved (it is read on every
+    /// chat request).
+    models: ArcSwap<(u64, Arc<Vec<ModelInfo>>)>,
     settings: PoolSettings,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
@@ -47,6 +53,8 @@ impl Pool {
         let pool = Arc::new(Self {
             members: ArcSwap::from_pointee(Vec::new()),
             slot_freed: Arc::new(Notify::new()),
+            generation: Arc::new(AtomicU64::new(1)),
+            models: ArcSwap::from_pointee((0, Arc::new(Vec::new()))),
             settings,
             metrics,
             stop,
@@ -90,6 +98,7 @@ impl Pool {
                         endpoint,
                         self.epoch,
                         self.slot_freed.clone(),
+                        self.generation.clone(),
                         &self.metrics,
                     ));
                     tracing::info!(sidecar = %sidecar.name, url = %sidecar.endpoint.url, "sidecar joined the pool");
@@ -110,6 +119,7 @@ impl Pool {
             }
         }
         self.members.store(Arc::new(next));
+        self.generation.fetch_add(1, Ordering::Release);
         self.slot_freed.notify_waiters();
     }
 
@@ -137,8 +147,19 @@ impl Pool {
         self.members.load().iter().any(|s| s.usable())
     }
 
-    /// Union of the models the usable sidecars report, by id.
-    pub fn models(&self) -> Vec<ModelInfo> {
+    /// Union of the models the connected sidecars report, by id.
+    pub fn models(&self) -> Arc<Vec<ModelInfo>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let cached = self.models.load();
+        if cached.0 == generation {
+            return cached.1.clone();
+        }
+        let fresh = Arc::new(self.collect_models());
+        self.models.store(Arc::new((generation, fresh.clone())));
+        fresh
+    }
+
+    fn collect_models(&self) -> Vec<ModelInfo> {
         let mut seen: BTreeMap<String, ModelInfo> = BTreeMap::new();
         for s in self.members.load().iter() {
             if let Some(status) = s.status() {

@@ -26,6 +26,8 @@ pub struct Sidecar {
     removed: AtomicBool,
     epoch: Instant,
     slot_freed: Arc<Notify>,
+    /// Bumped on every status or connection change (the pool's model cache key).
+    generation: Arc<AtomicU64>,
     gauge_in_flight: IntGauge,
     gauge_ready: IntGauge,
     gauge_connected: IntGauge,
@@ -50,6 +52,7 @@ impl Sidecar {
         endpoint: SidecarEndpoint,
         epoch: Instant,
         slot_freed: Arc<Notify>,
+        generation: Arc<AtomicU64>,
         metrics: &Metrics,
     ) -> Self {
         let name: Arc<str> = Arc::from(endpoint.name.as_str());
@@ -70,6 +73,7 @@ impl Sidecar {
             removed: AtomicBool::new(false),
             epoch,
             slot_freed,
+            generation,
         }
     }
 
@@ -154,6 +158,7 @@ impl Sidecar {
 
     pub(crate) fn set_status(&self, status: SidecarStatus) {
         self.status.store(Some(Arc::new(status)));
+        self.generation.fetch_add(1, Ordering::Release);
         self.refresh_gauges();
         // Capacity or readiness may have grown: let waiters look again.
         self.slot_freed.notify_waiters();
@@ -164,6 +169,7 @@ impl Sidecar {
             self.status.store(None);
         }
         self.link.store(link);
+        self.generation.fetch_add(1, Ordering::Release);
         self.refresh_gauges();
         self.slot_freed.notify_waiters();
     }
@@ -247,6 +253,7 @@ mod tests {
             ep,
             Instant::now(),
             Arc::new(Notify::new()),
+            Arc::new(AtomicU64::new(0)),
             &metrics,
         ))
     }
