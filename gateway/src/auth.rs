@@ -122,8 +122,23 @@ pub async fn require_api_key(
             request.extensions_mut().insert(identity);
             next.run(request).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            drain_body(request.into_body()).await;
+            e.into_response()
+        }
     }
+}
+
+/// Read (and drop) a small unread request body before answering early. A server that
+/// closes a connection with unread bytes in its receive buffer sends a TCP reset, which
+/// can reach the client before the response and turn a clear 401 into a connection error.
+pub(crate) async fn drain_body(body: axum::body::Body) {
+    const DRAIN_LIMIT: usize = 256 * 1024;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        axum::body::to_bytes(body, DRAIN_LIMIT),
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -108,6 +108,7 @@ async fn read_json_body(
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
         if essence != "application/json" && !essence.ends_with("+json") {
+            crate::auth::drain_body(body).await;
             return Err(GatewayError::UnsupportedMediaType);
         }
     }
