@@ -27,6 +27,8 @@ CHART = ROOT / "charts" / "lingma-gateway"
 CRD = ROOT / "crds" / "lingma.io_lingmainstances.yaml"
 MANIFESTS = ROOT / "manifests"
 HERE = Path(__file__).resolve().parent
+# What the operator applies for the chart's example (kept fresh by a Rust test).
+OPERATOR_OBJECTS = HERE / "operator-objects.yaml"
 RELEASE = "lingma-gateway"
 NAMESPACE = "lingma"
 KUBE_VERSIONS = ["1.30.0", "1.33.0", "1.36.0"]
@@ -236,6 +238,7 @@ def main() -> int:
             text = render(values)
             rendered.append(text)
             (rendered_dir / f"{label}.yaml").write_text(text)
+        (rendered_dir / OPERATOR_OBJECTS.name).write_text(OPERATOR_OBJECTS.read_text())
         rendered_files = sorted(rendered_dir.glob("*.yaml"))
         check_kubernetes_validate(rendered_files + sorted(MANIFESTS.glob("*.yaml")), work)
         check_instances(rendered)

@@ -92,3 +92,28 @@ pub(crate) mod fixtures {
         .expect("valid LingmaInstance")
     }
 }
+
+/// Every object the operator applies for `instance`, as multi-document YAML: what
+/// `tests/k8s/operator-objects.yaml` holds for the chart's example, so the offline checks
+/// (kubernetes-validate, checkov) see the Lingma pods too.
+pub fn desired_objects_yaml(
+    instance: &LingmaInstance,
+    settings: &PodSettings,
+    token: &str,
+) -> Result<String, DescribeError> {
+    let docs = [
+        serde_yaml::to_string(&desired_token_secret(instance, token)?)?,
+        serde_yaml::to_string(&desired_service(instance)?)?,
+        serde_yaml::to_string(&desired_statefulset(instance, settings)?)?,
+        serde_yaml::to_string(&desired_pdb(instance)?)?,
+    ];
+    Ok(docs.join("---\n"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DescribeError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("serializing: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+}
