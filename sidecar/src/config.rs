@@ -67,6 +67,10 @@ pub struct Config {
     /// Seconds open chats may take to finish after SIGTERM.
     #[arg(long, env = "SIDECAR_DRAIN_TIMEOUT_SEC", default_value_t = 30)]
     pub drain_timeout_sec: u64,
+    /// Seconds between WebSocket pings to each gateway; a gateway silent for three times
+    /// this long (no frame, not even a pong) is disconnected.
+    #[arg(long, env = "SIDECAR_KEEPALIVE_SEC", default_value_t = 15)]
+    pub keepalive_sec: u64,
 
     // --- the Lingma process ---
     /// Path of the Lingma binary (or of lingma-sim).
@@ -243,6 +247,10 @@ impl Config {
 
     pub fn chat_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.lingma_chat_idle_timeout_sec.max(1))
+    }
+
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.keepalive_sec.max(1))
     }
 
     pub fn drain_timeout(&self) -> Duration {

@@ -26,6 +26,9 @@ const OUTBOUND_FRAMES: usize = 1024;
 const WRITE_BATCH: usize = 64;
 /// How often in-flight/queued counts are compared and, when changed, pushed as Status.
 const LOAD_STATUS_EVERY: Duration = Duration::from_millis(500);
+/// A gateway silent (no frame, not even a pong) for this many keepalive periods is
+/// dropped, so one that vanished without closing does not hold streams forever.
+const SILENT_PERIODS: u32 = 3;
 
 type Streams = Arc<Mutex<HashMap<StreamId, CancellationToken>>>;
 
@@ -78,9 +81,17 @@ pub async fn serve(socket: WebSocket, state: Arc<SidecarState>) {
     let conn_done = CancellationToken::new();
     let writer = tokio::spawn(write_loop(sink, rx, state.clone(), conn_done.clone()));
 
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         let frame = tokio::select! {
-            frame = incoming.next() => frame,
+            frame = incoming.next() => {
+                last_heard = tokio::time::Instant::now();
+                frame
+            }
+            _ = tokio::time::sleep_until(last_heard + state.keepalive * SILENT_PERIODS) => {
+                tracing::warn!("gateway silent for too long; closing its connection");
+                break;
+            }
             _ = conn_done.cancelled() => break,
             _ = state.closing.cancelled() => break,
         };
@@ -176,6 +187,10 @@ async fn write_loop(
     let mut last_status = state.status();
     let mut load_tick = tokio::time::interval(LOAD_STATUS_EVERY);
     load_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + state.keepalive,
+        state.keepalive,
+    );
     if send_status(&mut sink, &last_status).await.is_err() {
         done.cancel();
         return;
@@ -202,6 +217,11 @@ async fn write_loop(
             frame = rx.recv() => {
                 let Some(first) = frame else { break };
                 if write_batch(&mut sink, &mut rx, first).await.is_err() {
+                    break;
+                }
+            }
+            _ = ping_tick.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
             }

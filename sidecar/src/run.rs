@@ -78,7 +78,7 @@ pub async fn serve(
         })
     };
 
-    let state = Arc::new(SidecarState::new(
+    let mut state = SidecarState::new(
         name.clone(),
         ChatSettings {
             default_model: config.default_model.clone(),
@@ -89,7 +89,9 @@ pub async fn serve(
         config.lingma_max_concurrent_chats,
         config.session_cache_max_entries,
         config.session_ttl(),
-    ));
+    );
+    state.keepalive = config.keepalive();
+    let state = Arc::new(state);
 
     let addr = config.listen_addr()?;
     let listener = tokio::net::TcpListener::bind(addr)

@@ -57,6 +57,8 @@ pub struct SidecarState {
     pub closing: CancellationToken,
     /// Asks the process supervisor to restart Lingma (it stayed unreachable too long).
     pub lingma_restart: Notify,
+    /// WebSocket ping period towards the gateways (SIDECAR_KEEPALIVE_SEC).
+    pub keepalive: Duration,
 }
 
 impl SidecarState {
@@ -88,6 +90,7 @@ impl SidecarState {
             login_forced: std::sync::atomic::AtomicBool::new(false),
             closing: CancellationToken::new(),
             lingma_restart: Notify::new(),
+            keepalive: Duration::from_secs(15),
         }
     }
 

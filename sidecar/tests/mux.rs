@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use mux_protocol::{ConnectionState, ErrorKind, LoginState, Role, SessionOutcome};
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundred_concurrent_chats_each_get_their_own_answer() {
@@ -348,4 +349,43 @@ async fn throughput_probe() {
         total as f64 / secs
     );
     assert_eq!(ok, total);
+}
+
+#[tokio::test]
+async fn silent_gateways_are_dropped_and_responsive_ones_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(
+        dir.path(),
+        test_support::free_port(),
+        test_support::free_port(),
+        &["--logged-in"],
+    )
+    .await;
+    let mut env = attach_env(&sim);
+    env.push(("SIDECAR_KEEPALIVE_SEC", "1".into()));
+    let sidecar = spawn_sidecar(&env).await;
+    sidecar.wait_ready().await;
+
+    // A client that never reads never answers pings: it is dropped after ~3 s.
+    let mut req = format!("ws://127.0.0.1:{}/v1/mux", sidecar.port)
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {TOKEN}").parse().expect("header"),
+    );
+    let (silent, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connects");
+    // A responsive client (tungstenite answers pings while reading) stays.
+    let mux = sidecar.mux().await;
+    sidecar.wait_metric("sidecar_mux_connections", 2.0).await;
+    sidecar.wait_metric("sidecar_mux_connections", 1.0).await;
+    tokio::time::sleep(Duration::from_secs(4)).await; // several keepalive periods of idling
+    assert_eq!(sidecar.metric("sidecar_mux_connections").await, 1.0);
+    let r = mux
+        .chat(1, request("s", vec![m(Role::User, "still here")]))
+        .await;
+    assert!(r.ok(), "{r:?}");
+    drop(silent);
 }
