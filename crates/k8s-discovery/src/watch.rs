@@ -142,8 +142,12 @@ impl DiscoveryState {
                         self.tokens.insert(instance.clone(), token);
                         self.stale.remove(instance);
                     }
+                    // A token read before stays in use: a passing API error must not take
+                    // every sidecar of the instance out. It is re-read on the next change.
+                    Err(error) if self.tokens.contains_key(instance) => {
+                        tracing::warn!(%instance, %error, "re-reading sidecar token failed; keeping the known one");
+                    }
                     Err(error) => {
-                        self.tokens.remove(instance);
                         tracing::warn!(%instance, %error, "sidecar token unavailable; instance left out");
                     }
                 }

@@ -151,14 +151,16 @@ async fn ready_addresses_join_and_not_ready_leave() {
         assert_eq!(set[0].token.as_deref(), Some("tok-a"));
     }
 
-    // a-0 stops being ready (draining or logged out), a-1 becomes ready.
+    // a-0 stops being ready (draining or logged out), a-1 becomes ready. The token re-read
+    // fails this time: the known token stays in use.
     let send = expect_watch(&mut api).await;
     send.send_response(watch_events(&[(
         "MODIFIED",
         slice(&[("a-0", "10.0.0.1", false), ("a-1", "10.0.0.2", true)]),
     )]));
-    expect_token_read(&mut api, true).await;
+    expect_token_read(&mut api, false).await;
     wait_for_names(&mut rx, &["a-1"]).await;
+    assert_eq!(rx.borrow()[0].token.as_deref(), Some("tok-a"));
 
     // Both ready.
     let send = expect_watch(&mut api).await;
