@@ -181,3 +181,60 @@ where
     out.elapsed = start.elapsed();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that can do 50 requests/s, offered 100/s for 1 s: the generator must not slow
+    /// down (all 100 are sent on time), and the queueing must show in the latency.
+    #[tokio::test]
+    async fn open_loop_does_not_hide_queueing() {
+        let server = Arc::new(tokio::sync::Mutex::new(()));
+        let stats = open_loop(
+            100.0,
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+            move |_| {
+                let server = server.clone();
+                async move {
+                    let _busy = server.lock().await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Outcome::Ok { overhead_us: None }
+                }
+            },
+        )
+        .await;
+        assert_eq!(stats.ok, 100);
+        assert!(
+            stats.max_send_lag_us < 100_000,
+            "generator fell behind: {} us",
+            stats.max_send_lag_us
+        );
+        let p99 = stats.latency_us.value_at_quantile(0.99);
+        assert!(p99 >= 900_000, "queueing hidden: p99 {p99} us");
+        assert!(
+            stats.elapsed >= Duration::from_secs(2),
+            "100 x 20 ms served one at a time"
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_and_timeouts_are_counted() {
+        let stats = closed_loop(
+            2,
+            Duration::from_millis(200),
+            Duration::from_millis(50),
+            |i| async move {
+                if i % 2 == 0 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Outcome::Failed("boom".to_owned())
+            },
+        )
+        .await;
+        assert!(stats.failures.get("timeout").copied().unwrap_or(0) > 0);
+        assert!(stats.failures.get("boom").copied().unwrap_or(0) > 0);
+        assert_eq!(stats.ok, 0);
+    }
+}
