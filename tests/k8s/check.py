@@ -158,6 +158,34 @@ def crd_schema() -> dict:
     return schema
 
 
+def untyped_nodes(node: dict, path: str) -> list[str]:
+    """Paths of schema nodes without a type: a structural schema (required by the API server
+    for CRDs) types every node, save int-or-string and preserve-unknown-fields ones."""
+    found = []
+    if not (
+        "type" in node
+        or node.get("x-kubernetes-int-or-string")
+        or node.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        found.append(path or "/")
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in node:
+            found.append(f"{path}/{key} (not allowed at this level by this check)")
+    for name, child in node.get("properties", {}).items():
+        found += untyped_nodes(child, f"{path}/{name}")
+    if isinstance(node.get("items"), dict):
+        found += untyped_nodes(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        found += untyped_nodes(node["additionalProperties"], f"{path}{{}}")
+    return found
+
+
+def check_crd_structural() -> None:
+    step("CRD schema is structural")
+    for path in untyped_nodes(crd_schema(), ""):
+        fail(f"CRD schema node {path} has no type")
+
+
 def check_instances(rendered: list[str]) -> None:
     step("LingmaInstances valid against the CRD's openAPIV3Schema")
     validator = jsonschema.Draft7Validator(crd_schema())
@@ -226,6 +254,7 @@ def main() -> int:
     scenarios = {"default": None, "non-default": nondefault}
     check_lint(scenarios)
     check_crd_copies()
+    check_crd_structural()
     check_manifests_fresh()
 
     with tempfile.TemporaryDirectory() as tmp:
