@@ -75,19 +75,24 @@ impl Context {
         }
     }
 
-    fn failure_count(&self, key: &str, bump: bool) -> u32 {
-        let mut failures = match self.failures.lock() {
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        // A panic elsewhere cannot leave the counters inconsistent: keep using them.
+        match self.failures.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        if bump {
-            let n = failures.entry(key.to_owned()).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        } else {
-            failures.remove(key);
-            0
         }
+    }
+
+    /// Counts one more consecutive failure of `key` and returns the count.
+    fn record_failure(&self, key: &str) -> u32 {
+        let mut failures = self.failures();
+        let n = failures.entry(key.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn clear_failures(&self, key: &str) {
+        self.failures().remove(key);
     }
 }
 
@@ -102,7 +107,7 @@ fn object_key(instance: &LingmaInstance) -> String {
 /// Exponential backoff (5s, 10s, 20s ... 300s) per object; reset by a successful reconcile.
 pub fn error_policy(instance: Arc<LingmaInstance>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed();
-    let failures = ctx.failure_count(&object_key(&instance), true);
+    let failures = ctx.record_failure(&object_key(&instance));
     let delay = backoff(failures);
     tracing::warn!(instance = %object_key(&instance), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -119,7 +124,7 @@ pub async fn reconcile(instance: Arc<LingmaInstance>, ctx: Arc<Context>) -> Resu
     let _timer = ctx.metrics.start_reconcile();
     let result = reconcile_inner(&instance, &ctx).await;
     if let Ok(action) = &result {
-        ctx.failure_count(&object_key(&instance), false);
+        ctx.clear_failures(&object_key(&instance));
         ctx.metrics
             .reconciled(if *action == Action::await_change() {
                 "success"
