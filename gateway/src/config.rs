@@ -73,6 +73,16 @@ pub struct GatewayConfig {
     /// Static discovery: comma-separated `name=ws://host:port` or `ws://host:port`.
     #[arg(long, env = "GATEWAY_SIDECARS", default_value = "ws://127.0.0.1:8318")]
     pub sidecars: String,
+    /// Kubernetes discovery: namespace of the LingmaInstances (empty = the gateway's own).
+    #[arg(long, env = "GATEWAY_K8S_NAMESPACE", default_value = "")]
+    pub k8s_namespace: String,
+    /// Kubernetes discovery: label selector of the LingmaInstance Services' EndpointSlices.
+    #[arg(
+        long,
+        env = "GATEWAY_K8S_LABEL_SELECTOR",
+        default_value = "app.kubernetes.io/managed-by=lingma-operator"
+    )]
+    pub k8s_label_selector: String,
     #[arg(
         long,
         env = "SIDECAR_TOKEN",
@@ -177,6 +187,8 @@ impl std::fmt::Debug for GatewayConfig {
             .field("session_reuse_enabled", &self.session_reuse_enabled)
             .field("discovery", &self.discovery)
             .field("sidecars", &self.sidecars)
+            .field("k8s_namespace", &self.k8s_namespace)
+            .field("k8s_label_selector", &self.k8s_label_selector)
             .field("routing", &self.routing)
             .field("load_factor", &self.load_factor)
             .field("eject_failures", &self.eject_failures)

@@ -9,17 +9,27 @@ use gateway::discovery::{Discovery, StaticDiscovery};
 async fn main() -> anyhow::Result<()> {
     let config = GatewayConfig::parse();
     let _telemetry = gateway::observability::telemetry::init(&config)?;
-    let discovery: Box<dyn Discovery> = match config.discovery {
-        DiscoveryKind::Static => {
-            Box::new(StaticDiscovery::parse(&config.sidecars).context("GATEWAY_SIDECARS")?)
-        }
+    // Kubernetes: the ready EndpointSlice addresses of the LingmaInstance Services, each
+    // with its instance's token (crate `k8s-discovery`).
+    let endpoints = match config.discovery {
+        DiscoveryKind::Static => StaticDiscovery::parse(&config.sidecars)
+            .context("GATEWAY_SIDECARS")?
+            .subscribe(),
         DiscoveryKind::Kubernetes => {
-            anyhow::bail!(
-                "GATEWAY_DISCOVERY=kubernetes is provided by the k8s-discovery crate and not wired into this build yet"
-            )
+            let client = kube::Client::try_default().await.context(
+                "GATEWAY_DISCOVERY=kubernetes needs a cluster (in-cluster config or a kubeconfig)",
+            )?;
+            let (rx, _watch_task) = k8s_discovery::watch_sidecars(
+                client,
+                k8s_discovery::DiscoveryConfig::new(
+                    config.k8s_namespace.clone(),
+                    config.k8s_label_selector.clone(),
+                ),
+            );
+            rx
         }
     };
-    let gw = gateway::Gateway::build(&config, discovery.subscribe())?;
+    let gw = gateway::Gateway::build(&config, endpoints)?;
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

@@ -48,9 +48,13 @@ async fn serve(
     request: Request,
     arrival: Instant,
 ) -> Result<Response, GatewayError> {
-    let (parts, body) = request.into_parts();
-    let body = read_json_body(&parts.headers, body, state.max_body_bytes).await?;
-    let chat = parse_chat_request(&body)?;
+    let chat = {
+        // The raw request and body are dropped here: an open stream (which may wait long
+        // for its first token) should not keep them alive.
+        let (parts, body) = request.into_parts();
+        let body = read_json_body(&parts.headers, body, state.max_body_bytes).await?;
+        parse_chat_request(&body)?
+    };
     let service = state.chat.clone();
     let lingma_model = resolve_model(
         chat.model.as_deref(),
