@@ -58,7 +58,7 @@ pub struct InFlightLimiter {
 pub struct Admission {
     slot: SidecarSlot,
     global: Option<OwnedSemaphorePermit>,
-    in_flight: GaugeGuard,
+    _in_flight: GaugeGuard,
 }
 
 impl Admission {
@@ -70,7 +70,6 @@ impl Admission {
     pub fn into_global(self) -> GlobalPermit {
         GlobalPermit {
             permit: self.global,
-            in_flight: self.in_flight,
         }
     }
 }
@@ -103,10 +102,10 @@ impl Drop for QueueTicket<'_> {
     }
 }
 
-/// A global permit, held while the request looks for a sidecar slot.
+/// A global permit, held while the request looks for a sidecar slot. `gateway_in_flight`
+/// counts a request only once it also has its sidecar slot.
 pub struct GlobalPermit {
     permit: Option<OwnedSemaphorePermit>,
-    in_flight: GaugeGuard,
 }
 
 impl InFlightLimiter {
@@ -140,10 +139,7 @@ impl InFlightLimiter {
     /// Wait (FIFO) for a global slot until `deadline`.
     pub async fn acquire_global(&self, deadline: Instant) -> Result<GlobalPermit, Refusal> {
         let Some(sem) = &self.global else {
-            return Ok(GlobalPermit {
-                permit: None,
-                in_flight: GaugeGuard::new(&self.in_flight_gauge),
-            });
+            return Ok(GlobalPermit { permit: None });
         };
         // A free permit is taken at once only when nobody waits (tokio's semaphore is fair).
         let permit = match sem.clone().try_acquire_owned() {
@@ -158,7 +154,6 @@ impl InFlightLimiter {
         };
         Ok(GlobalPermit {
             permit: Some(permit),
-            in_flight: GaugeGuard::new(&self.in_flight_gauge),
         })
     }
 
@@ -188,7 +183,7 @@ impl InFlightLimiter {
                 return Ok(Admission {
                     slot,
                     global: global.permit,
-                    in_flight: global.in_flight,
+                    _in_flight: GaugeGuard::new(&self.in_flight_gauge),
                 });
             }
             if ticket.is_none() {
@@ -235,14 +230,12 @@ mod tests {
         let l = limiter(Some(1), 10);
         let soon = || Instant::now() + Duration::from_millis(50);
         let first = l.acquire_global(soon()).await.expect("first admitted");
-        assert_eq!(l.in_flight_gauge.get(), 1);
         assert_eq!(
             l.acquire_global(soon()).await.err(),
             Some(Refusal::QueueTimeout)
         );
         assert_eq!(l.queued(), 0, "a timed-out waiter leaves the queue");
         drop(first);
-        assert_eq!(l.in_flight_gauge.get(), 0);
         assert!(l.acquire_global(soon()).await.is_ok());
     }
 
@@ -306,6 +299,109 @@ mod tests {
         let permits: Vec<_> =
             futures_util::future::join_all((0..100).map(|_| l.acquire_global(now))).await;
         assert!(permits.iter().all(Result::is_ok));
-        assert_eq!(l.in_flight_gauge.get(), 100);
+    }
+
+    fn usable_sidecar(pool: &Pool, capacity: u32) -> Arc<Sidecar> {
+        use mux_protocol::{ConnectionState, LoginState, SidecarEndpoint, SidecarStatus};
+        let metrics = crate::observability::metrics::Metrics::new().expect("metrics");
+        let sidecar = Arc::new(Sidecar::new(
+            SidecarEndpoint {
+                name: "s".into(),
+                url: "ws://127.0.0.1:1".into(),
+                token: None,
+            },
+            std::time::Instant::now(),
+            pool.slot_freed_handle(),
+            Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            &metrics,
+        ));
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        sidecar.set_status(SidecarStatus {
+            protocol_version: mux_protocol::PROTOCOL_VERSION,
+            name: "s".into(),
+            ready: true,
+            connection: ConnectionState::Ready,
+            login: LoginState::LoggedIn,
+            capacity,
+            in_flight: 0,
+            queued: 0,
+            draining: false,
+            models: vec![],
+        });
+        sidecar.set_link(Some(Arc::new(crate::pool::Link::new(tx))));
+        sidecar
+    }
+
+    fn empty_pool() -> Arc<Pool> {
+        let (_tx, rx) = tokio::sync::watch::channel(Vec::new());
+        Pool::start(
+            rx,
+            crate::pool::PoolSettings {
+                default_token: None,
+                eject_failures: 3,
+                eject_cooldown: Duration::from_secs(1),
+            },
+            Arc::new(crate::observability::metrics::Metrics::new().expect("metrics")),
+            tokio_util::sync::CancellationToken::new(),
+        )
+    }
+
+    #[tokio::test]
+    async fn sidecar_capacity_queues_then_times_out_or_hands_over() {
+        let pool = empty_pool();
+        let sidecar = usable_sidecar(&pool, 1);
+        let l = Arc::new(limiter(None, 10));
+        let order = || vec![sidecar.clone()];
+        let far = Instant::now() + Duration::from_secs(5);
+        let global = l.acquire_global(far).await.expect("global");
+        let first = l
+            .acquire_sidecar(global, &pool, far, order)
+            .await
+            .expect("slot");
+        assert_eq!(l.in_flight_gauge.get(), 1);
+
+        // Full: a waiter times out with 429, counted as queued while it waits.
+        let soon = Instant::now() + Duration::from_millis(60);
+        let global = l.acquire_global(soon).await.expect("global");
+        let refused = l.acquire_sidecar(global, &pool, soon, order).await.err();
+        assert_eq!(refused, Some(Refusal::QueueTimeout));
+        assert_eq!((l.queued(), l.in_flight_gauge.get()), (0, 1));
+
+        // A waiter gets the slot as soon as it frees.
+        let waiter = {
+            let (l, pool, sidecar) = (l.clone(), pool.clone(), sidecar.clone());
+            tokio::spawn(async move {
+                let global = l.acquire_global(far).await.expect("global");
+                l.acquire_sidecar(global, &pool, far, || vec![sidecar.clone()])
+                    .await
+                    .map(|a| a.sidecar().name.to_string())
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(1), async {
+            while l.queued() == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("waiter queued");
+        let started = std::time::Instant::now();
+        drop(first);
+        let got = waiter.await.expect("join").expect("admitted");
+        assert_eq!(got, "s");
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "woken by the release"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_usable_sidecar_is_refused_at_once() {
+        let pool = empty_pool();
+        let l = limiter(Some(4), 10);
+        let far = Instant::now() + Duration::from_secs(5);
+        let global = l.acquire_global(far).await.expect("global");
+        let refused = l.acquire_sidecar(global, &pool, far, Vec::new).await.err();
+        assert_eq!(refused, Some(Refusal::NoSidecar));
+        assert_eq!(l.available(), Some(4), "the global permit went back");
     }
 }

@@ -131,6 +131,11 @@ impl Pool {
         &self.slot_freed
     }
 
+    #[cfg(test)]
+    pub(crate) fn slot_freed_handle(&self) -> Arc<Notify> {
+        self.slot_freed.clone()
+    }
+
     pub fn settings(&self) -> &PoolSettings {
         &self.settings
     }
