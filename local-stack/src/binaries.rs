@@ -5,27 +5,32 @@ use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const PACKAGES: &[(&str, &str)] = &[
+/// (package, binary) pairs: the demo runs the simulator; the single-host mode runs real Lingma.
+pub const DEMO_PACKAGES: &[(&str, &str)] = &[
     ("lingma-sim", "lingma-sim"),
     ("sidecar", "sidecar"),
     ("gateway", "gateway"),
 ];
+pub const HOST_PACKAGES: &[(&str, &str)] = &[("sidecar", "sidecar"), ("gateway", "gateway")];
 
 pub struct Binaries {
     dir: PathBuf,
 }
 
 impl Binaries {
-    pub fn locate() -> anyhow::Result<Self> {
+    pub fn locate(packages: &[(&str, &str)]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find this executable's path")?;
         let dir = exe
             .parent()
             .context("executable has no parent directory")?
             .to_path_buf();
-        if let Ok(cargo) = std::env::var("CARGO") {
-            build_siblings(&cargo, &dir)?;
+        // Under `cargo run` (CARGO set and not empty): build the siblings first.
+        if let Ok(cargo) = std::env::var("CARGO")
+            && !cargo.is_empty()
+        {
+            build_siblings(&cargo, &dir, packages)?;
         }
-        for (_, bin) in PACKAGES {
+        for (_, bin) in packages {
             if !dir.join(bin).exists() {
                 bail!(
                     "{bin} not found in {}; build the workspace first: cargo build --release --bins",
@@ -41,7 +46,7 @@ impl Binaries {
     }
 }
 
-fn build_siblings(cargo: &str, dir: &Path) -> anyhow::Result<()> {
+fn build_siblings(cargo: &str, dir: &Path, packages: &[(&str, &str)]) -> anyhow::Result<()> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("no workspace root")?;
@@ -50,10 +55,12 @@ fn build_siblings(cargo: &str, dir: &Path) -> anyhow::Result<()> {
     if dir.ends_with("release") {
         cmd.arg("--release");
     }
-    for (package, bin) in PACKAGES {
+    let mut names = Vec::new();
+    for (package, bin) in packages {
         cmd.args(["-p", package, "--bin", bin]);
+        names.push(*bin);
     }
-    tracing::info!("building lingma-sim, sidecar and gateway (no-op when fresh)");
+    tracing::info!("building {} (no-op when fresh)", names.join(", "));
     let status = cmd.status().context("cannot run cargo")?;
     if !status.success() {
         bail!("cargo build of the stack's binaries failed");

@@ -12,13 +12,32 @@ use tokio::process::{Child, Command};
 
 pub struct Children {
     running: Vec<(String, Child)>,
+    /// Variables removed from every child's inherited environment.
+    unset: Vec<String>,
+    /// Variables every child gets on top of the inherited environment (before its own).
+    base_env: Vec<(String, String)>,
 }
 
 impl Children {
     pub fn new() -> Self {
         Self {
             running: Vec::new(),
+            unset: Vec::new(),
+            base_env: Vec::new(),
         }
+    }
+
+    /// Children started from now on do not inherit these variables (the settings the runner
+    /// replaces, and empty ones, which the settings treat as unset).
+    pub fn without_inherited(mut self, names: Vec<String>) -> Self {
+        self.unset = names;
+        self
+    }
+
+    /// Children started from now on get these variables (the env file's settings).
+    pub fn with_env(mut self, vars: Vec<(String, String)>) -> Self {
+        self.base_env = vars;
+        self
     }
 
     pub fn spawn(
@@ -28,8 +47,13 @@ impl Children {
         args: &[&str],
         env: &[(String, String)],
     ) -> anyhow::Result<()> {
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        for name in &self.unset {
+            command.env_remove(name);
+        }
+        let mut child = command
             .args(args)
+            .envs(self.base_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -59,21 +83,39 @@ impl Children {
         }
     }
 
-    /// Stop everything, newest first (the gateway before the sidecars it talks to).
+    /// Stop everything: the newest child first (the gateway, so no new chat reaches a
+    /// sidecar that is going away), then all the others at once (each drains on its own).
+    /// Each child gets one SIGTERM only: a second one may hit the default action.
     pub async fn stop_all(&mut self, grace: Duration) {
-        for (name, child) in self.running.iter_mut().rev() {
-            if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
-            match tokio::time::timeout(grace, child.wait()).await {
-                Ok(_) => tracing::info!("{name} stopped"),
-                Err(_) => {
-                    tracing::warn!("{name} did not stop within {grace:?}; killing it");
-                    let _ = child.kill().await;
-                }
-            }
+        let mut running = std::mem::take(&mut self.running);
+        if let Some((name, mut child)) = running.pop() {
+            terminate(&child);
+            wait_or_kill(&name, &mut child, grace).await;
         }
-        self.running.clear();
+        for (_, child) in &running {
+            terminate(child);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        for (name, child) in &mut running {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            wait_or_kill(name, child, left).await;
+        }
+    }
+}
+
+fn terminate(child: &Child) {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+}
+
+async fn wait_or_kill(name: &str, child: &mut Child, grace: Duration) {
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(_) => tracing::info!("{name} stopped"),
+        Err(_) => {
+            tracing::warn!("{name} did not stop in time; killing it");
+            let _ = child.kill().await;
+        }
     }
 }
 

@@ -44,7 +44,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.instances == 0 {
         bail!("--instances must be at least 1");
     }
-    let bins = Binaries::locate()?;
+    let bins = Binaries::locate(crate::binaries::DEMO_PACKAGES)?;
     let temp = tempfile::Builder::new().prefix("lingma-local-").tempdir()?;
     let work_root = args
         .work_dir
@@ -125,21 +125,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     outcome
 }
 
-fn kv(k: &str, v: &str) -> (String, String) {
+pub(crate) fn kv(k: &str, v: &str) -> (String, String) {
     (k.to_owned(), v.to_owned())
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let bytes: [u8; 24] = rand::rng().random();
     hex::encode(bytes)
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
 
-fn display_host(host: &str) -> &str {
+pub(crate) fn display_host(host: &str) -> &str {
     if host == "0.0.0.0" { "127.0.0.1" } else { host }
 }
 
@@ -162,7 +162,7 @@ async fn wait_ready(base: &str, timeout: Duration) -> anyhow::Result<()> {
     bail!("the stack was not ready within {timeout:?} ({url})")
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

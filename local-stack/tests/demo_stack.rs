@@ -26,12 +26,21 @@ async fn demo_stack_answers_and_stops_cleanly() {
             "--chunk-delay-ms",
             "0",
         ])
+        // Built above: the runner must not run cargo again (CARGO empty = not under cargo).
+        .env("CARGO", "")
         .spawn()
         .expect("start lingma-local");
     let base = format!("http://127.0.0.1:{port}");
     wait_for_http(&format!("{base}/readyz"), 200, Duration::from_secs(60))
         .await
         .expect("stack ready");
+    // The runner prints its banner after its own readiness poll: wait for it.
+    test_support::wait_until(Duration::from_secs(10), || {
+        let ready = stack.output().contains("is READY");
+        async move { ready }
+    })
+    .await
+    .expect("banner printed");
     let banner = stack.output();
     assert!(
         banner.contains("SIMULATOR"),
