@@ -15,7 +15,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Port of the OpenAI-compatible API.
-    #[arg(long, env = "PORT", default_value_t = 8317)]
+    #[arg(long, env = "PORT", default_value_t = 8317, value_parser = port_or_default)]
     pub port: u16,
     /// Simulated Lingma processes (each with its own sidecar).
     #[arg(long, default_value_t = 2)]
@@ -123,6 +123,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     children.stop_all(Duration::from_secs(10)).await;
     drop(temp);
     outcome
+}
+
+/// An empty PORT means unset (as everywhere in `.env.example`), also when `host` is run: the
+/// demo's flags are parsed from the environment whatever the subcommand.
+fn port_or_default(text: &str) -> Result<u16, String> {
+    if text.trim().is_empty() {
+        return Ok(8317);
+    }
+    text.trim()
+        .parse()
+        .map_err(|_| "expected a port number (1-65535)".to_owned())
 }
 
 pub(crate) fn kv(k: &str, v: &str) -> (String, String) {

@@ -34,8 +34,20 @@ enum Command {
     Host(host::HostArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable line (with its causes), not a backtrace: this is a start-up or
+            // stop reason for an operator. Errors never carry secrets.
+            eprintln!("lingma-local: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     // Read before logging starts: the env file may set LOG_LEVEL.
     let env_file = match &cli.command {
         Some(Command::Host(args)) => host::settings::load_env_file(args.env_file.as_deref())?,

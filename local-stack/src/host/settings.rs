@@ -45,7 +45,8 @@ pub enum SettingsError {
     #[error(
         "cannot read the Lingma accounts (LINGMA_ACCOUNTS_FILE, LINGMA_ACCOUNTS or LINGMA_USERNAME/LINGMA_PASSWORD): {0}"
     )]
-    Accounts(#[from] AccountError),
+    // Not a `source`: the message already holds it, and `{:#}` would print it twice.
+    Accounts(AccountError),
 }
 
 /// The env file's settings the process environment does not already have with a non-empty
@@ -177,7 +178,8 @@ pub fn read(env: &Environment) -> Result<Settings, SettingsError> {
         list: sidecar.lingma_accounts.as_deref(),
         username: sidecar.lingma_username.as_deref(),
         password: sidecar.lingma_password.as_deref(),
-    })?;
+    })
+    .map_err(SettingsError::Accounts)?;
     Ok(Settings {
         host,
         sidecar,
