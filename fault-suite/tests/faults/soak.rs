@@ -9,6 +9,7 @@ use fault_suite::{
     assert_stream_result_or_error,
 };
 use rand::Rng;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,11 +73,16 @@ async fn soak_mixed_traffic_with_faults_stays_flat() {
             samples.push(stack.footprints());
         }
     }
-    let mut requests = 0;
+    let mut requests = Tally::default();
     while let Some(r) = workers.join_next().await {
-        requests += r.expect("a worker panicked");
+        requests.add(r.expect("a worker panicked"));
     }
-    assert!(requests > 0);
+    // Faults hit a few chats at a time: most requests must still be answered, or the soak
+    // would only exercise error paths.
+    assert!(
+        requests.answered * 2 > requests.total(),
+        "too few answers: {requests:?}"
+    );
     for sim in &stack.sims {
         sim.set_fault("none", None).await.expect("clear fault");
     }
@@ -91,14 +97,38 @@ async fn soak_mixed_traffic_with_faults_stays_flat() {
         }
     }
     eprintln!(
-        "soak: {requests} requests in {duration:?}; footprints {:?}",
+        "soak: {requests:?} in {duration:?}; footprints {:?}",
         samples.last()
     );
     stack.assert_no_secrets();
 }
 
-/// Requests back to back until the deadline; returns how many were sent.
-async fn worker(stack: &Stack, w: usize, deadline: Instant) -> u64 {
+/// What the workers' requests ended with.
+#[derive(Debug, Default)]
+struct Tally {
+    answered: u64,
+    /// By HTTP status (an SSE error event after a 200 counts as 200).
+    errors: BTreeMap<u16, u64>,
+    abandoned: u64,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.answered += other.answered;
+        self.abandoned += other.abandoned;
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.answered + self.abandoned + self.errors.values().sum::<u64>()
+    }
+}
+
+/// Requests back to back until the deadline.
+async fn worker(stack: &Stack, w: usize, deadline: Instant) -> Tally {
+    let mut tally = Tally::default();
     let mut n = 0;
     let mut history: Vec<(String, String)> = Vec::new();
     while Instant::now() < deadline {
@@ -121,6 +151,11 @@ async fn worker(stack: &Stack, w: usize, deadline: Instant) -> u64 {
                     .chat(&bench::openai::chat_body(&msgs, false, None))
                     .await;
                 assert_result_or_error(&out, "soak chat");
+                if out.status == 200 {
+                    tally.answered += 1;
+                } else {
+                    *tally.errors.entry(out.status).or_default() += 1;
+                }
                 let answer = out.content().unwrap_or_default().to_owned();
                 history.push(("assistant".into(), answer));
             }
@@ -129,6 +164,11 @@ async fn worker(stack: &Stack, w: usize, deadline: Instant) -> u64 {
                     .stream(&bench::openai::chat_body(&msgs, true, None))
                     .await;
                 assert_stream_result_or_error(&out, "soak stream");
+                if out.error.is_none() {
+                    tally.answered += 1;
+                } else {
+                    *tally.errors.entry(out.status).or_default() += 1;
+                }
                 history.push(("assistant".into(), out.content));
             }
             _ => {
@@ -146,8 +186,9 @@ async fn worker(stack: &Stack, w: usize, deadline: Instant) -> u64 {
                 })
                 .await;
                 history.clear();
+                tally.abandoned += 1;
             }
         }
     }
-    n
+    tally
 }
