@@ -3,7 +3,7 @@
 //! faults switched on and off. Every request gets a result or an OpenAI error, and the
 //! gateway's and sidecars' RSS, threads and open files stay flat.
 
-use bench::stack::SimOptions;
+use bench::stack::{GatewayOptions, SimOptions};
 use fault_suite::{
     API_KEY, Footprint, Stack, StackSpec, assert_no_growth, assert_result_or_error,
     assert_stream_result_or_error,
@@ -38,6 +38,15 @@ async fn soak_mixed_traffic_with_faults_stays_flat() {
     let stack = Arc::new(
         Stack::start(StackSpec {
             sidecars: 2,
+            // Faults come every 500 ms; with the default 10 s ejection cooldown both sidecars
+            // would be ejected most of the time and the soak would exercise only 503s.
+            gateway: GatewayOptions {
+                max_in_flight: 0,
+                api_keys: API_KEY.to_owned(),
+                log_level: "debug".to_owned(),
+                extra_env: vec![("GATEWAY_EJECT_COOLDOWN_SEC".into(), "1".into())],
+                ..GatewayOptions::default()
+            },
             sim: SimOptions {
                 chunks: 8,
                 chunk_delay_ms: 5,
@@ -155,6 +164,8 @@ async fn worker(stack: &Stack, w: usize, deadline: Instant) -> Tally {
                     tally.answered += 1;
                 } else {
                     *tally.errors.entry(out.status).or_default() += 1;
+                    // A client backs off after an error instead of spinning on it.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 let answer = out.content().unwrap_or_default().to_owned();
                 history.push(("assistant".into(), answer));
@@ -168,6 +179,7 @@ async fn worker(stack: &Stack, w: usize, deadline: Instant) -> Tally {
                     tally.answered += 1;
                 } else {
                     *tally.errors.entry(out.status).or_default() += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 history.push(("assistant".into(), out.content));
             }
