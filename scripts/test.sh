@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lingma-gateway/target}"
 export VENV="${VENV:-$HOME/.cache/lingma-gateway/venv}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# The fault suite's soak runs 2 minutes here (scripts/soak.sh runs the 30-minute one).
+export SOAK_SECS="${SOAK_SECS:-120}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
