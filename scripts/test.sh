@@ -14,15 +14,16 @@ export SOAK_SECS="${SOAK_SECS:-120}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "python venv ($VENV)"
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-reqs=()
-for f in tests/python/requirements.txt tests/k8s/requirements.txt; do
-  [ -f "$f" ] && reqs+=(-r "$f")
-done
-if [ ${#reqs[@]} -gt 0 ]; then
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${reqs[@]}"
-fi
+# Two venvs: the Kubernetes checkers (checkov, kubernetes-validate) pin versions that clash
+# with the test suite's pytest.
+venv() { # dir requirements
+  [ -x "$1/bin/python" ] || python3 -m venv "$1"
+  "$1/bin/pip" install --quiet --disable-pip-version-check -r "$2"
+}
+K8S_VENV="${K8S_VENV:-$HOME/.cache/lingma-gateway/venv-k8s}"
+step "python venvs ($VENV, $K8S_VENV)"
+[ -f tests/python/requirements.txt ] && venv "$VENV" tests/python/requirements.txt
+[ -f tests/k8s/requirements.txt ] && venv "$K8S_VENV" tests/k8s/requirements.txt
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -38,7 +39,7 @@ cargo test --workspace --locked
 
 if [ -x scripts/k8s-checks.sh ]; then
   step "offline Kubernetes checks (chart, manifests, CRD)"
-  scripts/k8s-checks.sh
+  VENV="$K8S_VENV" scripts/k8s-checks.sh
 fi
 
 if [ -d tests/python ]; then
