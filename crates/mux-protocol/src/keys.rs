@@ -86,7 +86,11 @@ mod tests {
 
     #[test]
     fn scopes_do_not_share_keys() {
-        let t = vec![m(Role::User, "a"), m(Role::Assistant, "b"), m(Role::User, "c")];
+        let t = vec![
+            m(Role::User, "a"),
+            m(Role::Assistant, "b"),
+            m(Role::User, "c"),
+        ];
         assert_ne!(conversation_key("s1", &t), conversation_key("s2", &t));
         assert_ne!(api_key_scope("k1"), api_key_scope("k2"));
         assert!(!api_key_scope("secret-key").contains("secret"));

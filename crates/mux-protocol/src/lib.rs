@@ -10,7 +10,7 @@ mod keys;
 mod messages;
 
 pub use endpoint::SidecarEndpoint;
-pub use keys::{api_key_scope, conversation_key, continuation_key};
+pub use keys::{api_key_scope, continuation_key, conversation_key};
 pub use messages::*;
 
 /// Version of this protocol; the sidecar refuses a client whose `?v=` differs.
