@@ -14,10 +14,10 @@ use crate::auth::{self, ApiKeys};
 use crate::chat::ChatService;
 use crate::chat::handler::chat_completions;
 use crate::errors::GatewayError;
-use crate::models;
 use crate::observability::metrics::Metrics;
 use crate::observability::request_id;
 use crate::openai::response::{Model, ModelList};
+use crate::{instance_endpoints, models};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -51,7 +51,7 @@ impl AppState {
 /// What wraps what:
 /// - every route: request id (outermost, so even 404s and auth failures carry one);
 /// - `/v1/*` and `/internal/*`: API key;
-/// - `/metrics`: METRICS_TOKEN or an API key (checked in the handler);
+/// - `/metrics`, `/internal/auto-login/*`: METRICS_TOKEN or an API key (checked in the handler);
 /// - probes: open.
 ///
 /// Unknown routes and wrong methods answer with OpenAI error bodies.
@@ -67,9 +67,17 @@ pub fn router(state: AppState) -> Router {
             auth::require_api_key,
         ));
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(instance_endpoints::healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route(
+            "/internal/auto-login/status",
+            get(instance_endpoints::auto_login_status),
+        )
+        .route(
+            "/internal/auto-login/start",
+            post(instance_endpoints::auto_login_start),
+        )
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -87,10 +95,6 @@ async fn not_found() -> GatewayError {
 
 async fn method_not_allowed() -> GatewayError {
     GatewayError::MethodNotAllowed
-}
-
-async fn healthz() -> &'static str {
-    "ok"
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
