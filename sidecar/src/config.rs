@@ -21,8 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the sidecar (the default when no subcommand is given).
     Run,
-    /// Download and unpack the Lingma binary into the work dir (not implemented yet: the
-    /// `lingma-bootstrap` crate will provide it).
+    /// Make the Lingma binary available (LINGMA_BIN, the image, or a download into the work
+    /// dir, per LINGMA_SOURCE_TYPE) and print it as JSON.
     Bootstrap,
 }
 
@@ -73,8 +73,8 @@ pub struct Config {
     pub keepalive_sec: u64,
 
     // --- the Lingma process ---
-    /// Path of the Lingma binary (or of lingma-sim).
-    #[arg(long, env = "LINGMA_BIN")]
+    /// Path of the Lingma binary (or of lingma-sim); empty = install it per LINGMA_SOURCE_TYPE.
+    #[arg(long, env = "LINGMA_BIN", value_parser = any_path)]
     pub lingma_bin: Option<PathBuf>,
     /// Attach to a Lingma already listening on LINGMA_SOCKET_PORT instead of starting one.
     #[arg(long, env = "LINGMA_ATTACH", default_value_t = false, action = ArgAction::Set,
@@ -116,6 +116,10 @@ pub struct Config {
     #[arg(long, env = "AUTO_LOGIN_HEADLESS", default_value_t = true, action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub auto_login_headless: bool,
+    /// Login driver: auto (loopback for a login URL on 127.0.0.1/localhost, else the browser),
+    /// browser (headless Chromium + chromedriver) or loopback (plain HTTP, the simulator).
+    #[arg(long, env = "AUTO_LOGIN_DRIVER", value_enum, default_value = "auto")]
+    pub auto_login_driver: LoginDriverChoice,
     /// Seconds one login attempt may take.
     #[arg(long, env = "AUTO_LOGIN_TIMEOUT", default_value_t = 180)]
     pub auto_login_timeout: u64,
@@ -153,6 +157,23 @@ pub struct Config {
     pub log_level: String,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    // --- where the Lingma binary comes from when LINGMA_BIN is empty ---
+    #[command(flatten)]
+    pub bootstrap: lingma_bootstrap::BootstrapArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoginDriverChoice {
+    Auto,
+    Browser,
+    Loopback,
+}
+
+/// `.env.example` writes `LINGMA_BIN=` for "unset": an empty path must parse (clap's default
+/// PathBuf parser rejects it); [`crate::lingma_process::resolve_bin`] treats it as unset.
+fn any_path(text: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(text))
 }
 
 impl std::fmt::Debug for Config {
@@ -177,6 +198,7 @@ impl std::fmt::Debug for Config {
             .field("default_model", &self.default_model)
             .field("default_ask_mode", &self.default_ask_mode)
             .field("auto_login_enabled", &self.auto_login_enabled)
+            .field("auto_login_driver", &self.auto_login_driver)
             .field("lingma_username", &self.lingma_username)
             .field("lingma_password", &redacted(&self.lingma_password))
             .field("lingma_accounts", &redacted(&self.lingma_accounts))
@@ -269,6 +291,17 @@ impl Config {
         Duration::from_secs(self.session_cache_ttl_sec)
     }
 
+    /// Settings of `lingma_bootstrap::ensure_binary` (LINGMA_BIN empty = unset).
+    pub fn bootstrap_config(&self) -> lingma_bootstrap::BootstrapConfig {
+        lingma_bootstrap::BootstrapConfig::from_args(
+            self.bootstrap.clone(),
+            &self.lingma_work_dir,
+            self.lingma_bin
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
+        )
+    }
+
     /// WebSocket URL of the Lingma process.
     pub fn lingma_url(&self) -> String {
         format!("ws://127.0.0.1:{}/", self.lingma_socket_port)
@@ -342,6 +375,18 @@ mod tests {
             c.gateway_token().expect("token"),
             Some("tok-very-secret".into())
         );
+    }
+
+    #[test]
+    fn empty_lingma_bin_means_unset() {
+        let c = parse(&["--lingma-bin", ""]).config;
+        assert!(c.bootstrap_config().explicit_bin().is_none());
+        let c = parse(&["--lingma-bin", "/x/Lingma", "--lingma-source-type", "image"]).config;
+        assert_eq!(
+            c.bootstrap_config().explicit_bin(),
+            Some(std::path::Path::new("/x/Lingma"))
+        );
+        assert_eq!(c.auto_login_driver, LoginDriverChoice::Auto);
     }
 
     #[test]

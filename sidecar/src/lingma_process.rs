@@ -4,7 +4,7 @@
 
 use crate::state::SidecarState;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,9 +145,21 @@ async fn stop_child(child: &mut Child) {
     tracing::info!("Lingma killed after the grace period");
 }
 
-/// The binary to run: LINGMA_BIN, else none (bootstrap is not wired here yet).
-pub fn resolve_bin(setting: Option<&Path>) -> Option<PathBuf> {
-    setting
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(Path::to_path_buf)
+/// The binary to run: LINGMA_BIN as is when set (a missing file shows up as a failed start
+/// and is retried like a crash), else whatever `lingma_bootstrap::ensure_binary` installs
+/// per LINGMA_SOURCE_TYPE (the image's binary, or a download into the work dir).
+pub async fn resolve_bin(
+    config: &lingma_bootstrap::BootstrapConfig,
+) -> Result<PathBuf, lingma_bootstrap::BootstrapError> {
+    if let Some(bin) = config.explicit_bin() {
+        return Ok(bin.to_path_buf());
+    }
+    let installed = lingma_bootstrap::ensure_binary(config).await?;
+    tracing::info!(
+        bin = %installed.lingma.display(),
+        version = installed.version.as_deref().unwrap_or("unknown"),
+        origin = ?installed.origin,
+        "Lingma binary ready"
+    );
+    Ok(installed.lingma)
 }

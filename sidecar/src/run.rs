@@ -3,8 +3,11 @@
 
 use crate::accounts::{self, AccountSources};
 use crate::config::Config;
+use crate::config::LoginDriverChoice;
 use crate::lingma_process::{self, ProcessSpec};
-use crate::login::{LoginSettings, LoopbackLoginDriver};
+use crate::login::{
+    AutoLoginDriver, BrowserLoginDriver, LoginDriver, LoginSettings, LoopbackLoginDriver,
+};
 use crate::state::{ChatSettings, SidecarState};
 use crate::supervisor::{self, ConnectionSettings};
 use crate::{http, shutdown};
@@ -22,10 +25,8 @@ pub enum StartError {
     Accounts(#[from] accounts::AccountError),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
-    #[error(
-        "LINGMA_BIN is not set (the bootstrap is not wired into the sidecar yet); set it or use LINGMA_ATTACH=true"
-    )]
-    NoBinary,
+    #[error("no Lingma binary (set LINGMA_BIN, or LINGMA_ATTACH=true): {0}")]
+    Bootstrap(#[from] lingma_bootstrap::BootstrapError),
 }
 
 /// How often expired session-map entries are dropped.
@@ -67,8 +68,7 @@ pub async fn serve(
     let process = if config.lingma_attach {
         None
     } else {
-        let bin = lingma_process::resolve_bin(config.lingma_bin.as_deref())
-            .ok_or(StartError::NoBinary)?;
+        let bin = lingma_process::resolve_bin(&config.bootstrap_config()).await?;
         Some(ProcessSpec {
             bin,
             work_dir: config.lingma_work_dir.clone(),
@@ -127,7 +127,7 @@ pub async fn serve(
             max_retry: config.auto_login_max_retry,
             check_interval: config.login_check_interval(),
             account,
-            driver: Arc::new(LoopbackLoginDriver::new(config.rpc_timeout())),
+            driver: login_driver(&config),
         },
     };
     tasks.push(tokio::spawn(supervisor::run(
@@ -161,6 +161,24 @@ pub async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     tracing::info!("sidecar stopped");
     Ok(())
+}
+
+/// AUTO_LOGIN_DRIVER: loopback follows the simulator's URLs with plain HTTP, browser runs
+/// headless Chromium (real Lingma), auto tries loopback and falls back to the browser.
+fn login_driver(config: &Config) -> Arc<dyn LoginDriver> {
+    let loopback = || LoopbackLoginDriver::new(config.rpc_timeout());
+    let browser = || {
+        BrowserLoginDriver::new(
+            config.auto_login_headless,
+            config.login_timeout(),
+            config.lingma_work_dir.clone(),
+        )
+    };
+    match config.auto_login_driver {
+        LoginDriverChoice::Loopback => Arc::new(loopback()),
+        LoginDriverChoice::Browser => Arc::new(browser()),
+        LoginDriverChoice::Auto => Arc::new(AutoLoginDriver::new(loopback(), browser())),
+    }
 }
 
 async fn purge_sessions(state: Arc<SidecarState>, stop: CancellationToken) {

@@ -6,16 +6,18 @@
 //!
 //! **Which part is real.** Real Lingma's `auth/login` returns a URL on
 //! `lingma.alibabacloud.com` that needs a browser and an Alibaba Cloud account login
-//! (lingma-protocol.md section 5); that driver comes with issue 7 as another
-//! implementation of [`LoginDriver`]. The implementation here, [`LoopbackLoginDriver`],
+//! (lingma-protocol.md section 5); [`BrowserLoginDriver`] runs that flow in headless
+//! Chromium (`browser-login` crate), and [`AutoLoginDriver`] picks per URL (AUTO_LOGIN_DRIVER). The implementation here, [`LoopbackLoginDriver`],
 //! follows a login URL that points at Lingma's own loopback HTTP port with plain HTTP: a
 //! GET of the callback (the simulator's `--login-mode callback`), or a simple HTML form
 //! posted with the account (the simulator's `--login-mode form`). That is the part that
 //! can be tested on this machine. Against real Lingma it reports the login as failed
 //! (`Unavailable`, "needs a browser") instead of pretending.
 
+mod browser;
 mod loopback;
 
+pub use browser::{AutoLoginDriver, BrowserLoginDriver};
 pub use loopback::LoopbackLoginDriver;
 
 use crate::accounts::Account;
@@ -33,6 +35,8 @@ use std::time::Duration;
 pub enum LoginError {
     #[error("login needs a browser, which this driver does not run")]
     BrowserRequired,
+    #[error("the login browser is missing or failed")]
+    BrowserUnavailable,
     #[error("Lingma gave no login URL")]
     NoLoginUrl,
     #[error("the login callback was refused")]
@@ -53,6 +57,7 @@ impl LoginError {
     pub fn failure(self) -> LoginFailure {
         match self {
             LoginError::BrowserRequired
+            | LoginError::BrowserUnavailable
             | LoginError::NoLoginUrl
             | LoginError::CallbackRefused
             | LoginError::Rpc => LoginFailure::Unavailable,
