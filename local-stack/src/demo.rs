@@ -105,8 +105,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     children.spawn("gateway", &bins.path("gateway"), &[], &gateway_env)?;
 
     let base = format!("http://{}:{}", display_host(&args.host), args.port);
+    let readyz = format!("{base}/readyz");
     let ready = tokio::select! {
-        r = wait_ready(&base, Duration::from_secs(args.ready_timeout_sec)) => r,
+        r = wait_for_success(&readyz, Duration::from_secs(args.ready_timeout_sec), "the stack was not ready") => r,
         died = children.first_exit() => Err(anyhow::anyhow!("{died} during start-up")),
     };
     if let Err(e) = ready {
@@ -154,23 +155,23 @@ pub(crate) fn display_host(host: &str) -> &str {
     if host == "0.0.0.0" { "127.0.0.1" } else { host }
 }
 
-async fn wait_ready(base: &str, timeout: Duration) -> anyhow::Result<()> {
+/// Poll GET `url` until it answers 2xx (`what` names the wait in the error).
+pub(crate) async fn wait_for_success(
+    url: &str,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + timeout;
-    let url = format!("{base}/readyz");
     while Instant::now() < deadline {
-        if let Ok(resp) = client
-            .get(&url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
+        if let Ok(resp) = client.get(url).timeout(Duration::from_secs(2)).send().await
             && resp.status().is_success()
         {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bail!("the stack was not ready within {timeout:?} ({url})")
+    bail!("{what} within {timeout:?} ({url})")
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -12,13 +12,13 @@ pub mod settings;
 
 use crate::binaries::{Binaries, HOST_PACKAGES};
 use crate::children::Children;
-use crate::demo::{display_host, kv, random_token, shutdown_signal};
-use anyhow::{Context, bail};
+use crate::demo::{display_host, kv, random_token, shutdown_signal, wait_for_success};
+use anyhow::Context;
 use clap::Args;
 use plan::{Instance, Legacy};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
 pub struct HostArgs {
@@ -98,8 +98,10 @@ pub async fn run(args: HostArgs, env_file: settings::EnvFile) -> anyhow::Result<
     children.spawn("gateway", &bins.path("gateway"), &[], &gateway_env)?;
 
     let base = format!("http://{}:{}", display_host(&host.host), host.port);
+    let healthz = format!("{base}/healthz");
     let started = tokio::select! {
-        r = wait_listening(&base, Duration::from_secs(args.start_timeout_sec)) => r,
+        // Liveness, not readiness: the instances may still be logging in.
+        r = wait_for_success(&healthz, Duration::from_secs(args.start_timeout_sec), "the gateway did not answer") => r,
         died = children.first_exit() => Err(anyhow::anyhow!("{died} during start-up")),
     };
     let grace = Duration::from_secs(host.drain_timeout_sec.saturating_add(10));
@@ -182,26 +184,6 @@ fn gateway_sidecars(instances: &[Instance]) -> String {
         .map(|i| format!("{}=ws://127.0.0.1:{}", i.name, i.sidecar_port))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// The gateway answers its liveness probe (the instances may still be logging in).
-async fn wait_listening(base: &str, timeout: Duration) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + timeout;
-    let url = format!("{base}/healthz");
-    while Instant::now() < deadline {
-        if let Ok(resp) = client
-            .get(&url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            && resp.status().is_success()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!("the gateway did not answer {url} within {timeout:?}")
 }
 
 fn print_banner(base: &str, instances: &[Instance], accounts: usize, lingma_bin: &Path) {
