@@ -135,7 +135,7 @@ impl GatewayError {
                 ("invalid_request_error", None, Some("request_too_large"))
             }
             Self::RateLimited { code, .. } => ("rate_limit_error", None, Some(*code)),
-            Self::Upstream { kind, .. } => (upstream_type(*kind), None, Some(upstream_code(*kind))),
+            Self::Upstream { kind, .. } => (upstream_type(*kind), None, Some(openai_code(*kind))),
             Self::Unavailable { .. } => ("server_error", None, Some("no_upstream_available")),
             Self::Timeout => ("server_error", None, Some("upstream_timeout")),
             Self::Internal => ("server_error", None, Some("internal_error")),
@@ -198,19 +198,13 @@ fn upstream_type(kind: ErrorKind) -> &'static str {
     }
 }
 
-pub(crate) fn upstream_code(kind: ErrorKind) -> &'static str {
+/// The OpenAI body's `code` of an upstream failure: the protocol's word, except the two
+/// OpenAI already has a name for. Metric labels use [`ErrorKind::as_str`] instead.
+fn openai_code(kind: ErrorKind) -> &'static str {
     match kind {
-        ErrorKind::BadRequest => "bad_request",
         ErrorKind::UnknownModel => "model_not_found",
-        ErrorKind::RateLimited => "rate_limited",
-        ErrorKind::Overloaded => "overloaded",
-        ErrorKind::Unavailable => "unavailable",
-        ErrorKind::UpstreamAuth => "upstream_auth",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::ConnectionLost => "connection_lost",
         ErrorKind::Upstream => "upstream_error",
-        ErrorKind::Cancelled => "cancelled",
-        ErrorKind::Internal => "internal",
+        other => other.as_str(),
     }
 }
 

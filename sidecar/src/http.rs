@@ -136,8 +136,8 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     let h = state.sidecar.health();
     let body = axum::Json(serde_json::json!({
         "ready": h.ready(),
-        "connection": crate::metrics::connection_label(h.connection),
-        "login": crate::metrics::login_label(&h.login),
+        "connection": h.connection.as_str(),
+        "login": h.login.as_str(),
         "draining": h.draining,
     }));
     let status = if h.ready() {

@@ -8,6 +8,7 @@
 mod endpoint;
 mod keys;
 mod messages;
+mod vocabulary;
 
 pub use endpoint::SidecarEndpoint;
 pub use keys::{api_key_scope, continuation_key, conversation_key};

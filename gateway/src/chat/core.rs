@@ -9,7 +9,7 @@ use mux_protocol::{
 };
 
 use crate::backpressure::{Admission, InFlightLimiter};
-use crate::errors::{GatewayError, upstream_code};
+use crate::errors::GatewayError;
 use crate::observability::metrics::Metrics;
 use crate::pool::{ChatStream, Pool};
 use crate::routing::router::Router;
@@ -101,24 +101,6 @@ pub struct AcceptedChat {
     continuation_key: Option<String>,
     pending: Option<ServerMessage>,
     done: bool,
-}
-
-fn counts_against_sidecar(kind: ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::Unavailable
-            | ErrorKind::UpstreamAuth
-            | ErrorKind::Timeout
-            | ErrorKind::ConnectionLost
-            | ErrorKind::Upstream
-            | ErrorKind::Internal
-    )
-}
-
-/// Failures before output that another sidecar (another account, another process) may not
-/// have.
-fn retriable(kind: ErrorKind) -> bool {
-    counts_against_sidecar(kind) || matches!(kind, ErrorKind::RateLimited | ErrorKind::Overloaded)
 }
 
 impl ChatService {
@@ -236,15 +218,15 @@ impl ChatService {
             let (kind, message) = failure;
             self.metrics
                 .upstream_errors
-                .with_label_values(&[upstream_code(kind)])
+                .with_label_values(&[kind.as_str()])
                 .inc();
-            if counts_against_sidecar(kind) {
+            if kind.blames_instance() {
                 self.eject_check(&sidecar);
             }
-            tracing::warn!(request_id = %chat.request_id, sidecar = %sidecar.name, kind = upstream_code(kind), attempt, "chat failed before output");
+            tracing::warn!(request_id = %chat.request_id, sidecar = %sidecar.name, kind = kind.as_str(), attempt, "chat failed before output");
             last_error = GatewayError::from_upstream(kind, &message);
             global = admission.into_global();
-            if attempt == 0 && retriable(kind) {
+            if attempt == 0 && kind.retriable_elsewhere() {
                 self.metrics.retries.inc();
                 exclude = Some(sidecar.name.clone());
                 continue;
@@ -386,9 +368,9 @@ impl AcceptedChat {
         self.service
             .metrics
             .upstream_errors
-            .with_label_values(&[upstream_code(kind)])
+            .with_label_values(&[kind.as_str()])
             .inc();
-        if counts_against_sidecar(kind) {
+        if kind.blames_instance() {
             self.service.eject_check(self.admission.sidecar());
         }
     }

@@ -39,7 +39,7 @@ impl Outcome {
             Outcome::Finished(FinishReason::Stop) => "ok",
             Outcome::Finished(FinishReason::ContentFilter) => "content_filter",
             Outcome::Finished(FinishReason::Length) => "length",
-            Outcome::Failed(kind) => crate::metrics::error_kind_label(kind),
+            Outcome::Failed(kind) => kind.as_str(),
             Outcome::Cancelled => "cancelled",
         }
     }
@@ -57,11 +57,11 @@ pub async fn run(
     let outcome = match drive(state, &req, out, cancel).await {
         Ok(reason) => Outcome::Finished(reason),
         Err(End::Failed(f)) => {
-            if is_upstream(f.kind) {
+            if f.kind.is_upstream_failure() {
                 state
                     .metrics
                     .upstream_errors
-                    .with_label_values(&[crate::metrics::error_kind_label(f.kind)])
+                    .with_label_values(&[f.kind.as_str()])
                     .inc();
             }
             if f.kind == ErrorKind::UpstreamAuth {
@@ -81,17 +81,6 @@ pub async fn run(
     };
     tracing::debug!(stream = id, request_id = %req.request_id, outcome = outcome.label(), "chat ended");
     outcome
-}
-
-fn is_upstream(kind: ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::RateLimited
-            | ErrorKind::UpstreamAuth
-            | ErrorKind::Timeout
-            | ErrorKind::ConnectionLost
-            | ErrorKind::Upstream
-    )
 }
 
 enum End {
