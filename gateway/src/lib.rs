@@ -9,13 +9,12 @@ pub mod chat;
 pub mod config;
 pub mod discovery;
 pub mod errors;
-pub mod instance_endpoints;
+pub mod http;
 pub mod models;
 pub mod observability;
 pub mod openai;
 pub mod pool;
 pub mod routing;
-pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +48,7 @@ pub enum BuildError {
 /// A wired gateway: the HTTP router and the pool behind it.
 pub struct Gateway {
     pub router: axum::Router,
-    pub state: server::AppState,
+    pub state: http::AppState,
     pub stop: CancellationToken,
 }
 
@@ -95,9 +94,9 @@ impl Gateway {
             },
         });
         let keys = ApiKeys::new(&config.api_key_list(), &config.metrics_token);
-        let state = server::AppState::new(chat, keys, metrics, config.max_body_bytes);
+        let state = http::AppState::new(chat, keys, metrics, config.max_body_bytes);
         Ok(Self {
-            router: server::router(state.clone()),
+            router: http::router(state.clone()),
             state,
             stop,
         })

@@ -1,7 +1,6 @@
-//! Chat completions: the typed core, SSE framing and the HTTP handler.
+//! Chat completions: the typed core and SSE framing. The HTTP handler is `http::chat`.
 
 pub mod core;
-pub mod handler;
 pub mod sse;
 
 pub use core::{AcceptedChat, ChatEvent, ChatService, ChatSettings, PreparedChat};
