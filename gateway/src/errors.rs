@@ -208,9 +208,26 @@ fn openai_code(kind: ErrorKind) -> &'static str {
     }
 }
 
-impl IntoResponse for GatewayError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status(), self.body_json()).into_response();
+/// How one API surface writes a [`GatewayError`] into a body. Status, `Retry-After` and
+/// the metric reason stay the error's own, so a new surface (Anthropic Messages, OpenAI
+/// Responses) only says how its body looks.
+pub trait ErrorShape {
+    fn body_json(error: &GatewayError) -> String;
+}
+
+/// OpenAI's `{"error": {"message", "type", "param", "code"}}`, the default shape.
+pub struct OpenAiShape;
+
+impl ErrorShape for OpenAiShape {
+    fn body_json(error: &GatewayError) -> String {
+        error.body_json()
+    }
+}
+
+impl GatewayError {
+    /// The HTTP answer with the body in shape `S`.
+    pub fn into_response_as<S: ErrorShape>(self) -> Response {
+        let mut response = (self.status(), S::body_json(&self)).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -223,6 +240,12 @@ impl IntoResponse for GatewayError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        self.into_response_as::<OpenAiShape>()
     }
 }
 

@@ -119,3 +119,6 @@ async fn not_found() -> GatewayError {
 async fn method_not_allowed() -> GatewayError {
     GatewayError::MethodNotAllowed
 }
+
+#[cfg(test)]
+mod tests;
