@@ -5,16 +5,15 @@
 
 use crate::answer::{answer_text, split_chunks};
 use crate::config::OverLimit;
-use crate::connection::{Closed, Conn};
+use crate::conn::{Closed, Conn};
 use crate::events::{
     Accepted, Answer, EventSink, Finish, Pause, SessionTypeExtra, Step, Think, Title, Usage,
 };
 use crate::fault::Fault;
-use crate::frames;
+use crate::frames::{self, sim_codes};
 use crate::login::LoginPhase;
 use crate::persist::now_ms;
-use crate::rpc::sim_codes;
-use crate::sim::Sim;
+use crate::state::Sim;
 use crate::stats::InFlightSlot;
 use lingma_protocol::jsonrpc::{Id, codes};
 use lingma_protocol::methods as m;

@@ -10,6 +10,7 @@
 mod answer;
 mod chat;
 pub mod config;
+mod conn;
 mod connection;
 mod control;
 mod events;
@@ -21,6 +22,7 @@ mod persist;
 mod rpc;
 mod sessions;
 mod sim;
+mod state;
 pub mod stats;
 
 pub use config::{LoginChallenge, LoginMode, OverLimit, SimConfig};
