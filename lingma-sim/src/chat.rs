@@ -3,7 +3,8 @@
 //! (new sessions), optional `chat/think`, N `chat/answer` deltas, `step_end`, `chat/finish`.
 //! Faults change that sequence. With zero delays the task never sleeps.
 
-use crate::answer::{answer_text, split_chunks};
+use crate::answer::split_chunks;
+use crate::compose::compose_answer;
 use crate::config::OverLimit;
 use crate::conn::{Closed, Conn};
 use crate::events::{
@@ -246,12 +247,12 @@ impl Chat {
 
         let continue_session = self.ask.is_reply && self.fault != Fault::ForgetSession;
         let ctx = self.sim.sessions.context(sid, continue_session);
-        let answer = answer_text(
-            ctx.turn,
-            sid,
+        let (answer, tool_turn) = compose_answer(
+            &self.sim.config,
+            self.fault,
             &self.ask.question_text,
-            ctx.previous_question.as_deref(),
-            &ctx.history_digest,
+            sid,
+            &ctx,
         );
 
         self.step(out, "step_start", "doing").await?;
@@ -331,7 +332,11 @@ impl Chat {
                 self.sim.config.chunk_delay_ms,
             )
         };
-        let pieces = split_chunks(&answer, self.sim.config.chunks);
+        let chunks = match self.sim.config.answer_pieces {
+            0 => self.sim.config.chunks,
+            n => n,
+        };
+        let pieces = split_chunks(&answer, chunks);
         let mid = pieces.len() / 2;
         let mut sent = 0usize;
         for (i, piece) in pieces.iter().enumerate() {
@@ -365,6 +370,7 @@ impl Chat {
             &self.ask.question_text,
             &answer,
         );
+        self.sim.sessions.record_tools(sid, &tool_turn);
         self.finish(out, "success", 200, &answer, None).await?;
         if self.sim.config.usage_sync {
             let used = (self.ask.question_text.len() + answer.len()) / 4 + 1;

@@ -1,6 +1,7 @@
 //! The faults a chat can be given: one enum, selectable at start (`--fault`) and at run
 //! time (control API, `SimHandle::set_fault`), for all chats or the next N.
 
+use crate::tools::ToolStyle;
 use clap::ValueEnum;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,16 @@ pub enum Fault {
     UnknownModel,
     /// `chat/ask` gets no reply at all and nothing is sent (client RPC timeout path).
     NoReply,
+    /// Under a tool contract: a call block whose JSON does not parse (`--tool-style malformed`).
+    ToolMalformed,
+    /// Under a tool contract: a call block cut off mid-JSON (`--tool-style partial`).
+    ToolPartial,
+    /// Under a tool contract: text, the call, more text (`--tool-style prose`).
+    ToolProse,
+    /// Under a tool contract: two calls (`--tool-style multiple`).
+    ToolMultiple,
+    /// Under a tool contract: plain text, no call (`--tool-style ignore`).
+    ToolIgnore,
 }
 
 impl Fault {
@@ -62,6 +73,18 @@ impl Fault {
 
     pub fn parse(name: &str) -> Option<Fault> {
         <Fault as ValueEnum>::from_str(name.trim(), true).ok()
+    }
+
+    /// The tool style this fault forces, if it is a tool fault.
+    pub fn tool_style(self) -> Option<ToolStyle> {
+        Some(match self {
+            Fault::ToolMalformed => ToolStyle::Malformed,
+            Fault::ToolPartial => ToolStyle::Partial,
+            Fault::ToolProse => ToolStyle::Prose,
+            Fault::ToolMultiple => ToolStyle::Multiple,
+            Fault::ToolIgnore => ToolStyle::Ignore,
+            _ => return None,
+        })
     }
 
     pub fn all_names() -> Vec<String> {

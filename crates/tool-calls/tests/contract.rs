@@ -6,6 +6,7 @@ mod common;
 use common::{any_args, call, contract, run, weather};
 use serde_json::json;
 use tool_calls::detect::{carries_contract, contract_in, count_tool_results};
+
 use tool_calls::example::example_arguments;
 use tool_calls::{
     ContractError, ParseFailure, ToolCall, ToolChoice, ToolContract, ToolSpec,
@@ -141,6 +142,10 @@ fn instructions_read_back() {
         assert!(text.starts_with(tool_calls::CONTRACT_HEADER));
         let prompt = format!("system prelude\n{text}\n\nuser: what is the weather?");
         let d = contract_in(&prompt).expect("contract found");
+        assert_eq!(
+            tool_calls::detect::contract_text(&prompt),
+            Some(text.as_str())
+        );
         assert_eq!(d.choice, choice);
         assert_eq!(d.parallel, parallel);
         assert_eq!(d.tools.len(), 2);
