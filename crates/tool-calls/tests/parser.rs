@@ -230,3 +230,19 @@ fn after_a_failure_the_rest_is_swallowed() {
     assert_eq!(p.push(" more text"), vec![]);
     assert_eq!(p.finish().map_err(|f| f.kind()), Err("malformed"));
 }
+
+#[test]
+fn long_backtick_runs_mean_the_same_in_any_split() {
+    let c = contract(ToolChoice::Auto, true);
+    let ticks = "`".repeat(20);
+    let closing = "`".repeat(18);
+    let answer = format!("{ticks}\n{CALL}\n{closing}\n{CALL}");
+    let whole = run(&c, &[&answer]);
+    let split = run(&c, &[&answer[..16], &answer[16..18], &answer[18..]]);
+    assert_eq!(whole, split);
+    // Runs count as at most 16 long, so 18 backticks close a fence of 20 wherever the split.
+    assert_eq!(
+        whole.0.last(),
+        Some(&call("get_weather", r#"{"city":"Paris"}"#))
+    );
+}
