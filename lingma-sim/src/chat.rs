@@ -267,34 +267,11 @@ impl Chat {
             )
             .await?;
         }
-        let status_fault = match self.fault {
-            Fault::RateLimited => Some(Ending {
-                status_code: 429,
-                reason: "rate_limited",
-                error_code: None,
-            }),
-            Fault::Forbidden => Some(Ending {
-                status_code: 403,
-                reason: "forbidden",
-                error_code: None,
-            }),
-            Fault::Timeout => Some(Ending {
-                status_code: 408,
-                reason: "timeout",
-                error_code: None,
-            }),
-            Fault::Internal => Some(Ending {
-                status_code: 500,
-                reason: "internal_error",
-                error_code: None,
-            }),
-            Fault::QuotaExhausted => Some(Ending {
-                status_code: 403,
-                reason: "quota_exhausted",
-                error_code: Some(110),
-            }),
-            _ => None,
-        };
+        let status_fault = self.fault.finish_status().map(|f| Ending {
+            status_code: f.status_code,
+            reason: f.reason,
+            error_code: f.error_code,
+        });
         if let Some(ending) = status_fault {
             self.step(out, "step_end", "error").await?;
             return self

@@ -75,6 +75,23 @@ impl Fault {
         <Fault as ValueEnum>::from_str(name.trim(), true).ok()
     }
 
+    /// The `chat/finish` of the status faults (sent after step_start, title and step_end).
+    pub fn finish_status(self) -> Option<FinishStatus> {
+        let (status_code, reason, error_code) = match self {
+            Fault::RateLimited => (429, "rate_limited", None),
+            Fault::Forbidden => (403, "forbidden", None),
+            Fault::Timeout => (408, "timeout", None),
+            Fault::Internal => (500, "internal_error", None),
+            Fault::QuotaExhausted => (403, "quota_exhausted", Some(110)),
+            _ => return None,
+        };
+        Some(FinishStatus {
+            status_code,
+            reason,
+            error_code,
+        })
+    }
+
     /// The tool style this fault forces, if it is a tool fault.
     pub fn tool_style(self) -> Option<ToolStyle> {
         Some(match self {
@@ -90,6 +107,14 @@ impl Fault {
     pub fn all_names() -> Vec<String> {
         Fault::value_variants().iter().map(|f| f.name()).collect()
     }
+}
+
+/// How a status fault finishes a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinishStatus {
+    pub status_code: i64,
+    pub reason: &'static str,
+    pub error_code: Option<i64>,
 }
 
 /// The fault currently armed, with an optional count of chats it still applies to.
