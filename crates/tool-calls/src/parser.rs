@@ -102,7 +102,8 @@ pub struct StreamParser {
     state: State,
     md: Markdown,
     calls: usize,
-    /// Drop blanks right after a call (they separate blocks; they are not content).
+    /// Drop blanks at the start of the answer and right after a call (they separate blocks;
+    /// they are not content, and a client should not get a whitespace-only text part).
     skip_blanks: bool,
     /// The previous piece ended in a run of `MAX_RUN` backticks: more backticks continue it.
     long_run: bool,
@@ -118,7 +119,7 @@ impl StreamParser {
             state: State::Text,
             md: Markdown::default(),
             calls: 0,
-            skip_blanks: false,
+            skip_blanks: true,
             long_run: false,
             finished: false,
         }

@@ -33,6 +33,16 @@ fn a_call_with_text_before_and_after() {
 }
 
 #[test]
+fn blanks_around_calls_are_not_text() {
+    let c = contract(ToolChoice::Auto, true);
+    let answer = format!("\n\n  {CALL}\n\n{CALL}\n");
+    let (events, end) = run(&c, &["\n", &answer[1..]]);
+    let weather = call("get_weather", r#"{"city":"Paris"}"#);
+    assert_eq!(events, vec![weather.clone(), weather]);
+    assert_eq!(end, Ok(()));
+}
+
+#[test]
 fn text_before_a_call_streams_before_the_call_completes() {
     let c = contract(ToolChoice::Auto, true);
     let mut p = c.parser();
