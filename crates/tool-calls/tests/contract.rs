@@ -209,3 +209,12 @@ fn example_arguments_validate() {
         assert!(validator.is_valid(&v), "{schema} -> {v}");
     }
 }
+
+#[test]
+fn contract_and_parser_can_cross_tasks() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ToolContract>();
+    send_sync::<tool_calls::StreamParser>();
+    send_sync::<ParseFailure>();
+    send_sync::<ContractError>();
+}
