@@ -9,6 +9,7 @@ pub mod chat;
 pub mod config;
 pub mod discovery;
 pub mod errors;
+pub mod hash;
 pub mod http;
 pub mod models;
 pub mod observability;
