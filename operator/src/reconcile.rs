@@ -10,10 +10,10 @@ use k8s_discovery::names::{TOKEN_KEY, token_secret_name};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,9 +26,8 @@ use crate::builders::{
 use crate::crd::LingmaInstance;
 use crate::login::LoginProbe;
 use crate::metrics::Metrics;
-use crate::status::{
-    AccountsProblem, DEGRADED, LOGGED_IN, Observation, READY, ReplicaObservation, compute_status,
-};
+use crate::status::{AccountsProblem, Observation, READY, ReplicaObservation, compute_status};
+use events::{condition, events_for};
 
 /// The one field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "lingma-operator";
@@ -42,6 +41,15 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("applying {kind} {name}: {source}")]
+    Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{kind} {name} exists and is not controlled by this LingmaInstance")]
+    NotOwned { kind: String, name: String },
     #[error(transparent)]
     Build(#[from] BuildError),
 }
@@ -123,6 +131,9 @@ pub fn backoff(failures: u32) -> Duration {
 pub async fn reconcile(instance: Arc<LingmaInstance>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.start_reconcile();
     let result = reconcile_inner(&instance, &ctx).await;
+    if let Err(error) = &result {
+        failure::report_failure(&instance, &ctx, error).await;
+    }
     if let Ok(action) = &result {
         ctx.clear_failures(&object_key(&instance));
         ctx.metrics
@@ -202,9 +213,9 @@ async fn reconcile_inner(instance: &LingmaInstance, ctx: &Context) -> Result<Act
     }))
 }
 
-async fn apply<K>(api: &Api<K>, object: &K) -> Result<K, kube::Error>
+async fn apply<K>(api: &Api<K>, object: &K) -> Result<K, Error>
 where
-    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
 {
     let name = object.meta().name.clone().unwrap_or_default();
     api.patch(
@@ -213,6 +224,11 @@ where
         &Patch::Apply(object),
     )
     .await
+    .map_err(|source| Error::Apply {
+        kind: K::kind(&()).into_owned(),
+        name,
+        source,
+    })
 }
 
 async fn read_accounts(
@@ -307,81 +323,8 @@ async fn observe_replicas(
         .collect()
 }
 
-fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
-    conditions.iter().find(|c| c.type_ == type_)
-}
-
-/// Events for what changed and matters to a user; repeated states produce no new events.
-fn events_for(instance: &LingmaInstance, new: &[Condition], accounts: i32) -> Vec<Event> {
-    let old = instance
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    let changed = |type_: &str| {
-        let before = condition(old, type_).map(|c| (c.status.as_str(), c.reason.as_str()));
-        let after = condition(new, type_).map(|c| (c.status.as_str(), c.reason.as_str()));
-        before != after
-    };
-    let mut events = Vec::new();
-    let new_generation = instance.status.as_ref().and_then(|s| s.observed_generation)
-        != instance.metadata.generation;
-    let replicas = instance.spec.replicas;
-    if new_generation && accounts > 0 && accounts < replicas {
-        events.push(Event {
-            type_: EventType::Warning,
-            reason: "AccountsFewerThanReplicas".to_owned(),
-            note: Some(format!(
-                "{replicas} replicas share {accounts} accounts: replica i uses account i mod {accounts}"
-            )),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        });
-    }
-    if let Some(degraded) = condition(new, DEGRADED)
-        && degraded.status == "True"
-        && changed(DEGRADED)
-    {
-        events.push(Event {
-            type_: EventType::Warning,
-            reason: degraded.reason.clone(),
-            note: Some(degraded.message.clone()),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        });
-    }
-    if let Some(logged_in) = condition(new, LOGGED_IN)
-        && changed(LOGGED_IN)
-    {
-        let failure = matches!(
-            logged_in.reason.as_str(),
-            "Expired"
-                | "ChallengeRequired"
-                | "QuotaExhausted"
-                | "WrongCredentials"
-                | "NoAccount"
-                | "Timeout"
-        );
-        if logged_in.status == "True" {
-            events.push(Event {
-                type_: EventType::Normal,
-                reason: "LoggedIn".to_owned(),
-                note: Some(logged_in.message.clone()),
-                action: "Login".to_owned(),
-                secondary: None,
-            });
-        } else if failure {
-            events.push(Event {
-                type_: EventType::Warning,
-                reason: format!("Login{}", logged_in.reason),
-                note: Some(logged_in.message.clone()),
-                action: "Login".to_owned(),
-                secondary: None,
-            });
-        }
-    }
-    events
-}
+mod events;
+mod failure;
 
 #[cfg(test)]
 mod tests;

@@ -146,6 +146,18 @@ fn not_found() -> Value {
     json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
 }
 
+fn internal_error() -> Value {
+    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "InternalError", "code": 500})
+}
+
+fn status_path() -> String {
+    format!("/apis/lingma.io/v1alpha1/namespaces/{NS}/lingmainstances/team/status")
+}
+
+fn events_path() -> String {
+    format!("/apis/events.k8s.io/v1/namespaces/{NS}/events")
+}
+
 fn echo(body: &Value) -> Value {
     body.clone()
 }
@@ -519,12 +531,33 @@ async fn scale_up_applies_replicas_and_explains_a_rejected_login() {
 async fn api_errors_fail_the_reconcile_and_back_off_exponentially() {
     let (ctx, mut api, _) = context(None);
     let verifier = tokio::spawn(async move {
+        let mut reasons = Vec::new();
         for _ in 0..2 {
-            serve(&mut api, Step::new(Method::GET, format!("/api/v1/namespaces/{NS}/secrets/acc")), StatusCode::INTERNAL_SERVER_ERROR, |_| {
-                json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "InternalError", "code": 500})
-            })
+            serve(
+                &mut api,
+                Step::new(Method::GET, format!("/api/v1/namespaces/{NS}/secrets/acc")),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                |_| internal_error(),
+            )
+            .await;
+            // The failure is reported even though the API is down; those writes fail too.
+            let (_, patch) = serve(
+                &mut api,
+                Step::new(Method::PATCH, status_path()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                |_| internal_error(),
+            )
+            .await;
+            reasons.push(condition_of(&patch["status"], "Reconciled")["reason"].clone());
+            serve(
+                &mut api,
+                Step::new(Method::POST, events_path()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                |_| internal_error(),
+            )
             .await;
         }
+        reasons
     });
     let object = Arc::new(instance(1, 1, None));
     let mut delays = Vec::new();
@@ -534,7 +567,8 @@ async fn api_errors_fail_the_reconcile_and_back_off_exponentially() {
             .expect_err("the API failed");
         delays.push(error_policy(object.clone(), &error, ctx.clone()));
     }
-    verifier.await.expect("verifier passed");
+    let reasons = verifier.await.expect("verifier passed");
+    assert_eq!(reasons, ["ApiError", "ApiError"]);
     assert_eq!(
         delays,
         [
@@ -547,5 +581,174 @@ async fn api_errors_fail_the_reconcile_and_back_off_exponentially() {
         ctx.metrics.render().contains(
             r#"controller_runtime_reconcile_errors_total{controller="lingmainstance"} 2"#
         )
+    );
+}
+
+/// What the API server answers when a StatefulSet's volume claim templates change.
+fn forbidden_statefulset_update() -> Value {
+    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Invalid", "code": 422,
+        "message": "StatefulSet.apps \"team\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"})
+}
+
+#[tokio::test]
+async fn a_rejected_storage_change_becomes_a_condition_and_a_warning_event() {
+    let (ctx, mut api, _) = context(None);
+    let mut object = instance(1, 5, Some(previous_status(4, "True")));
+    object.spec.storage.size = "10Gi".to_owned();
+    let verifier = tokio::spawn(async move {
+        let secrets = format!("/api/v1/namespaces/{NS}/secrets");
+        serve(&mut api, Step::new(Method::GET, format!("{secrets}/acc")), StatusCode::OK, |_| {
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acc"}, "data": {"accounts": b64("u:p")}})
+        })
+        .await;
+        serve(&mut api, Step::new(Method::GET, format!("{secrets}/team-sidecar-token")), StatusCode::OK, |_| {
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team-sidecar-token"}, "data": {"token": b64("tok")}})
+        })
+        .await;
+        serve(
+            &mut api,
+            Step::new(Method::PATCH, format!("{secrets}/team-sidecar-token")),
+            StatusCode::OK,
+            echo,
+        )
+        .await;
+        serve(
+            &mut api,
+            Step::new(
+                Method::PATCH,
+                format!("/api/v1/namespaces/{NS}/services/team"),
+            ),
+            StatusCode::OK,
+            echo,
+        )
+        .await;
+        let (_, statefulset) = serve(
+            &mut api,
+            Step::new(
+                Method::PATCH,
+                format!("/apis/apps/v1/namespaces/{NS}/statefulsets/team"),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            |_| forbidden_statefulset_update(),
+        )
+        .await;
+        let (_, patch) = serve(
+            &mut api,
+            Step::new(Method::PATCH, status_path()),
+            StatusCode::OK,
+            echo,
+        )
+        .await;
+        let (_, event) = serve(
+            &mut api,
+            Step::new(Method::POST, events_path()),
+            StatusCode::CREATED,
+            echo,
+        )
+        .await;
+        let extra = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
+        assert!(!matches!(extra, Ok(Some(_))), "unexpected extra request");
+        (statefulset, patch, event)
+    });
+    let object = Arc::new(object);
+    let error = run(ctx.clone(), (*object).clone())
+        .await
+        .expect_err("the StatefulSet was rejected");
+    let action = error_policy(object, &error, ctx.clone());
+    let (statefulset, patch, event) = verifier.await.expect("verifier passed");
+    assert_eq!(
+        statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+        "10Gi"
+    );
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+
+    // A merge patch replaces the list: every earlier condition is kept beside Reconciled.
+    let conditions = &patch["status"]["conditions"];
+    assert_eq!(conditions.as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        condition_of(&patch["status"], "Ready")["reason"],
+        "ReplicasNotReady"
+    );
+    let reconciled = condition_of(&patch["status"], "Reconciled");
+    assert_eq!(
+        (
+            reconciled["status"].as_str(),
+            reconciled["reason"].as_str(),
+            reconciled["observedGeneration"].as_i64()
+        ),
+        (Some("False"), Some("ApplyRejected"), Some(5))
+    );
+    let message = reconciled["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("applying StatefulSet team: ") && message.contains("Forbidden"),
+        "{message}"
+    );
+    assert!(reconciled["lastTransitionTime"].is_string());
+    assert_eq!(
+        (
+            event["type"].as_str(),
+            event["reason"].as_str(),
+            event["action"].as_str(),
+            event["note"].as_str()
+        ),
+        (
+            Some("Warning"),
+            Some("ApplyRejected"),
+            Some("Reconcile"),
+            Some(message)
+        )
+    );
+    assert_eq!(event["regarding"]["kind"], "LingmaInstance");
+    assert!(
+        ctx.metrics.render().contains(
+            r#"controller_runtime_reconcile_errors_total{controller="lingmainstance"} 1"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_failure_already_reported_publishes_no_second_event() {
+    let (ctx, mut api, _) = context(None);
+    let error = Error::Kube(kube::Error::Api(Box::new(
+        serde_json::from_value(internal_error()).expect("status"),
+    )));
+    let reported = failure::failed_conditions(
+        &instance(1, 1, None),
+        &error,
+        Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    );
+    let object = instance(
+        1,
+        1,
+        Some(json!({"conditions": serde_json::to_value(&reported).expect("json")})),
+    );
+    let verifier = tokio::spawn(async move {
+        serve(
+            &mut api,
+            Step::new(Method::GET, format!("/api/v1/namespaces/{NS}/secrets/acc")),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            |_| internal_error(),
+        )
+        .await;
+        let (_, patch) = serve(
+            &mut api,
+            Step::new(Method::PATCH, status_path()),
+            StatusCode::OK,
+            echo,
+        )
+        .await;
+        let extra = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
+        assert!(
+            !matches!(extra, Ok(Some(_))),
+            "no event for a repeated failure"
+        );
+        patch
+    });
+    run(ctx, object).await.expect_err("the API failed");
+    let patch = verifier.await.expect("verifier passed");
+    let reconciled = condition_of(&patch["status"], "Reconciled");
+    assert_eq!(
+        reconciled["lastTransitionTime"], "1970-01-01T00:00:00Z",
+        "the transition time stays while the status does not flip"
     );
 }
