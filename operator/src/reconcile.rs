@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 use crate::accounts::count_accounts;
 use crate::builders::{
-    BuildError, PodSettings, desired_pdb, desired_service, desired_statefulset,
+    BuildError, PodSettings, accounts_checksum, desired_pdb, desired_service, desired_statefulset,
     desired_token_secret, generate_token, selector_string,
 };
 use crate::crd::LingmaInstance;
@@ -154,25 +154,29 @@ async fn reconcile_inner(instance: &LingmaInstance, ctx: &Context) -> Result<Act
     let client = ctx.client.clone();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
 
-    let accounts = read_accounts(&secrets, instance).await?;
-    let token = existing_token(&secrets, &name)
+    let (accounts, accounts_raw) = read_accounts(&secrets, instance).await?;
+    let token = existing_token(&secrets, instance)
         .await?
         .unwrap_or_else(generate_token);
+    let checksum = accounts_checksum(&token, &accounts_raw);
 
     apply(&secrets, &desired_token_secret(instance, &token)?).await?;
-    apply(
+    apply_owned(
         &Api::<Service>::namespaced(client.clone(), &namespace),
         &desired_service(instance)?,
+        instance,
     )
     .await?;
-    let statefulset = apply(
+    let statefulset = apply_owned(
         &Api::<StatefulSet>::namespaced(client.clone(), &namespace),
-        &desired_statefulset(instance, &ctx.pod_settings)?,
+        &desired_statefulset(instance, &ctx.pod_settings, &checksum)?,
+        instance,
     )
     .await?;
-    apply(
+    apply_owned(
         &Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace),
         &desired_pdb(instance)?,
+        instance,
     )
     .await?;
 
@@ -231,13 +235,51 @@ where
     })
 }
 
+/// Applies `object` unless an object of that name exists that this instance does not control:
+/// the operator never adopts or overwrites what it did not create (a LingmaInstance named like
+/// an existing Service must not take it over, nor delete it with itself).
+async fn apply_owned<K>(api: &Api<K>, object: &K, instance: &LingmaInstance) -> Result<K, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    if let Some(existing) = api.get_opt(&name).await? {
+        ensure_controlled(&existing, instance)?;
+    }
+    apply(api, object).await
+}
+
+/// Err(NotOwned) unless `object`'s controller owner reference is `instance`.
+fn ensure_controlled<K>(object: &K, instance: &LingmaInstance) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let uid = instance.metadata.uid.as_deref();
+    let controlled = object
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid);
+    if controlled {
+        Ok(())
+    } else {
+        Err(Error::NotOwned {
+            kind: K::kind(&()).into_owned(),
+            name: object.meta().name.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// The account count (or what is wrong with the Secret) and the raw accounts value, for the
+/// pod-template checksum (empty when there is none).
 async fn read_accounts(
     secrets: &Api<Secret>,
     instance: &LingmaInstance,
-) -> Result<Result<usize, AccountsProblem>, kube::Error> {
+) -> Result<(Result<usize, AccountsProblem>, Vec<u8>), kube::Error> {
     let reference = &instance.spec.accounts.secret_ref;
     let Some(secret) = secrets.get_opt(&reference.name).await? else {
-        return Ok(Err(AccountsProblem::SecretMissing));
+        return Ok((Err(AccountsProblem::SecretMissing), Vec::new()));
     };
     let value = secret
         .data
@@ -252,14 +294,26 @@ async fn read_accounts(
                 .map(|v| v.clone().into_bytes())
         });
     Ok(match value {
-        None => Err(AccountsProblem::KeyMissing),
-        Some(raw) => count_accounts(&raw).map_err(|e| AccountsProblem::Invalid(e.to_string())),
+        None => (Err(AccountsProblem::KeyMissing), Vec::new()),
+        Some(raw) => {
+            let count = count_accounts(&raw).map_err(|e| AccountsProblem::Invalid(e.to_string()));
+            (count, raw)
+        }
     })
 }
 
-/// The token already stored, so that re-applying never rotates it.
-async fn existing_token(secrets: &Api<Secret>, name: &str) -> Result<Option<String>, kube::Error> {
-    let secret = secrets.get_opt(&token_secret_name(name)).await?;
+/// The token already stored, so that re-applying never rotates it. A Secret of that name the
+/// instance does not control is never read nor overwritten.
+async fn existing_token(
+    secrets: &Api<Secret>,
+    instance: &LingmaInstance,
+) -> Result<Option<String>, Error> {
+    let secret = secrets
+        .get_opt(&token_secret_name(&instance.name_any()))
+        .await?;
+    if let Some(secret) = &secret {
+        ensure_controlled(secret, instance)?;
+    }
     Ok(secret
         .and_then(|s| s.data)
         .and_then(|d| d.get(TOKEN_KEY).cloned())

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use super::{BuildError, child_meta, labels, selector_labels};
+use super::{ACCOUNTS_CHECKSUM_ANNOTATION, BuildError, child_meta, labels, selector_labels};
 use crate::crd::{LingmaInstance, LingmaInstanceSpec, SourceType};
 
 /// Operator-wide settings of the generated pods.
@@ -39,9 +39,11 @@ const GRACE_SECONDS: i64 = DRAIN_SECONDS + 15;
 /// The StatefulSet: pod ordinal i is account slot i (the sidecar uses account i mod n), one
 /// `lingma` container (the sidecar, which starts and supervises Lingma), and a `bootstrap` init
 /// container when the binary must be downloaded.
+/// `accounts_checksum` goes on the pod template, so a change of the accounts rolls the pods.
 pub fn desired_statefulset(
     instance: &LingmaInstance,
     settings: &PodSettings,
+    accounts_checksum: &str,
 ) -> Result<StatefulSet, BuildError> {
     let spec = &instance.spec;
     let name = instance.name_any();
@@ -120,6 +122,10 @@ pub fn desired_statefulset(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(
+                        ACCOUNTS_CHECKSUM_ANNOTATION.to_owned(),
+                        accounts_checksum.to_owned(),
+                    )])),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {

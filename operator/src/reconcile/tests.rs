@@ -158,6 +158,29 @@ fn events_path() -> String {
     format!("/apis/events.k8s.io/v1/namespaces/{NS}/events")
 }
 
+/// The object does not exist yet (the ownership check before an apply).
+async fn absent(api: &mut ApiHandle, path: String) {
+    serve(
+        api,
+        Step::new(Method::GET, path),
+        StatusCode::NOT_FOUND,
+        |_| not_found(),
+    )
+    .await;
+}
+
+fn owner_reference() -> Value {
+    json!({"apiVersion": "lingma.io/v1alpha1", "kind": "LingmaInstance", "name": "team",
+        "uid": "uid-1", "controller": true, "blockOwnerDeletion": true})
+}
+
+/// The token Secret as an earlier reconcile created it (controlled by the instance).
+fn owned_token_secret(token: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "team-sidecar-token", "ownerReferences": [owner_reference()]},
+        "data": {"token": b64(token)}})
+}
+
 fn echo(body: &Value) -> Value {
     body.clone()
 }
@@ -226,10 +249,15 @@ async fn verify(mut api: ApiHandle, scenario: Scenario, events: usize) -> Seen {
     } else {
         StatusCode::NOT_FOUND
     };
-    serve(&mut api, Step::new(Method::GET, format!("{secrets}/team-sidecar-token")), found, |_| match token {
-        Some(t) => json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team-sidecar-token"}, "data": {"token": b64(t)}}),
-        None => not_found(),
-    })
+    serve(
+        &mut api,
+        Step::new(Method::GET, format!("{secrets}/team-sidecar-token")),
+        found,
+        |_| match token {
+            Some(t) => owned_token_secret(t),
+            None => not_found(),
+        },
+    )
     .await;
     let (uri, token_secret) = serve(
         &mut api,
@@ -239,6 +267,7 @@ async fn verify(mut api: ApiHandle, scenario: Scenario, events: usize) -> Seen {
     )
     .await;
     assert_applied(&uri, &token_secret, "Secret");
+    absent(&mut api, format!("/api/v1/namespaces/{NS}/services/team")).await;
     let (uri, service) = serve(
         &mut api,
         Step::new(
@@ -252,6 +281,11 @@ async fn verify(mut api: ApiHandle, scenario: Scenario, events: usize) -> Seen {
     assert_applied(&uri, &service, "Service");
     assert_eq!(service["spec"]["clusterIP"], "None");
     let sts_status = scenario.sts_status.clone();
+    absent(
+        &mut api,
+        format!("/apis/apps/v1/namespaces/{NS}/statefulsets/team"),
+    )
+    .await;
     let (uri, statefulset) = serve(
         &mut api,
         Step::new(
@@ -268,6 +302,11 @@ async fn verify(mut api: ApiHandle, scenario: Scenario, events: usize) -> Seen {
     )
     .await;
     assert_applied(&uri, &statefulset, "StatefulSet");
+    absent(
+        &mut api,
+        format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/team"),
+    )
+    .await;
     let (uri, pdb) = serve(
         &mut api,
         Step::new(
@@ -601,9 +640,12 @@ async fn a_rejected_storage_change_becomes_a_condition_and_a_warning_event() {
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acc"}, "data": {"accounts": b64("u:p")}})
         })
         .await;
-        serve(&mut api, Step::new(Method::GET, format!("{secrets}/team-sidecar-token")), StatusCode::OK, |_| {
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team-sidecar-token"}, "data": {"token": b64("tok")}})
-        })
+        serve(
+            &mut api,
+            Step::new(Method::GET, format!("{secrets}/team-sidecar-token")),
+            StatusCode::OK,
+            |_| owned_token_secret("tok"),
+        )
         .await;
         serve(
             &mut api,
@@ -612,6 +654,7 @@ async fn a_rejected_storage_change_becomes_a_condition_and_a_warning_event() {
             echo,
         )
         .await;
+        absent(&mut api, format!("/api/v1/namespaces/{NS}/services/team")).await;
         serve(
             &mut api,
             Step::new(
@@ -620,6 +663,11 @@ async fn a_rejected_storage_change_becomes_a_condition_and_a_warning_event() {
             ),
             StatusCode::OK,
             echo,
+        )
+        .await;
+        absent(
+            &mut api,
+            format!("/apis/apps/v1/namespaces/{NS}/statefulsets/team"),
         )
         .await;
         let (_, statefulset) = serve(
@@ -750,5 +798,156 @@ async fn a_failure_already_reported_publishes_no_second_event() {
     assert_eq!(
         reconciled["lastTransitionTime"], "1970-01-01T00:00:00Z",
         "the transition time stays while the status does not flip"
+    );
+}
+
+fn template_checksum(statefulset: &Value) -> String {
+    statefulset["spec"]["template"]["metadata"]["annotations"]["lingma.io/accounts-checksum"]
+        .as_str()
+        .expect("checksum annotation")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_accounts_secret_change_changes_the_pod_template_checksum() {
+    let mut checksums = Vec::new();
+    for accounts in ["u1:p1", "u1:p1", "u1:rotated"] {
+        let (ctx, api, _) = context(None);
+        let verifier = tokio::spawn(verify(
+            api,
+            Scenario {
+                accounts,
+                token: Some("tok"),
+                sts_status: json!({"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1}),
+                pods: vec![pod(0, true)],
+            },
+            1,
+        ));
+        run(ctx, instance(1, 2, Some(previous_status(2, "False"))))
+            .await
+            .expect("reconcile succeeds");
+        let seen = verifier.await.expect("verifier passed");
+        checksums.push(template_checksum(&seen.statefulset));
+    }
+    assert_eq!(
+        checksums[0], checksums[1],
+        "same accounts, same template: no roll"
+    );
+    assert_ne!(
+        checksums[1], checksums[2],
+        "a changed password changes the template, so the StatefulSet rolls its pods"
+    );
+}
+
+#[tokio::test]
+async fn an_existing_object_the_instance_does_not_own_is_never_overwritten() {
+    let (ctx, mut api, _) = context(None);
+    let verifier = tokio::spawn(async move {
+        let secrets = format!("/api/v1/namespaces/{NS}/secrets");
+        serve(&mut api, Step::new(Method::GET, format!("{secrets}/acc")), StatusCode::OK, |_| {
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acc"}, "data": {"accounts": b64("u:p")}})
+        })
+        .await;
+        serve(
+            &mut api,
+            Step::new(Method::GET, format!("{secrets}/team-sidecar-token")),
+            StatusCode::OK,
+            |_| owned_token_secret("tok"),
+        )
+        .await;
+        serve(
+            &mut api,
+            Step::new(Method::PATCH, format!("{secrets}/team-sidecar-token")),
+            StatusCode::OK,
+            echo,
+        )
+        .await;
+        // Someone else's Service of the same name (controlled by a Deployment).
+        serve(&mut api, Step::new(Method::GET, format!("/api/v1/namespaces/{NS}/services/team")), StatusCode::OK, |_| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "team", "uid": "svc-9",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "dep-1", "controller": true}]},
+                "spec": {"ports": [{"port": 80}]}})
+        })
+        .await;
+        // No PATCH of the Service follows: the failure is reported instead.
+        let (_, patch) = serve(
+            &mut api,
+            Step::new(Method::PATCH, status_path()),
+            StatusCode::OK,
+            echo,
+        )
+        .await;
+        let (_, event) = serve(
+            &mut api,
+            Step::new(Method::POST, events_path()),
+            StatusCode::CREATED,
+            echo,
+        )
+        .await;
+        let extra = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
+        assert!(!matches!(extra, Ok(Some(_))), "nothing else may be written");
+        (patch, event)
+    });
+    let error = run(ctx, instance(1, 1, None))
+        .await
+        .expect_err("the Service is someone else's");
+    assert!(matches!(error, Error::NotOwned { .. }), "{error}");
+    let (patch, event) = verifier.await.expect("verifier passed");
+    let reconciled = condition_of(&patch["status"], "Reconciled");
+    assert_eq!(
+        (reconciled["status"].as_str(), reconciled["reason"].as_str()),
+        (Some("False"), Some("NotOwned"))
+    );
+    assert!(
+        reconciled["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Service team exists and is not controlled")),
+        "{reconciled}"
+    );
+    assert_eq!(event["reason"], "NotOwned");
+}
+
+#[tokio::test]
+async fn a_token_secret_the_instance_does_not_own_is_neither_read_nor_replaced() {
+    let (ctx, mut api, probe) = context(None);
+    let verifier = tokio::spawn(async move {
+        let secrets = format!("/api/v1/namespaces/{NS}/secrets");
+        serve(&mut api, Step::new(Method::GET, format!("{secrets}/acc")), StatusCode::OK, |_| {
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acc"}, "data": {"accounts": b64("u:p")}})
+        })
+        .await;
+        serve(&mut api, Step::new(Method::GET, format!("{secrets}/team-sidecar-token")), StatusCode::OK, |_| {
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team-sidecar-token"}, "data": {"token": b64("planted")}})
+        })
+        .await;
+        let (_, patch) = serve(
+            &mut api,
+            Step::new(Method::PATCH, status_path()),
+            StatusCode::OK,
+            echo,
+        )
+        .await;
+        serve(
+            &mut api,
+            Step::new(Method::POST, events_path()),
+            StatusCode::CREATED,
+            echo,
+        )
+        .await;
+        let extra = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
+        assert!(!matches!(extra, Ok(Some(_))), "nothing else may be written");
+        patch
+    });
+    run(ctx, instance(1, 1, None))
+        .await
+        .expect_err("the token Secret is someone else's");
+    let patch = verifier.await.expect("verifier passed");
+    assert_eq!(
+        condition_of(&patch["status"], "Reconciled")["reason"],
+        "NotOwned"
+    );
+    assert!(
+        probe.asked.lock().expect("lock").is_empty(),
+        "a planted token is never sent anywhere"
     );
 }

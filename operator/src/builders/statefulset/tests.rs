@@ -8,7 +8,7 @@ fn settings() -> PodSettings {
 }
 
 fn build(spec: serde_json::Value) -> StatefulSet {
-    desired_statefulset(&instance(spec), &settings()).expect("builds")
+    desired_statefulset(&instance(spec), &settings(), "sum").expect("builds")
 }
 
 fn env_of(container: &Container) -> BTreeMap<String, EnvVar> {
@@ -234,5 +234,22 @@ fn defaults_limits_and_storage_reach_the_pod() {
     assert_eq!(
         sts.metadata.owner_references.expect("owner")[0].name,
         "team"
+    );
+}
+
+#[test]
+fn the_accounts_checksum_is_on_the_pod_template() {
+    let spec = serde_json::json!({"accounts": {"secretRef": {"name": "acc"}}});
+    let sts = desired_statefulset(&instance(spec), &settings(), "abc").expect("builds");
+    let annotations = sts
+        .spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| m.annotations)
+        .expect("template annotations");
+    assert_eq!(
+        annotations
+            .get("lingma.io/accounts-checksum")
+            .map(String::as_str),
+        Some("abc")
     );
 }
