@@ -122,6 +122,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         metrics,
         PodSettings {
             default_image: config.lingma_pod_image.clone(),
+            account_selector_image: config.account_selector_image.clone(),
         },
         Arc::new(HttpLoginProbe::new(Duration::from_secs(2))?),
     ));

@@ -24,6 +24,8 @@ use crate::crd::{LingmaInstance, LingmaInstanceSpec, SourceType};
 pub struct PodSettings {
     /// Pod image used when the instance names none (OPERATOR_LINGMA_POD_IMAGE).
     pub default_image: String,
+    /// Image of the `select-account` init container (OPERATOR_ACCOUNT_SELECTOR_IMAGE).
+    pub account_selector_image: String,
 }
 
 /// The non-root user of every image of this project (distroless `nonroot`).
@@ -32,6 +34,8 @@ const DATA_DIR: &str = "/data";
 const WORK_DIR: &str = "/data/lingma";
 const TOKEN_DIR: &str = "/var/run/lingma/token";
 const ACCOUNTS_DIR: &str = "/var/run/lingma/accounts";
+/// Every account: mounted only in the `select-account` init container.
+const ALL_ACCOUNTS_DIR: &str = "/var/run/lingma/all-accounts";
 /// Seconds open chats get after SIGTERM (the sidecar's SIDECAR_DRAIN_TIMEOUT_SEC) plus margin.
 const DRAIN_SECONDS: i64 = 30;
 const GRACE_SECONDS: i64 = DRAIN_SECONDS + 15;
@@ -61,8 +65,11 @@ pub fn desired_statefulset(
         mount("accounts", ACCOUNTS_DIR, true),
     ];
 
-    let init_containers = (spec.lingma.source != SourceType::Image).then(|| {
-        vec![Container {
+    // Each Lingma container sees only its own account: the init step copies it out of the
+    // Secret, which the Lingma container never mounts.
+    let mut init_containers = vec![account_selector(settings, pull_policy.clone())];
+    init_containers.extend((spec.lingma.source != SourceType::Image).then(|| {
+        Container {
             name: "bootstrap".to_owned(),
             image: Some(image.clone()),
             image_pull_policy: pull_policy.clone(),
@@ -75,8 +82,8 @@ pub fn desired_statefulset(
             security_context: Some(container_security()),
             resources: Some(bootstrap_resources()),
             ..Container::default()
-        }]
-    });
+        }
+    }));
 
     let container = Container {
         name: "lingma".to_owned(),
@@ -134,7 +141,7 @@ pub fn desired_statefulset(
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(GRACE_SECONDS),
                     security_context: Some(pod_security()),
-                    init_containers,
+                    init_containers: Some(init_containers),
                     containers: vec![container],
                     volumes: Some(volumes(instance)),
                     node_selector: spec.pod.node_selector.clone(),
@@ -269,6 +276,47 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
+fn account_selector(settings: &PodSettings, pull_policy: Option<String>) -> Container {
+    Container {
+        name: "select-account".to_owned(),
+        image: Some(settings.account_selector_image.clone()),
+        image_pull_policy: pull_policy,
+        args: Some(vec![
+            "select-account".to_owned(),
+            format!("--input={ALL_ACCOUNTS_DIR}/accounts"),
+            format!("--output={ACCOUNTS_DIR}/accounts"),
+        ]),
+        env: Some(vec![EnvVar {
+            name: "POD_NAME".to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    api_version: None,
+                    field_path: "metadata.name".to_owned(),
+                }),
+                ..EnvVarSource::default()
+            }),
+        }]),
+        volume_mounts: Some(vec![
+            mount("all-accounts", ALL_ACCOUNTS_DIR, true),
+            mount("accounts", ACCOUNTS_DIR, false),
+        ]),
+        security_context: Some(container_security()),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity("10m".to_owned())),
+                ("memory".to_owned(), Quantity("16Mi".to_owned())),
+            ])),
+            limits: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity("100m".to_owned())),
+                ("memory".to_owned(), Quantity("32Mi".to_owned())),
+            ])),
+            ..ResourceRequirements::default()
+        }),
+        ..Container::default()
+    }
+}
+
 fn volumes(instance: &LingmaInstance) -> Vec<Volume> {
     let accounts = &instance.spec.accounts.secret_ref;
     let secret_volume = |name: &str, secret: String, key: &str, path: &str| Volume {
@@ -300,7 +348,14 @@ fn volumes(instance: &LingmaInstance) -> Vec<Volume> {
             TOKEN_KEY,
             TOKEN_KEY,
         ),
-        secret_volume("accounts", accounts.name.clone(), &accounts.key, "accounts"),
+        secret_volume(
+            "all-accounts",
+            accounts.name.clone(),
+            &accounts.key,
+            "accounts",
+        ),
+        // The pod's own account, in memory (never on the node's disk).
+        empty_dir("accounts", Some("Memory"), "1Mi"),
         // The root filesystem is read-only; the login browser needs /tmp and /dev/shm.
         empty_dir("tmp", None, "1Gi"),
         empty_dir("dshm", Some("Memory"), "256Mi"),

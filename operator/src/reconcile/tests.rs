@@ -68,6 +68,7 @@ fn context(answer: Option<LoginState>) -> (Arc<Context>, ApiHandle, Arc<FakeLogi
         Metrics::new().expect("metrics"),
         PodSettings {
             default_image: "lingma-pod:test".to_owned(),
+            account_selector_image: "ghcr.io/lingma-gateway/operator:0.1.0".to_owned(),
         },
         probe.clone(),
     );
