@@ -85,7 +85,8 @@ pub fn select_account_file(input: &Path, output: &Path, pod_name: &str) -> Resul
         .rsplit_once('-')
         .and_then(|(_, n)| n.parse::<u32>().ok())
         .ok_or_else(|| SelectError::NoOrdinal(pod_name.to_owned()))?;
-    let raw = std::fs::read(input).map_err(|e| SelectError::Read(input.display().to_string(), e))?;
+    let raw =
+        std::fs::read(input).map_err(|e| SelectError::Read(input.display().to_string(), e))?;
     let own = select_account(&raw, ordinal)?;
     std::fs::write(output, own).map_err(|e| SelectError::Write(output.display().to_string(), e))
 }
@@ -146,7 +147,11 @@ mod tests {
             serde_json::json!([{"username": "a", "password": "b:c"}])
         );
         let kept = select_account(b"u0:p0,u1:p1", 0).expect("selects");
-        assert_eq!(count_accounts(&kept), Ok(1), "the sidecar reads what is kept");
+        assert_eq!(
+            count_accounts(&kept),
+            Ok(1),
+            "the sidecar reads what is kept"
+        );
         assert!(!String::from_utf8_lossy(&kept).contains("p1"));
     }
 

@@ -10,7 +10,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::SelectAccount(args)) => {
-            lingma_operator::accounts::select_account_file(&args.input, &args.output, &args.pod_name)?;
+            lingma_operator::accounts::select_account_file(
+                &args.input,
+                &args.output,
+                &args.pod_name,
+            )?;
             Ok(())
         }
         Some(Command::Run) | None => {

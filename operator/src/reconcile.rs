@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_discovery::names::{TOKEN_KEY, token_secret_name};
+use k8s_discovery::names::{LABEL_MANAGED_BY, MANAGED_BY, TOKEN_KEY, token_secret_name};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use crate::accounts::count_accounts;
 use crate::builders::{
     BuildError, PodSettings, accounts_checksum, desired_pdb, desired_service, desired_statefulset,
-    desired_token_secret, generate_token, selector_string,
+    desired_token_secret, desired_tokens_entry, generate_token, selector_string,
 };
 use crate::crd::LingmaInstance;
 use crate::login::LoginProbe;
@@ -161,10 +161,17 @@ async fn reconcile_inner(instance: &LingmaInstance, ctx: &Context) -> Result<Act
     let checksum = accounts_checksum(&token, &accounts_raw);
 
     apply(&secrets, &desired_token_secret(instance, &token)?).await?;
-    apply_owned(
+    let service = apply_owned(
         &Api::<Service>::namespaced(client.clone(), &namespace),
         &desired_service(instance)?,
         instance,
+    )
+    .await?;
+    let service_uid = service.metadata.uid.unwrap_or_default();
+    apply_tokens_entry(
+        &secrets,
+        &desired_tokens_entry(instance, &token, &service_uid)?,
+        &name,
     )
     .await?;
     let statefulset = apply_owned(
@@ -247,6 +254,36 @@ where
         ensure_controlled(&existing, instance)?;
     }
     apply(api, object).await
+}
+
+/// Applies this instance's key of the shared tokens Secret under its own field manager. The
+/// Secret must be the operator's (its managed-by label) or absent.
+async fn apply_tokens_entry(
+    secrets: &Api<Secret>,
+    entry: &Secret,
+    instance: &str,
+) -> Result<Secret, Error> {
+    let name = entry.metadata.name.clone().unwrap_or_default();
+    if let Some(existing) = secrets.get_opt(&name).await?
+        && existing.labels().get(LABEL_MANAGED_BY).map(String::as_str) != Some(MANAGED_BY)
+    {
+        return Err(Error::NotOwned {
+            kind: "Secret".to_owned(),
+            name,
+        });
+    }
+    secrets
+        .patch(
+            &name,
+            &PatchParams::apply(&format!("{FIELD_MANAGER}-{instance}")).force(),
+            &Patch::Apply(entry),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            kind: "Secret".to_owned(),
+            name,
+            source,
+        })
 }
 
 /// Err(NotOwned) unless `object`'s controller owner reference is `instance`.

@@ -20,7 +20,7 @@ use crate::crd::LingmaInstance;
 
 pub use checksum::{ACCOUNTS_CHECKSUM_ANNOTATION, accounts_checksum};
 pub use pdb::desired_pdb;
-pub use secret::{desired_token_secret, generate_token};
+pub use secret::{desired_token_secret, desired_tokens_entry, generate_token};
 pub use service::desired_service;
 pub use statefulset::{PodSettings, desired_statefulset};
 
@@ -107,6 +107,11 @@ pub fn desired_objects_yaml(
     let docs = [
         serde_yaml::to_string(&desired_token_secret(instance, token)?)?,
         serde_yaml::to_string(&desired_service(instance)?)?,
+        serde_yaml::to_string(&desired_tokens_entry(
+            instance,
+            token,
+            "00000000-0000-0000-0000-00000000000a",
+        )?)?,
         serde_yaml::to_string(&desired_statefulset(instance, settings, accounts_checksum)?)?,
         serde_yaml::to_string(&desired_pdb(instance)?)?,
     ];

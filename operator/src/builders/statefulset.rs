@@ -68,8 +68,8 @@ pub fn desired_statefulset(
     // Each Lingma container sees only its own account: the init step copies it out of the
     // Secret, which the Lingma container never mounts.
     let mut init_containers = vec![account_selector(settings, pull_policy.clone())];
-    init_containers.extend((spec.lingma.source != SourceType::Image).then(|| {
-        Container {
+    init_containers.extend(
+        (spec.lingma.source != SourceType::Image).then(|| Container {
             name: "bootstrap".to_owned(),
             image: Some(image.clone()),
             image_pull_policy: pull_policy.clone(),
@@ -82,8 +82,8 @@ pub fn desired_statefulset(
             security_context: Some(container_security()),
             resources: Some(bootstrap_resources()),
             ..Container::default()
-        }
-    }));
+        }),
+    );
 
     let container = Container {
         name: "lingma".to_owned(),

@@ -182,6 +182,42 @@ fn owned_token_secret(token: &str) -> Value {
         "data": {"token": b64(token)}})
 }
 
+/// Echoes an applied object as the API server stores it (with a uid).
+fn with_uid(body: &Value) -> Value {
+    let mut stored = body.clone();
+    stored["metadata"]["uid"] = json!("svc-uid-1");
+    stored
+}
+
+/// Serves the apply of the instance's key of the shared tokens Secret, under the instance's
+/// own field manager, and returns its decoded entry.
+async fn serve_tokens_entry(api: &mut ApiHandle) -> Value {
+    let path = format!("/api/v1/namespaces/{NS}/secrets/lingma-sidecar-tokens");
+    absent(api, path.clone()).await;
+    let (uri, secret) = serve(api, Step::new(Method::PATCH, path), StatusCode::OK, echo).await;
+    assert!(uri.contains("fieldManager=lingma-operator-team"), "{uri}");
+    assert!(uri.contains("force=true"), "{uri}");
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "lingma-operator"
+    );
+    let owner = &secret["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["uid"].as_str(), owner["controller"].as_bool()),
+        (Some("uid-1"), Some(false))
+    );
+    let data = secret["data"].as_object().expect("data");
+    assert_eq!(
+        data.keys().collect::<Vec<_>>(),
+        ["team"],
+        "only its own key"
+    );
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(data["team"].as_str().expect("base64 string"))
+        .expect("base64");
+    serde_json::from_slice(&raw).expect("entry json")
+}
+
 fn echo(body: &Value) -> Value {
     body.clone()
 }
@@ -232,6 +268,7 @@ struct Scenario {
 /// Serves one whole reconcile in the order it must happen and returns the bodies that matter.
 struct Seen {
     token_secret: Value,
+    tokens_entry: Value,
     statefulset: Value,
     status: Value,
     events: Vec<Value>,
@@ -276,11 +313,12 @@ async fn verify(mut api: ApiHandle, scenario: Scenario, events: usize) -> Seen {
             format!("/api/v1/namespaces/{NS}/services/team"),
         ),
         StatusCode::OK,
-        echo,
+        with_uid,
     )
     .await;
     assert_applied(&uri, &service, "Service");
     assert_eq!(service["spec"]["clusterIP"], "None");
+    let tokens = serve_tokens_entry(&mut api).await;
     let sts_status = scenario.sts_status.clone();
     absent(
         &mut api,
@@ -363,6 +401,7 @@ async fn verify(mut api: ApiHandle, scenario: Scenario, events: usize) -> Seen {
     assert!(!matches!(extra, Ok(Some(_))), "unexpected extra request");
     Seen {
         token_secret,
+        tokens_entry: tokens,
         statefulset,
         status: patch["status"].clone(),
         events: seen_events,
@@ -467,6 +506,11 @@ async fn update_keeps_the_token_and_reports_ready_and_logged_in() {
         seen.token_secret["data"]["token"],
         b64("keep-me"),
         "the token is never rotated"
+    );
+    assert_eq!(
+        seen.tokens_entry,
+        json!({"token": "keep-me", "serviceUid": "svc-uid-1"}),
+        "the gateway's copy names the Service whose slices it may trust"
     );
     assert!(
         probe.asked.lock().expect("lock").is_empty(),
@@ -663,9 +707,10 @@ async fn a_rejected_storage_change_becomes_a_condition_and_a_warning_event() {
                 format!("/api/v1/namespaces/{NS}/services/team"),
             ),
             StatusCode::OK,
-            echo,
+            with_uid,
         )
         .await;
+        serve_tokens_entry(&mut api).await;
         absent(
             &mut api,
             format!("/apis/apps/v1/namespaces/{NS}/statefulsets/team"),

@@ -186,7 +186,11 @@ fn bootstrap_init_container_only_when_the_binary_is_downloaded() {
         .flatten()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(init, ["select-account"], "no bootstrap for a baked-in binary");
+    assert_eq!(
+        init,
+        ["select-account"],
+        "no bootstrap for a baked-in binary"
+    );
     assert_eq!(pod.containers[0].image.as_deref(), Some("mine:2"));
 }
 
