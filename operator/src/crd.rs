@@ -539,6 +539,73 @@ mod tests {
             .unwrap_or_default()
     }
 
+    fn cr(name: &str, spec: serde_json::Value) -> LingmaInstance {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "lingma.io/v1alpha1", "kind": "LingmaInstance",
+            "metadata": {"name": name, "namespace": "lingma"},
+            "spec": spec,
+        }))
+        .expect("valid LingmaInstance")
+    }
+
+    /// The CEL rules evaluated as the API server would (kube's client-side CEL evaluator).
+    #[test]
+    fn cel_rules_accept_valid_instances_and_refuse_what_they_guard() {
+        use kube::core::cel::{validate_cel, validate_cel_update};
+        let accounts = serde_json::json!({"secretRef": {"name": "acc"}});
+        let base = cr("team", serde_json::json!({"accounts": accounts}));
+        assert!(validate_cel(&base).is_ok(), "{:?}", validate_cel(&base));
+
+        let mut resized = base.clone();
+        resized.spec.storage.size = "10Gi".to_owned();
+        assert!(
+            validate_cel_update(&resized, &base).is_err(),
+            "storage is immutable"
+        );
+        let mut scaled = base.clone();
+        scaled.spec.replicas = 5;
+        assert!(
+            validate_cel_update(&scaled, &base).is_ok(),
+            "other fields stay mutable"
+        );
+
+        let long = cr(&"a".repeat(53), serde_json::json!({"accounts": accounts}));
+        assert!(validate_cel(&long).is_err(), "names over 52 characters");
+        let digit = cr("1team", serde_json::json!({"accounts": accounts}));
+        assert!(
+            validate_cel(&digit).is_err(),
+            "a Service name starts with a letter"
+        );
+
+        let plain = cr(
+            "team",
+            serde_json::json!({"accounts": accounts,
+                "lingma": {"source": "vsix", "vsixUrl": "http://example.invalid/l.vsix"}}),
+        );
+        assert!(validate_cel(&plain).is_err(), "vsixUrl is https only");
+        let missing = cr(
+            "team",
+            serde_json::json!({"accounts": accounts, "lingma": {"source": "vsix"}}),
+        );
+        assert!(validate_cel(&missing).is_err(), "vsix needs a URL");
+        let tls = cr(
+            "team",
+            serde_json::json!({"accounts": accounts,
+                "lingma": {"source": "vsix", "vsixUrl": "https://example.invalid/l.vsix"},
+                "defaults": {"dedicatedDomainUrl": "https://lingma.example.invalid"}}),
+        );
+        assert!(validate_cel(&tls).is_ok(), "{:?}", validate_cel(&tls));
+        let domain = cr(
+            "team",
+            serde_json::json!({"accounts": accounts,
+                "defaults": {"dedicatedDomainUrl": "http://lingma.example.invalid"}}),
+        );
+        assert!(
+            validate_cel(&domain).is_err(),
+            "dedicatedDomainUrl is https only"
+        );
+    }
+
     #[test]
     fn schema_guards_immutable_and_bounded_fields_with_cel() {
         let yaml = crd_yaml().expect("crd serializes");
