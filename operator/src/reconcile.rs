@@ -20,8 +20,9 @@ use serde::de::DeserializeOwned;
 
 use crate::accounts::count_accounts;
 use crate::builders::{
-    BuildError, PodSettings, accounts_checksum, desired_pdb, desired_service, desired_statefulset,
-    desired_token_secret, desired_tokens_entry, generate_token, selector_string,
+    BuildError, CHECKSUM_KEY, PodSettings, accounts_checksum, desired_pdb, desired_service,
+    desired_statefulset, desired_token_secret, desired_tokens_entry, generate_token,
+    selector_string,
 };
 use crate::crd::LingmaInstance;
 use crate::login::LoginProbe;
@@ -155,12 +156,16 @@ async fn reconcile_inner(instance: &LingmaInstance, ctx: &Context) -> Result<Act
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
 
     let (accounts, accounts_raw) = read_accounts(&secrets, instance).await?;
-    let token = existing_token(&secrets, instance)
-        .await?
-        .unwrap_or_else(generate_token);
-    let checksum = accounts_checksum(&token, &accounts_raw);
+    let stored = stored_token_secret(&secrets, instance).await?;
+    let token = stored.token.unwrap_or_else(generate_token);
+    let checksum_key = stored.checksum_key.unwrap_or_else(generate_token);
+    let checksum = accounts_checksum(&checksum_key, &accounts_raw);
 
-    apply(&secrets, &desired_token_secret(instance, &token)?).await?;
+    apply(
+        &secrets,
+        &desired_token_secret(instance, &token, &checksum_key)?,
+    )
+    .await?;
     let service = apply_owned(
         &Api::<Service>::namespaced(client.clone(), &namespace),
         &desired_service(instance)?,
@@ -339,23 +344,34 @@ async fn read_accounts(
     })
 }
 
-/// The token already stored, so that re-applying never rotates it. A Secret of that name the
-/// instance does not control is never read nor overwritten.
-async fn existing_token(
+/// What the token Secret already holds, so that re-applying never rotates it.
+struct StoredTokenSecret {
+    token: Option<String>,
+    checksum_key: Option<String>,
+}
+
+/// Reads the token Secret. A Secret of that name the instance does not control is never read
+/// nor overwritten.
+async fn stored_token_secret(
     secrets: &Api<Secret>,
     instance: &LingmaInstance,
-) -> Result<Option<String>, Error> {
+) -> Result<StoredTokenSecret, Error> {
     let secret = secrets
         .get_opt(&token_secret_name(&instance.name_any()))
         .await?;
     if let Some(secret) = &secret {
         ensure_controlled(secret, instance)?;
     }
-    Ok(secret
-        .and_then(|s| s.data)
-        .and_then(|d| d.get(TOKEN_KEY).cloned())
-        .and_then(|v| String::from_utf8(v.0).ok())
-        .filter(|t| !t.trim().is_empty()))
+    let data = secret.and_then(|s| s.data).unwrap_or_default();
+    let value = |key: &str| {
+        data.get(key)
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .filter(|t| !t.trim().is_empty())
+    };
+    Ok(StoredTokenSecret {
+        token: value(TOKEN_KEY),
+        checksum_key: value(CHECKSUM_KEY),
+    })
 }
 
 /// Pod name "x-3" -> 3 for the pods of StatefulSet "x".

@@ -6,13 +6,14 @@ use sha2::{Digest, Sha256};
 /// StatefulSet rolls its pods (each pod reads its account only at start).
 pub const ACCOUNTS_CHECKSUM_ANNOTATION: &str = "lingma.io/accounts-checksum";
 
-/// SHA-256 over the instance token and the accounts, hex. Keyed by the (secret) token so the
-/// annotation, readable by anyone who may read the StatefulSet, reveals nothing about the
-/// passwords (a plain hash of a short password list could be brute-forced offline).
-pub fn accounts_checksum(token: &str, accounts: &[u8]) -> String {
+/// SHA-256 over a secret per-instance key and the accounts, hex. Keyed, so the annotation,
+/// readable by anyone who may read the StatefulSet, reveals nothing about the passwords (a
+/// plain hash of a short password list could be brute-forced offline). The key is not the
+/// sidecar token, so rotating the token does not roll the pods.
+pub fn accounts_checksum(key: &str, accounts: &[u8]) -> String {
     let mut hasher = Sha256::new();
-    hasher.update((token.len() as u64).to_be_bytes());
-    hasher.update(token.as_bytes());
+    hasher.update((key.len() as u64).to_be_bytes());
+    hasher.update(key.as_bytes());
     hasher.update(accounts);
     hex::encode(hasher.finalize())
 }

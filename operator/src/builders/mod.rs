@@ -20,7 +20,7 @@ use crate::crd::LingmaInstance;
 
 pub use checksum::{ACCOUNTS_CHECKSUM_ANNOTATION, accounts_checksum};
 pub use pdb::desired_pdb;
-pub use secret::{desired_token_secret, desired_tokens_entry, generate_token};
+pub use secret::{CHECKSUM_KEY, desired_token_secret, desired_tokens_entry, generate_token};
 pub use service::desired_service;
 pub use statefulset::{PodSettings, desired_statefulset};
 
@@ -105,7 +105,11 @@ pub fn desired_objects_yaml(
     accounts_checksum: &str,
 ) -> Result<String, DescribeError> {
     let docs = [
-        serde_yaml::to_string(&desired_token_secret(instance, token)?)?,
+        serde_yaml::to_string(&desired_token_secret(
+            instance,
+            token,
+            "example-checksum-key-not-a-secret",
+        )?)?,
         serde_yaml::to_string(&desired_service(instance)?)?,
         serde_yaml::to_string(&desired_tokens_entry(
             instance,

@@ -17,16 +17,28 @@ pub fn generate_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The per-instance token Secret. The caller passes the token already stored when there is
-/// one, so re-applying never rotates it.
-pub fn desired_token_secret(instance: &LingmaInstance, token: &str) -> Result<Secret, BuildError> {
+/// Key of the token Secret holding the key of the pod-template accounts checksum. Never mounted
+/// (the pods mount only `token`) and kept when the token is rotated, so a rotation does not
+/// roll the pods.
+pub const CHECKSUM_KEY: &str = "checksum-key";
+
+/// The per-instance token Secret. The caller passes the token and checksum key already stored
+/// when there are, so re-applying never rotates them.
+pub fn desired_token_secret(
+    instance: &LingmaInstance,
+    token: &str,
+    checksum_key: &str,
+) -> Result<Secret, BuildError> {
     Ok(Secret {
         metadata: child_meta(instance, token_secret_name(&instance.name_any()))?,
         type_: Some("Opaque".to_owned()),
-        data: Some(BTreeMap::from([(
-            TOKEN_KEY.to_owned(),
-            ByteString(token.as_bytes().to_vec()),
-        )])),
+        data: Some(BTreeMap::from([
+            (TOKEN_KEY.to_owned(), ByteString(token.as_bytes().to_vec())),
+            (
+                CHECKSUM_KEY.to_owned(),
+                ByteString(checksum_key.as_bytes().to_vec()),
+            ),
+        ])),
         ..Secret::default()
     })
 }
@@ -78,10 +90,15 @@ mod tests {
         let secret = desired_token_secret(
             &instance(serde_json::json!({"accounts": {"secretRef": {"name": "acc"}}})),
             "abc",
+            "key",
         )
         .expect("builds");
         assert_eq!(secret.metadata.name.as_deref(), Some("team-sidecar-token"));
         assert_eq!(secret.data.as_ref().expect("data")["token"].0, b"abc");
+        assert_eq!(
+            secret.data.as_ref().expect("data")["checksum-key"].0,
+            b"key"
+        );
         assert!(secret.metadata.owner_references.is_some());
     }
 

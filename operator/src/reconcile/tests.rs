@@ -179,7 +179,7 @@ fn owner_reference() -> Value {
 fn owned_token_secret(token: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "team-sidecar-token", "ownerReferences": [owner_reference()]},
-        "data": {"token": b64(token)}})
+        "data": {"token": b64(token), "checksum-key": b64("fixed-checksum-key")}})
 }
 
 /// Echoes an applied object as the API server stores it (with a uid).
@@ -995,5 +995,44 @@ async fn a_token_secret_the_instance_does_not_own_is_neither_read_nor_replaced()
     assert!(
         probe.asked.lock().expect("lock").is_empty(),
         "a planted token is never sent anywhere"
+    );
+}
+
+#[tokio::test]
+async fn rotating_the_token_keeps_the_pod_template_so_no_pod_restarts() {
+    let mut checksums = Vec::new();
+    let mut tokens = Vec::new();
+    for token in ["old-token", "new-token"] {
+        let (ctx, api, _) = context(None);
+        let verifier = tokio::spawn(verify(
+            api,
+            Scenario {
+                accounts: "u1:p1",
+                token: Some(token),
+                sts_status: json!({"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1}),
+                pods: vec![pod(0, true)],
+            },
+            1,
+        ));
+        run(ctx, instance(1, 2, Some(previous_status(2, "False"))))
+            .await
+            .expect("reconcile succeeds");
+        let seen = verifier.await.expect("verifier passed");
+        checksums.push(template_checksum(&seen.statefulset));
+        tokens.push(seen.tokens_entry["token"].clone());
+        assert_eq!(
+            seen.token_secret["data"]["checksum-key"],
+            b64("fixed-checksum-key"),
+            "the checksum key is kept"
+        );
+    }
+    assert_eq!(
+        tokens,
+        [json!("old-token"), json!("new-token")],
+        "the gateway's copy follows"
+    );
+    assert_eq!(
+        checksums[0], checksums[1],
+        "a new token reaches the pods as a file (reloaded live), not by a rollout"
     );
 }

@@ -74,6 +74,13 @@ fn replicas_ordinals_and_accounts_follow_the_spec() {
         .and_then(|v| v.secret.clone())
         .expect("token volume");
     assert_eq!(token.secret_name.as_deref(), Some("team-sidecar-token"));
+    let mounted: Vec<&str> = token
+        .items
+        .iter()
+        .flatten()
+        .map(|i| i.key.as_str())
+        .collect();
+    assert_eq!(mounted, ["token"], "the checksum key is never mounted");
     assert_eq!(
         value(&env, "SIDECAR_TOKEN_FILE").as_deref(),
         Some("/var/run/lingma/token/token")
