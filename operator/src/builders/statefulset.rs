@@ -57,55 +57,14 @@ pub fn desired_statefulset(
         .clone()
         .unwrap_or_else(|| settings.default_image.clone());
     let pull_policy = spec.lingma.image_pull_policy.map(|p| p.as_str().to_owned());
-    let mounts = vec![
-        mount("data", DATA_DIR, false),
-        mount("tmp", "/tmp", false),
-        mount("dshm", "/dev/shm", false),
-        mount("sidecar-token", TOKEN_DIR, true),
-        mount("accounts", ACCOUNTS_DIR, true),
-    ];
-
     // Each Lingma container sees only its own account: the init step copies it out of the
     // Secret, which the Lingma container never mounts.
     let mut init_containers = vec![account_selector(settings, pull_policy.clone())];
     init_containers.extend(
-        (spec.lingma.source != SourceType::Image).then(|| Container {
-            name: "bootstrap".to_owned(),
-            image: Some(image.clone()),
-            image_pull_policy: pull_policy.clone(),
-            args: Some(vec!["bootstrap".to_owned()]),
-            env: Some(source_env(spec)),
-            volume_mounts: Some(vec![
-                mount("data", DATA_DIR, false),
-                mount("tmp", "/tmp", false),
-            ]),
-            security_context: Some(container_security()),
-            resources: Some(bootstrap_resources()),
-            ..Container::default()
-        }),
+        (spec.lingma.source != SourceType::Image)
+            .then(|| bootstrap_container(spec, image.clone(), pull_policy.clone())),
     );
-
-    let container = Container {
-        name: "lingma".to_owned(),
-        image: Some(image),
-        image_pull_policy: pull_policy,
-        env: Some(sidecar_env(spec)),
-        ports: Some(vec![ContainerPort {
-            name: Some(SIDECAR_PORT_NAME.to_owned()),
-            container_port: SIDECAR_PORT,
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
-        // healthz = the sidecar process is alive; Lingma restarts never need a pod restart.
-        liveness_probe: Some(http_probe("/healthz", 10, 3)),
-        // readyz = connected to Lingma and logged in: only then do chats arrive.
-        readiness_probe: Some(http_probe("/readyz", 5, 2)),
-        startup_probe: Some(http_probe("/healthz", 2, 30)),
-        resources: Some(spec.pod.resources.clone().unwrap_or_else(default_resources)),
-        security_context: Some(container_security()),
-        volume_mounts: Some(mounts),
-        ..Container::default()
-    };
+    let container = lingma_container(spec, image, pull_policy);
 
     let pod_labels = labels(instance);
     Ok(StatefulSet {
@@ -151,26 +110,7 @@ pub fn desired_statefulset(
                     ..PodSpec::default()
                 }),
             },
-            volume_claim_templates: Some(vec![PersistentVolumeClaim {
-                metadata: ObjectMeta {
-                    name: Some("data".to_owned()),
-                    labels: Some(selector_labels(instance)),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(PersistentVolumeClaimSpec {
-                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
-                    storage_class_name: spec.storage.storage_class_name.clone(),
-                    resources: Some(VolumeResourceRequirements {
-                        requests: Some(BTreeMap::from([(
-                            "storage".to_owned(),
-                            Quantity(spec.storage.size.clone()),
-                        )])),
-                        limits: None,
-                    }),
-                    ..PersistentVolumeClaimSpec::default()
-                }),
-                status: None,
-            }]),
+            volume_claim_templates: Some(vec![data_volume_claim(instance)]),
             ..StatefulSetSpec::default()
         }),
         status: None,
@@ -273,6 +213,89 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
         mount_path: path.to_owned(),
         read_only: read_only.then_some(true),
         ..VolumeMount::default()
+    }
+}
+
+/// The per-pod work-directory volume (login state, cache, sessions).
+fn data_volume_claim(instance: &LingmaInstance) -> PersistentVolumeClaim {
+    let spec = &instance.spec;
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".to_owned()),
+            labels: Some(selector_labels(instance)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(spec.storage.size.clone()),
+                )])),
+                limits: None,
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The `lingma` container: the sidecar, which starts and supervises Lingma.
+/// Downloads the Lingma binary into the work directory (sources marketplace and vsix).
+fn bootstrap_container(
+    spec: &LingmaInstanceSpec,
+    image: String,
+    pull_policy: Option<String>,
+) -> Container {
+    Container {
+        name: "bootstrap".to_owned(),
+        image: Some(image),
+        image_pull_policy: pull_policy,
+        args: Some(vec!["bootstrap".to_owned()]),
+        env: Some(source_env(spec)),
+        volume_mounts: Some(vec![
+            mount("data", DATA_DIR, false),
+            mount("tmp", "/tmp", false),
+        ]),
+        security_context: Some(container_security()),
+        resources: Some(bootstrap_resources()),
+        ..Container::default()
+    }
+}
+
+fn lingma_container(
+    spec: &LingmaInstanceSpec,
+    image: String,
+    pull_policy: Option<String>,
+) -> Container {
+    let mounts = vec![
+        mount("data", DATA_DIR, false),
+        mount("tmp", "/tmp", false),
+        mount("dshm", "/dev/shm", false),
+        mount("sidecar-token", TOKEN_DIR, true),
+        mount("accounts", ACCOUNTS_DIR, true),
+    ];
+    Container {
+        name: "lingma".to_owned(),
+        image: Some(image),
+        image_pull_policy: pull_policy,
+        env: Some(sidecar_env(spec)),
+        ports: Some(vec![ContainerPort {
+            name: Some(SIDECAR_PORT_NAME.to_owned()),
+            container_port: SIDECAR_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        // healthz = the sidecar process is alive; Lingma restarts never need a pod restart.
+        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        // readyz = connected to Lingma and logged in: only then do chats arrive.
+        readiness_probe: Some(http_probe("/readyz", 5, 2)),
+        startup_probe: Some(http_probe("/healthz", 2, 30)),
+        resources: Some(spec.pod.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(container_security()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
     }
 }
 
