@@ -287,6 +287,7 @@ def check_monitoring(rendered: str, workdir: Path) -> None:
             result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
             if result.returncode != 0:
                 fail(f"promtool check rules:\n{result.stdout}{result.stderr}")
+            check_alert_unit_tests(promtool, path, rule)
     dashboards = [d for d in docs if d.get("kind") == "ConfigMap"
                   and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
     if not dashboards:
@@ -300,6 +301,67 @@ def check_monitoring(rendered: str, workdir: Path) -> None:
                 continue
             if not board.get("panels") or not all(p.get("targets") for p in board["panels"]):
                 fail(f"dashboard {name} has a panel without a query")
+
+
+def check_alert_unit_tests(promtool: str, rules_path: Path, rule: dict) -> None:
+    """`promtool test rules`: the alerts fire on the series that mean trouble, after their `for`,
+    and stay silent on a healthy pool."""
+    by_name = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+
+    def expected(name: str, labels: dict, annotations: dict | None = None) -> dict:
+        return {"exp_labels": {**by_name[name]["labels"], **labels},
+                "exp_annotations": annotations or by_name[name]["annotations"]}
+
+    ns = NAMESPACE
+    ejections = dict(by_name["LingmaSidecarEjections"]["annotations"])
+    ejections["summary"] = "Sidecar team-0 is ejected repeatedly"
+    test = {
+        "rule_files": [rules_path.name],
+        "evaluation_interval": "1m",
+        "tests": [
+            {   # Nothing logged in, the queue full, one sidecar ejected again and again.
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'gateway_pool_instance_ready{{namespace="{ns}",name="team-0"}}', "values": "0x20"},
+                    {"series": f'gateway_pool_instance_connected{{namespace="{ns}",name="team-0"}}', "values": "1x20"},
+                    {"series": f'gateway_queued{{namespace="{ns}"}}', "values": "5x20"},
+                    {"series": f'gateway_in_flight{{namespace="{ns}"}}', "values": "64x20"},
+                    {"series": f'gateway_max_in_flight{{namespace="{ns}"}}', "values": "64x20"},
+                    {"series": f'gateway_pool_ejections_total{{namespace="{ns}",name="team-0"}}', "values": "0+1x20"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "LingmaNoLoggedInInstance", "exp_alerts": []},
+                    {"eval_time": "12m", "alertname": "LingmaNoLoggedInInstance",
+                     "exp_alerts": [expected("LingmaNoLoggedInInstance", {})]},
+                    {"eval_time": "12m", "alertname": "LingmaQueueSaturated",
+                     "exp_alerts": [expected("LingmaQueueSaturated", {})]},
+                    {"eval_time": "12m", "alertname": "LingmaSidecarEjections",
+                     "exp_alerts": [expected("LingmaSidecarEjections", {"name": "team-0"}, ejections)]},
+                ],
+            },
+            {   # A healthy pool: every sidecar ready, no queue, no ejection.
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'gateway_pool_instance_ready{{namespace="{ns}",name="team-0"}}', "values": "1x20"},
+                    {"series": f'gateway_pool_instance_connected{{namespace="{ns}",name="team-0"}}', "values": "1x20"},
+                    {"series": f'gateway_queued{{namespace="{ns}"}}', "values": "0x20"},
+                    {"series": f'gateway_in_flight{{namespace="{ns}"}}', "values": "3x20"},
+                    {"series": f'gateway_max_in_flight{{namespace="{ns}"}}', "values": "64x20"},
+                    {"series": f'gateway_pool_ejections_total{{namespace="{ns}",name="team-0"}}', "values": "0x20"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "20m", "alertname": name, "exp_alerts": []}
+                    for name in ["LingmaNoLoggedInInstance", "LingmaInstanceDegraded",
+                                 "LingmaQueueSaturated", "LingmaSidecarEjections"]
+                ],
+            },
+        ],
+    }
+    path = rules_path.with_name(f"{rules_path.stem}-test.yaml")
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
+    if result.returncode != 0:
+        fail(f"promtool test rules:\n{result.stdout}{result.stderr}")
 
 
 def check_yamllint(paths: list[Path]) -> None:
