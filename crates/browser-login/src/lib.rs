@@ -24,6 +24,7 @@ mod probe;
 mod screenshot;
 
 pub use config::{BrowserBinaries, BrowserLoginConfig, locate_browser};
+pub use driver::BROWSER_ENV;
 pub use error::{BrowserLoginError, FailureReason};
 pub use flow::{LoginOutcome, login};
 pub use secrecy::{ExposeSecret, SecretString};
