@@ -120,6 +120,24 @@ pub struct Config {
     /// browser (headless Chromium + chromedriver) or loopback (plain HTTP, the simulator).
     #[arg(long, env = "AUTO_LOGIN_DRIVER", value_enum, default_value = "auto")]
     pub auto_login_driver: LoginDriverChoice,
+    /// Hosts whose pages may receive the password in the browser login, comma-separated; each
+    /// matches itself and its subdomains, https only (empty = the default).
+    #[arg(
+        long,
+        env = "AUTO_LOGIN_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        default_value = "alibabacloud.com,aliyun.com"
+    )]
+    pub auto_login_allowed_hosts: Vec<String>,
+    /// Also let the browser type the password into plain-http pages on loopback hosts listed
+    /// in AUTO_LOGIN_ALLOWED_HOSTS: for the simulator's form and tests only.
+    #[arg(long, env = "AUTO_LOGIN_ALLOW_HTTP_LOOPBACK", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub auto_login_allow_http_loopback: bool,
+    /// Failure screenshots of the browser login kept in <LINGMA_WORK_DIR>/login-screenshots
+    /// (the newest; 0 = take none).
+    #[arg(long, env = "AUTO_LOGIN_SCREENSHOT_KEEP", default_value_t = browser_login::DEFAULT_SCREENSHOT_KEEP)]
+    pub auto_login_screenshot_keep: usize,
     /// Seconds one login attempt may take.
     #[arg(long, env = "AUTO_LOGIN_TIMEOUT", default_value_t = 180)]
     pub auto_login_timeout: u64,
@@ -199,6 +217,11 @@ impl std::fmt::Debug for Config {
             .field("default_ask_mode", &self.default_ask_mode)
             .field("auto_login_enabled", &self.auto_login_enabled)
             .field("auto_login_driver", &self.auto_login_driver)
+            .field("auto_login_allowed_hosts", &self.auto_login_allowed_hosts)
+            .field(
+                "auto_login_allow_http_loopback",
+                &self.auto_login_allow_http_loopback,
+            )
             .field("lingma_username", &self.lingma_username)
             .field("lingma_password", &redacted(&self.lingma_password))
             .field("lingma_accounts", &redacted(&self.lingma_accounts))
@@ -283,6 +306,29 @@ impl Config {
         Duration::from_secs(self.auto_login_timeout.max(1))
     }
 
+    /// AUTO_LOGIN_ALLOWED_HOSTS without blank entries; all blank = the default list.
+    pub fn login_allowed_hosts(&self) -> Vec<String> {
+        let hosts: Vec<String> = self
+            .auto_login_allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if hosts.is_empty() {
+            browser_login::DEFAULT_ALLOWED_HOSTS
+                .iter()
+                .map(|h| (*h).to_owned())
+                .collect()
+        } else {
+            hosts
+        }
+    }
+
+    /// Where the browser login's failure screenshots go.
+    pub fn login_screenshot_dir(&self) -> PathBuf {
+        self.lingma_work_dir.join("login-screenshots")
+    }
+
     pub fn login_check_interval(&self) -> Duration {
         Duration::from_secs(self.login_check_interval_sec.max(1))
     }
@@ -342,6 +388,9 @@ mod tests {
         assert_eq!(c.session_cache_max_entries, 256);
         assert_eq!(c.session_cache_ttl_sec, 1800);
         assert!(cli.command.is_none());
+        assert_eq!(c.login_allowed_hosts(), ["alibabacloud.com", "aliyun.com"]);
+        assert!(!c.auto_login_allow_http_loopback);
+        assert_eq!(c.auto_login_screenshot_keep, 10);
     }
 
     #[test]
@@ -387,6 +436,20 @@ mod tests {
             Some(std::path::Path::new("/x/Lingma"))
         );
         assert_eq!(c.auto_login_driver, LoginDriverChoice::Auto);
+    }
+
+    #[test]
+    fn login_hosts_are_a_list_and_blank_means_the_default() {
+        let c = parse(&[
+            "--auto-login-allowed-hosts",
+            " sso.example.com , ,127.0.0.1",
+        ])
+        .config;
+        assert_eq!(c.login_allowed_hosts(), ["sso.example.com", "127.0.0.1"]);
+        let c = parse(&["--auto-login-allowed-hosts", ""]).config;
+        assert_eq!(c.login_allowed_hosts(), ["alibabacloud.com", "aliyun.com"]);
+        let c = parse(&["--auto-login-allow-http-loopback"]).config;
+        assert!(c.auto_login_allow_http_loopback);
     }
 
     #[test]

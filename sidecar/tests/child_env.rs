@@ -82,3 +82,68 @@ async fn lingma_gets_the_basics_and_the_sim_knobs_but_no_secret() {
     }
     assert!(names.contains(&"PATH"), "PATH missing:\n{text}");
 }
+
+/// The browser login's driver (and so Chromium) gets no secret either: stand-ins for
+/// Chromium and chromedriver, the driver writing out its environment, against the
+/// simulator's form login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_browser_gets_no_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(
+        &dir.path().join("sim"),
+        test_support::free_port(),
+        test_support::free_port(),
+        &[
+            "--login-mode",
+            "form",
+            "--accept-username",
+            "dev@example.com",
+        ],
+    )
+    .await;
+    let dump = dir.path().join("driver-env.dump");
+    let chromium = dir.path().join("chromium");
+    std::fs::write(&chromium, "#!/bin/sh\n").expect("write fake chromium");
+    std::fs::set_permissions(&chromium, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let driver = dir.path().join("chromedriver");
+    std::fs::write(
+        &driver,
+        format!(
+            "#!/bin/sh\nenv > '{0}.tmp' && mv '{0}.tmp' '{0}'\n",
+            dump.display()
+        ),
+    )
+    .expect("write fake chromedriver");
+    std::fs::set_permissions(&driver, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let mut env = attach_env(&sim);
+    env.extend([
+        ("LINGMA_USERNAME", "dev@example.com".to_owned()),
+        ("LINGMA_PASSWORD", PASSWORD.to_owned()),
+        ("API_KEYS", API_KEY.to_owned()),
+        ("AUTO_LOGIN_DRIVER", "browser".to_owned()),
+        ("AUTO_LOGIN_ALLOWED_HOSTS", "127.0.0.1".to_owned()),
+        ("AUTO_LOGIN_ALLOW_HTTP_LOOPBACK", "true".to_owned()),
+        ("AUTO_LOGIN_MAX_RETRY", "0".to_owned()),
+        ("CHROME", chromium.display().to_string()),
+        ("CHROMEDRIVER", driver.display().to_string()),
+    ]);
+    let sidecar = spawn_sidecar(&env).await;
+    test_support::wait_until(Duration::from_secs(30), || {
+        let exists = dump.exists();
+        async move { exists }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the driver never started:\n{}", sidecar.proc.output()));
+    let text = std::fs::read_to_string(&dump).expect("read the dump");
+    for secret in [PASSWORD, API_KEY, TOKEN] {
+        assert!(
+            !text.contains(secret),
+            "a secret reached the browser:\n{text}"
+        );
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with("PATH=")),
+        "PATH missing:\n{text}"
+    );
+}

@@ -20,6 +20,8 @@ async fn chromedriver_inherits_only_the_basics() {
     let dump = dir.path().join("env.dump");
     let mut cfg = BrowserLoginConfig::new(dir.path());
     cfg.timeout = Duration::from_secs(20);
+    cfg.allowed_hosts = vec!["127.0.0.1".into()];
+    cfg.allow_http_loopback = true;
     cfg.chromium_path = Some(executable(&dir.path().join("chromium"), "#!/bin/sh\n"));
     // Exits without listening: the attempt fails as Unavailable after the dump is written.
     cfg.chromedriver_path = Some(executable(
