@@ -405,6 +405,9 @@ async fn take_screenshot(
     cfg: &BrowserLoginConfig,
     budget: Duration,
 ) -> Option<std::path::PathBuf> {
+    if cfg.screenshot_keep == 0 {
+        return None;
+    }
     let png = match tokio::time::timeout(budget, client.screenshot()).await {
         Ok(Ok(png)) => png,
         _ => {
@@ -412,7 +415,7 @@ async fn take_screenshot(
             return None;
         }
     };
-    match screenshot::save(&cfg.screenshot_dir, &png).await {
+    match screenshot::save(&cfg.screenshot_dir, &png, cfg.screenshot_keep).await {
         Ok(path) => Some(path),
         Err(e) => {
             tracing::warn!(step = "screenshot", error = %e, dir = %cfg.screenshot_dir.display(), "could not save the failure screenshot");

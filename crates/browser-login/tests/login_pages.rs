@@ -131,6 +131,15 @@ async fn expect_failure(
         );
         let png = std::fs::read(shot).expect("screenshot file exists");
         assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(shot), 0o600, "the screenshot is owner-only");
+        assert_eq!(
+            mode(shots.path()),
+            0o700,
+            "the screenshot dir is owner-only"
+        );
     }
     let message = err.to_string();
     assert!(!message.contains(typed_password) && !message.contains("Incorrect account"));
