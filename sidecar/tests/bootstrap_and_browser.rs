@@ -60,6 +60,8 @@ async fn bootstrap_with_empty_lingma_bin_and_unreachable_vsix_fails_clearly() {
             format!("http://127.0.0.1:{port}/lingma.vsix"),
         ),
         ("LINGMA_DOWNLOAD_CONNECT_TIMEOUT_SEC", "3".into()),
+        // Plain http on 127.0.0.1: the test opt-out (downloads are https only otherwise).
+        ("LINGMA_DOWNLOAD_ALLOW_HTTP_LOOPBACK", "true".into()),
         ("LINGMA_WORK_DIR", dir.path().display().to_string()),
     ])
     .await;
