@@ -47,6 +47,12 @@ pub enum LogFormat {
     Json,
 }
 
+/// Upper bounds of the time settings: past these a value is a typo (or an attempt to
+/// overflow a deadline), and start-up refuses it with clap's error naming the setting.
+const MAX_SECONDS_SHORT: u64 = 3600;
+const MAX_SECONDS_LONG: u64 = 86_400;
+const MAX_SESSION_TTL_SEC: u64 = 30 * 86_400;
+
 #[derive(Clone, Args)]
 pub struct Config {
     // --- listening for the gateway ---
@@ -65,11 +71,13 @@ pub struct Config {
     #[arg(long, env = "SIDECAR_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Seconds open chats may take to finish after SIGTERM.
-    #[arg(long, env = "SIDECAR_DRAIN_TIMEOUT_SEC", default_value_t = 30)]
+    #[arg(long, env = "SIDECAR_DRAIN_TIMEOUT_SEC", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_SHORT))]
     pub drain_timeout_sec: u64,
     /// Seconds between WebSocket pings to each gateway; a gateway silent for three times
     /// this long (no frame, not even a pong) is disconnected.
-    #[arg(long, env = "SIDECAR_KEEPALIVE_SEC", default_value_t = 15)]
+    #[arg(long, env = "SIDECAR_KEEPALIVE_SEC", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_SHORT))]
     pub keepalive_sec: u64,
 
     // --- the Lingma process ---
@@ -87,16 +95,19 @@ pub struct Config {
     #[arg(long, env = "LINGMA_HTTP_PORT", default_value_t = 37510)]
     pub lingma_http_port: u16,
     /// Seconds a started Lingma may take to accept WebSocket connections.
-    #[arg(long, env = "LINGMA_STARTUP_TIMEOUT", default_value_t = 40)]
+    #[arg(long, env = "LINGMA_STARTUP_TIMEOUT", default_value_t = 40,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_SHORT))]
     pub lingma_startup_timeout: u64,
     /// Deadline, in seconds, of one JSON-RPC call to Lingma.
-    #[arg(long, env = "LINGMA_RPC_TIMEOUT", default_value_t = 30)]
+    #[arg(long, env = "LINGMA_RPC_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_SHORT))]
     pub lingma_rpc_timeout: u64,
     /// Chats Lingma runs at once; 0 = unlimited.
     #[arg(long, env = "LINGMA_MAX_CONCURRENT_CHATS", default_value_t = 1)]
     pub lingma_max_concurrent_chats: u32,
     /// A chat that receives nothing from Lingma for this long ends with a timeout error.
-    #[arg(long, env = "LINGMA_CHAT_IDLE_TIMEOUT_SEC", default_value_t = 120)]
+    #[arg(long, env = "LINGMA_CHAT_IDLE_TIMEOUT_SEC", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_LONG))]
     pub lingma_chat_idle_timeout_sec: u64,
 
     // --- chat defaults ---
@@ -136,16 +147,20 @@ pub struct Config {
     pub auto_login_allow_http_loopback: bool,
     /// Failure screenshots of the browser login kept in <LINGMA_WORK_DIR>/login-screenshots
     /// (the newest; 0 = take none).
-    #[arg(long, env = "AUTO_LOGIN_SCREENSHOT_KEEP", default_value_t = browser_login::DEFAULT_SCREENSHOT_KEEP)]
+    #[arg(long, env = "AUTO_LOGIN_SCREENSHOT_KEEP", default_value_t = browser_login::DEFAULT_SCREENSHOT_KEEP,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1000))]
     pub auto_login_screenshot_keep: usize,
     /// Seconds one login attempt may take.
-    #[arg(long, env = "AUTO_LOGIN_TIMEOUT", default_value_t = 180)]
+    #[arg(long, env = "AUTO_LOGIN_TIMEOUT", default_value_t = 180,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_SHORT))]
     pub auto_login_timeout: u64,
     /// Attempts after the first failure before the login state becomes failed.
-    #[arg(long, env = "AUTO_LOGIN_MAX_RETRY", default_value_t = 2)]
+    #[arg(long, env = "AUTO_LOGIN_MAX_RETRY", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
     pub auto_login_max_retry: u32,
     /// Seconds between login checks (auth/status) while connected, to notice expiry.
-    #[arg(long, env = "SIDECAR_LOGIN_CHECK_INTERVAL_SEC", default_value_t = 30)]
+    #[arg(long, env = "SIDECAR_LOGIN_CHECK_INTERVAL_SEC", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_LONG))]
     pub login_check_interval_sec: u64,
     #[arg(long, env = "LINGMA_USERNAME")]
     pub lingma_username: Option<String>,
@@ -167,7 +182,8 @@ pub struct Config {
     pub session_reuse_enabled: bool,
     #[arg(long, env = "SESSION_CACHE_MAX_ENTRIES", default_value_t = 256)]
     pub session_cache_max_entries: usize,
-    #[arg(long, env = "SESSION_CACHE_TTL_SEC", default_value_t = 1800)]
+    #[arg(long, env = "SESSION_CACHE_TTL_SEC", default_value_t = 1800,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SESSION_TTL_SEC))]
     pub session_cache_ttl_sec: u64,
 
     // --- telemetry ---
@@ -450,6 +466,40 @@ mod tests {
         assert_eq!(c.login_allowed_hosts(), ["alibabacloud.com", "aliyun.com"]);
         let c = parse(&["--auto-login-allow-http-loopback"]).config;
         assert!(c.auto_login_allow_http_loopback);
+    }
+
+    #[test]
+    fn out_of_range_values_are_start_up_errors_naming_the_setting() {
+        for (flag, env, bad) in [
+            (
+                "--lingma-rpc-timeout",
+                "LINGMA_RPC_TIMEOUT",
+                "18446744073709551615",
+            ),
+            ("--auto-login-timeout", "AUTO_LOGIN_TIMEOUT", "3601"),
+            ("--drain-timeout-sec", "SIDECAR_DRAIN_TIMEOUT_SEC", "100000"),
+            (
+                "--lingma-chat-idle-timeout-sec",
+                "LINGMA_CHAT_IDLE_TIMEOUT_SEC",
+                "86401",
+            ),
+            ("--session-cache-ttl-sec", "SESSION_CACHE_TTL_SEC", "1e20"),
+            ("--auto-login-max-retry", "AUTO_LOGIN_MAX_RETRY", "101"),
+            (
+                "--auto-login-screenshot-keep",
+                "AUTO_LOGIN_SCREENSHOT_KEEP",
+                "5000",
+            ),
+        ] {
+            let err = Cli::try_parse_from(["sidecar", flag, bad])
+                .err()
+                .unwrap_or_else(|| panic!("{flag}={bad} accepted"));
+            let text = err.to_string();
+            assert!(text.contains(env) || text.contains(flag), "{text}");
+        }
+        let c = parse(&["--lingma-rpc-timeout", "3600", "--auto-login-timeout", "0"]).config;
+        assert_eq!(c.rpc_timeout(), Duration::from_secs(3600));
+        assert_eq!(c.login_timeout(), Duration::from_secs(1));
     }
 
     #[test]

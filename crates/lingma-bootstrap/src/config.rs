@@ -174,6 +174,7 @@ pub struct BootstrapArgs {
         long = "lingma-download-connect-timeout-sec",
         env = "LINGMA_DOWNLOAD_CONNECT_TIMEOUT_SEC",
         default_value_t = DEFAULT_CONNECT_TIMEOUT_SEC,
+        value_parser = clap::value_parser!(u64).range(0..=3600),
     )]
     pub connect_timeout_sec: u64,
 
@@ -183,6 +184,7 @@ pub struct BootstrapArgs {
         long = "lingma-download-idle-timeout-sec",
         env = "LINGMA_DOWNLOAD_IDLE_TIMEOUT_SEC",
         default_value_t = DEFAULT_IDLE_TIMEOUT_SEC,
+        value_parser = clap::value_parser!(u64).range(0..=3600),
     )]
     pub idle_timeout_sec: u64,
 
@@ -606,6 +608,14 @@ mod tests {
         .expect("empty values mean unset");
         assert_eq!(cli.config.args.platform, PlatformChoice(None));
         assert_eq!(cli.config.args.vsix_url.as_deref(), Some(""));
+        let err = Cli::try_parse_from(["x", "--lingma-download-idle-timeout-sec", "1e20"])
+            .err()
+            .expect("out of range");
+        assert!(err.to_string().contains("idle-timeout"), "{err}");
+        let err = Cli::try_parse_from(["x", "--lingma-download-connect-timeout-sec", "3601"])
+            .err()
+            .expect("out of range");
+        assert!(err.to_string().contains("3601"), "{err}");
         let err = Cli::try_parse_from(["x", "--lingma-platform", "mips"])
             .err()
             .expect("unknown platform");
