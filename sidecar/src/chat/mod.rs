@@ -112,13 +112,7 @@ async fn drive(
     out: &mut Output,
     cancel: &CancellationToken,
 ) -> Result<FinishReason, End> {
-    let Some(last_user) = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == mux_protocol::Role::User)
-        .map(|m| m.content.clone())
-    else {
+    let Some(new_turn) = prompt::new_turn_text(&req.messages) else {
         return Err(End::Failed(Failure::new(
             ErrorKind::BadRequest,
             "the conversation has no user message",
@@ -147,7 +141,7 @@ async fn drive(
     };
     loop {
         let (session_id, question, is_reply, session) = match &plan {
-            Plan::Continue(sid) => (sid.clone(), last_user.clone(), true, SessionOutcome::Reused),
+            Plan::Continue(sid) => (sid.clone(), new_turn.clone(), true, SessionOutcome::Reused),
             Plan::Fresh => (
                 uuid::Uuid::new_v4().to_string(),
                 // Built only for fresh sessions: a continued one sends just the new message.
