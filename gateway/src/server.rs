@@ -12,7 +12,6 @@ use serde_json::json;
 
 use crate::auth::{self, ApiKeys};
 use crate::chat::ChatService;
-use crate::chat::handler::chat_completions;
 use crate::errors::GatewayError;
 use crate::observability::metrics::Metrics;
 use crate::observability::request_id;
@@ -57,7 +56,10 @@ impl AppState {
 /// Unknown routes and wrong methods answer with OpenAI error bodies.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
+        .route(
+            "/v1/chat/completions",
+            post(crate::openai::chat::chat_completions),
+        )
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
         .route("/internal/stats", get(stats))
