@@ -82,16 +82,23 @@ pub async fn collect(
     }
 }
 
-/// The tool contract of a request, or a 400 naming `param` when the tools or the choice
-/// cannot make one (e.g. a named tool that is not in the list).
+/// The tool contract of a request, or a 400 naming `tools` or `choice_param` (the
+/// surface's name for the tool choice) when they cannot make one.
 pub fn build_contract(
     specs: Vec<ToolSpec>,
     choice: ToolChoice,
     parallel: bool,
-    param: &'static str,
+    choice_param: &'static str,
 ) -> Result<ToolContract, GatewayError> {
-    ToolContract::new(specs, choice, parallel)
-        .map_err(|e| GatewayError::invalid(format!("Invalid tools: {e}"), Some(param)))
+    ToolContract::new(specs, choice, parallel).map_err(|e| {
+        let field = e.param();
+        let param = if field.starts_with("tool_choice") {
+            choice_param
+        } else {
+            "tools"
+        };
+        GatewayError::invalid(format!("Invalid {field}: {e}."), Some(param))
+    })
 }
 
 /// What a re-ask needs to start the same chat again with more turns.
@@ -259,7 +266,7 @@ impl Answer {
 
     async fn finish(&mut self, reason: FinishReason, usage: Usage) {
         self.add_usage(usage);
-        let Some(parser) = self.parser.take() else {
+        let Some(mut parser) = self.parser.take() else {
             self.end(reason.into());
             return;
         };
@@ -272,9 +279,9 @@ impl Answer {
                 self.service
                     .metrics
                     .tool_parse_failures
-                    .with_label_values(&[failure.kind().as_str()])
+                    .with_label_values(&[failure.kind()])
                     .inc();
-                tracing::info!(request_id = %self.basis.request_id, kind = failure.kind().as_str(), reasked = self.reasked, calls = self.calls, "answer broke the tool contract");
+                tracing::info!(request_id = %self.basis.request_id, kind = failure.kind(), reasked = self.reasked, calls = self.calls, "answer broke the tool contract");
                 if self.calls > 0 {
                     // Valid calls already went out: a re-ask could repeat them. The broken
                     // rest is dropped, never sent as a call.
@@ -284,7 +291,7 @@ impl Answer {
                         kind: ErrorKind::Upstream,
                         message: format!(
                             "The model did not produce a valid tool call after a corrective re-ask ({}).",
-                            failure.kind().as_str()
+                            failure.kind()
                         ),
                     });
                 } else {
@@ -339,7 +346,11 @@ impl Answer {
         if let Some(first) = self.chat.take() {
             first.observe_end(self.basis.stream);
         }
-        match self.service.start(self.basis.prepared(), Instant::now()).await {
+        match self
+            .service
+            .start(self.basis.prepared(), Instant::now())
+            .await
+        {
             Ok(chat) => self.chat = Some(chat),
             Err(e) => self.fail(e),
         }

@@ -32,6 +32,7 @@ impl Turn {
 }
 
 /// A surface's request in the core's terms.
+#[derive(Debug)]
 pub struct ChatInput {
     /// The model name as the client sent it (echoed back).
     pub model: Option<String>,
@@ -53,7 +54,7 @@ pub fn render(turns: &[Turn], contract: Option<&ToolContract>) -> Vec<ChatMessag
             Turn::Message(m) => m.clone(),
             Turn::AssistantCalls { text, calls } => ChatMessage {
                 role: Role::Assistant,
-                content: render_assistant_turn(text, calls),
+                content: render_assistant_turn(Some(text), calls),
             },
             Turn::ToolResult {
                 call_id,
@@ -63,9 +64,7 @@ pub fn render(turns: &[Turn], contract: Option<&ToolContract>) -> Vec<ChatMessag
                 role: Role::Tool,
                 content: render_tool_result(
                     call_id,
-                    name.as_deref()
-                        .or_else(|| call_name(turns, call_id))
-                        .unwrap_or(""),
+                    name.as_deref().or_else(|| call_name(turns, call_id)),
                     content,
                 ),
             },
@@ -107,7 +106,7 @@ mod tests {
         ToolContract::new(
             vec![ToolSpec {
                 name: "read_file".into(),
-                description: "Read a file".into(),
+                description: Some("Read a file".into()),
                 parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}}),
             }],
             ToolChoice::Auto,
@@ -153,11 +152,11 @@ mod tests {
         let out = render(&turns, None);
         assert_eq!(out.len(), 3, "no instructions without a contract");
         assert_eq!(out[1].role, Role::Assistant);
-        assert_eq!(out[1].content, render_assistant_turn("", &[call]));
+        assert_eq!(out[1].content, render_assistant_turn(None, &[call]));
         assert_eq!(out[2].role, Role::Tool);
         assert_eq!(
             out[2].content,
-            render_tool_result("call_1", "read_file", "hello")
+            render_tool_result("call_1", Some("read_file"), "hello")
         );
     }
 }

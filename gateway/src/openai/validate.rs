@@ -12,6 +12,7 @@ use crate::chat::turns::{ChatInput, Turn};
 use crate::errors::GatewayError;
 
 /// A request the gateway will serve.
+#[derive(Debug)]
 pub struct ValidatedChat {
     /// The model name as the client sent it (echoed in responses).
     pub model: Option<String>,
@@ -162,7 +163,7 @@ fn contract(req: &ChatCompletionRequest) -> Result<Option<ToolContract>, Gateway
 fn spec(f: &FunctionDefinition) -> ToolSpec {
     ToolSpec {
         name: f.name.clone(),
-        description: f.description.clone().unwrap_or_default(),
+        description: f.description.clone(),
         parameters: f
             .parameters
             .clone()
@@ -175,7 +176,9 @@ fn spec(f: &FunctionDefinition) -> ToolSpec {
 fn tool_choice(choice: Option<&Value>, param: &'static str) -> Result<ToolChoice, GatewayError> {
     let bad = || {
         GatewayError::invalid(
-            format!("Invalid value for '{param}': expected \"none\", \"auto\", \"required\" or a named function."),
+            format!(
+                "Invalid value for '{param}': expected \"none\", \"auto\", \"required\" or a named function."
+            ),
             Some(param),
         )
     };
@@ -366,7 +369,9 @@ mod tests {
             }
             other => panic!("expected tool calls, got {other:?}"),
         }
-        assert!(matches!(&chat.turns[4], Turn::ToolResult { call_id, content, .. } if call_id == "c1" && content == "42"));
+        assert!(
+            matches!(&chat.turns[4], Turn::ToolResult { call_id, content, .. } if call_id == "c1" && content == "42")
+        );
         assert!(matches!(&chat.turns[5], Turn::ToolResult { name: Some(n), .. } if n == "f"));
         assert!(chat.tools.is_some(), "function tools make a contract");
     }

@@ -204,8 +204,14 @@ mod tests {
             m(Role::Assistant, "call"),
             m(Role::Tool, "r")
         ]));
-        assert!(!may_continue(&[m(Role::User, "a"), m(Role::Assistant, "b")]));
-        assert!(!may_continue(&[m(Role::User, "a"), m(Role::System, "late")]));
+        assert!(!may_continue(&[
+            m(Role::User, "a"),
+            m(Role::Assistant, "b")
+        ]));
+        assert!(!may_continue(&[
+            m(Role::User, "a"),
+            m(Role::System, "late")
+        ]));
     }
 
     #[test]
