@@ -1,4 +1,4 @@
-//! Bearer API keys, compared in constant time.
+//! API keys (`Authorization: Bearer` or Anthropic's `x-api-key`), compared in constant time.
 
 use std::sync::Arc;
 
@@ -67,7 +67,7 @@ impl ApiKeys {
         if !self.enabled() {
             return Ok(self.anonymous.clone());
         }
-        let presented = bearer(headers).ok_or(GatewayError::Unauthorized)?;
+        let presented = presented_key(headers).ok_or(GatewayError::Unauthorized)?;
         self.match_key(presented).ok_or(GatewayError::Unauthorized)
     }
 
@@ -102,6 +102,19 @@ impl ApiKeys {
     }
 }
 
+/// The key a client presents: `Authorization: Bearer <key>` (OpenAI clients) or
+/// `x-api-key: <key>` (Anthropic clients); the same keys either way.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers).or_else(|| {
+        headers
+            .get("x-api-key")?
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+    })
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -123,8 +136,13 @@ pub async fn require_api_key(
             next.run(request).await
         }
         Err(e) => {
+            let anthropic = crate::anthropic::is_anthropic_path(request.uri().path());
             drain_body(request.into_body()).await;
-            e.into_response()
+            if anthropic {
+                crate::anthropic::AnthropicError(e).into_response()
+            } else {
+                e.into_response()
+            }
         }
     }
 }
@@ -166,6 +184,18 @@ mod tests {
         assert!(keys.check(&headers("Bearer sk-a-longer")).is_err());
         assert!(keys.check(&headers("Basic sk-a")).is_err());
         assert!(keys.check(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn x_api_key_is_the_same_key() {
+        let keys = ApiKeys::new(&["sk-a".into()], "");
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static("sk-a"));
+        let via_header = keys.check(&h).expect("x-api-key accepted");
+        let via_bearer = keys.check(&headers("Bearer sk-a")).expect("bearer");
+        assert_eq!(via_header.scope, via_bearer.scope, "one key, one scope");
+        h.insert("x-api-key", HeaderValue::from_static("sk-b"));
+        assert!(keys.check(&h).is_err());
     }
 
     #[test]

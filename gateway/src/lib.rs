@@ -3,6 +3,7 @@
 //! `main.rs` parses [`config::GatewayConfig`] and calls [`serve`]; tests and the local
 //! stack can build the same thing with [`Gateway::build`] and any discovery receiver.
 
+pub mod anthropic;
 pub mod auth;
 pub mod backpressure;
 pub mod chat;

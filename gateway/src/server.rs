@@ -60,6 +60,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/chat/completions",
             post(crate::openai::chat::chat_completions),
         )
+        .route("/v1/messages", post(crate::anthropic::handler::messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(crate::anthropic::handler::count_tokens),
+        )
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
         .route("/internal/stats", get(stats))

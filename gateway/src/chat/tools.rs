@@ -366,6 +366,11 @@ impl Answer {
         self.usage.estimated |= u.estimated;
     }
 
+    /// Estimated prompt tokens (before the sidecar reports usage at the end).
+    pub fn input_tokens(&self) -> u32 {
+        super::turns::estimate_prompt_tokens(&self.basis.messages)
+    }
+
     /// Wait and overhead so far of the current attempt (`x-lingma-overhead-us`).
     pub fn overhead(&self) -> std::time::Duration {
         self.chat

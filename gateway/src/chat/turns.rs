@@ -86,6 +86,12 @@ pub fn render(turns: &[Turn], contract: Option<&ToolContract>) -> Vec<ChatMessag
     out
 }
 
+/// The sidecar's estimate of the prompt tokens of these messages (the same number its
+/// `usage.prompt_tokens` will report for a fresh session).
+pub fn estimate_prompt_tokens(messages: &[ChatMessage]) -> u32 {
+    mux_protocol::estimate_tokens(messages.iter().map(|m| m.content.chars().count()).sum())
+}
+
 fn call_name<'a>(turns: &'a [Turn], call_id: &str) -> Option<&'a str> {
     turns.iter().rev().find_map(|t| match t {
         Turn::AssistantCalls { calls, .. } => calls
