@@ -15,6 +15,7 @@ pub mod models;
 pub mod observability;
 pub mod openai;
 pub mod pool;
+pub mod responses;
 pub mod routing;
 pub mod server;
 

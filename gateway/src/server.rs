@@ -16,6 +16,7 @@ use crate::errors::GatewayError;
 use crate::observability::metrics::Metrics;
 use crate::observability::request_id;
 use crate::openai::response::{Model, ModelList};
+use crate::responses::ResponseStore;
 use crate::{instance_endpoints, models};
 
 #[derive(Clone)]
@@ -25,6 +26,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub started_unix: u64,
+    pub responses: Arc<ResponseStore>,
 }
 
 impl AppState {
@@ -43,6 +45,10 @@ impl AppState {
             metrics,
             max_body_bytes,
             started_unix,
+            responses: Arc::new(ResponseStore::new(
+                crate::responses::STORE_CAPACITY,
+                crate::responses::STORE_TTL,
+            )),
         }
     }
 }
@@ -64,6 +70,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/messages/count_tokens",
             post(crate::anthropic::handler::count_tokens),
+        )
+        .route(
+            "/v1/responses",
+            post(crate::responses::handler::create_response),
+        )
+        .route(
+            "/v1/responses/{id}",
+            get(crate::responses::handler::get_response),
         )
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
