@@ -89,6 +89,22 @@ pub fn split_chunks(text: &str, n: usize) -> Vec<&str> {
     pieces
 }
 
+/// `text` followed by filler words until it has at least `chars` characters (for very long
+/// answers with `--answer-pieces`).
+pub fn pad_to(mut text: String, chars: usize) -> String {
+    const FILLER: &str = " lingma-sim filler";
+    let have = text.chars().count();
+    if have < chars {
+        let need = chars - have;
+        let words = need.div_ceil(FILLER.len());
+        text.reserve(words * FILLER.len());
+        for _ in 0..words {
+            text.push_str(FILLER);
+        }
+    }
+    text
+}
+
 /// A session title from the first question.
 pub fn title_of(question: &str) -> String {
     let line = question.lines().next().unwrap_or("").trim();
@@ -117,6 +133,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn padding_reaches_the_length() {
+        assert_eq!(pad_to("abc".to_owned(), 0), "abc");
+        assert_eq!(pad_to("abc".to_owned(), 2), "abc");
+        let long = pad_to("abc".to_owned(), 5000);
+        assert!(long.starts_with("abc lingma-sim filler"));
+        assert!(long.chars().count() >= 5000 && long.len() < 5000 + 20);
+        assert_eq!(split_chunks(&long, 5000).len(), 5000);
     }
 
     #[test]

@@ -3,18 +3,18 @@
 //! (new sessions), optional `chat/think`, N `chat/answer` deltas, `step_end`, `chat/finish`.
 //! Faults change that sequence. With zero delays the task never sleeps.
 
-use crate::answer::{answer_text, split_chunks};
+use crate::answer::split_chunks;
+use crate::compose::compose_answer;
 use crate::config::OverLimit;
-use crate::connection::{Closed, Conn};
+use crate::conn::{Closed, Conn};
 use crate::events::{
     Accepted, Answer, EventSink, Finish, Pause, SessionTypeExtra, Step, Think, Title, Usage,
 };
 use crate::fault::Fault;
-use crate::frames;
+use crate::frames::{self, sim_codes};
 use crate::login::LoginPhase;
 use crate::persist::now_ms;
-use crate::rpc::sim_codes;
-use crate::sim::Sim;
+use crate::state::Sim;
 use crate::stats::InFlightSlot;
 use lingma_protocol::jsonrpc::{Id, codes};
 use lingma_protocol::methods as m;
@@ -247,12 +247,12 @@ impl Chat {
 
         let continue_session = self.ask.is_reply && self.fault != Fault::ForgetSession;
         let ctx = self.sim.sessions.context(sid, continue_session);
-        let answer = answer_text(
-            ctx.turn,
-            sid,
+        let (answer, tool_turn) = compose_answer(
+            &self.sim.config,
+            self.fault,
             &self.ask.question_text,
-            ctx.previous_question.as_deref(),
-            &ctx.history_digest,
+            sid,
+            &ctx,
         );
 
         self.step(out, "step_start", "doing").await?;
@@ -267,34 +267,11 @@ impl Chat {
             )
             .await?;
         }
-        let status_fault = match self.fault {
-            Fault::RateLimited => Some(Ending {
-                status_code: 429,
-                reason: "rate_limited",
-                error_code: None,
-            }),
-            Fault::Forbidden => Some(Ending {
-                status_code: 403,
-                reason: "forbidden",
-                error_code: None,
-            }),
-            Fault::Timeout => Some(Ending {
-                status_code: 408,
-                reason: "timeout",
-                error_code: None,
-            }),
-            Fault::Internal => Some(Ending {
-                status_code: 500,
-                reason: "internal_error",
-                error_code: None,
-            }),
-            Fault::QuotaExhausted => Some(Ending {
-                status_code: 403,
-                reason: "quota_exhausted",
-                error_code: Some(110),
-            }),
-            _ => None,
-        };
+        let status_fault = self.fault.finish_status().map(|f| Ending {
+            status_code: f.status_code,
+            reason: f.reason,
+            error_code: f.error_code,
+        });
         if let Some(ending) = status_fault {
             self.step(out, "step_end", "error").await?;
             return self
@@ -332,7 +309,11 @@ impl Chat {
                 self.sim.config.chunk_delay_ms,
             )
         };
-        let pieces = split_chunks(&answer, self.sim.config.chunks);
+        let chunks = match self.sim.config.answer_pieces {
+            0 => self.sim.config.chunks,
+            n => n,
+        };
+        let pieces = split_chunks(&answer, chunks);
         let mid = pieces.len() / 2;
         let mut sent = 0usize;
         for (i, piece) in pieces.iter().enumerate() {
@@ -366,6 +347,7 @@ impl Chat {
             &self.ask.question_text,
             &answer,
         );
+        self.sim.sessions.record_tools(sid, &tool_turn);
         self.finish(out, "success", 200, &answer, None).await?;
         if self.sim.config.usage_sync {
             let used = (self.ask.question_text.len() + answer.len()) / 4 + 1;

@@ -4,6 +4,7 @@
 //! simulator's own ones `LINGMA_SIM_<NAME>`.
 
 use crate::fault::Fault;
+use crate::tools::ToolStyle;
 use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -113,6 +114,21 @@ pub struct SimConfig {
     #[arg(long, env = "LINGMA_SIM_CHUNKS", default_value_t = 8)]
     pub chunks: usize,
 
+    /// Very long answers: pad every plain answer to at least N characters and send it as N
+    /// `chat/answer` deltas (overrides --chunks); 0 = off.
+    #[arg(long, env = "LINGMA_SIM_ANSWER_PIECES", default_value_t = 0)]
+    pub answer_pieces: usize,
+
+    /// How a question carrying the gateway's tool contract is answered: well, malformed,
+    /// partial, prose, multiple or ignore (see docs/simulator.md, Tool calling).
+    #[arg(long, env = "LINGMA_SIM_TOOL_STYLE", value_enum, default_value_t = ToolStyle::Well)]
+    pub tool_style: ToolStyle,
+
+    /// Under a tool contract with choice auto, keep calling tools until the session has seen
+    /// this many tool results, then answer in text.
+    #[arg(long, env = "LINGMA_SIM_TOOL_RESULTS", default_value_t = 1)]
+    pub tool_results: u32,
+
     /// Delay before the first answer delta, in milliseconds (0 = no sleep at all).
     #[arg(long, env = "LINGMA_SIM_FIRST_TOKEN_DELAY_MS", default_value_t = 0)]
     pub first_token_delay_ms: u64,
@@ -219,6 +235,9 @@ impl Default for SimConfig {
             accept_password: "sim-password".to_owned(),
             login_challenge: LoginChallenge::None,
             chunks: 8,
+            answer_pieces: 0,
+            tool_style: ToolStyle::Well,
+            tool_results: 1,
             first_token_delay_ms: 0,
             chunk_delay_ms: 0,
             max_concurrent_chats: 1,
@@ -256,6 +275,9 @@ impl std::fmt::Debug for SimConfig {
             .field("accept_username", &self.accept_username)
             .field("login_challenge", &self.login_challenge)
             .field("chunks", &self.chunks)
+            .field("answer_pieces", &self.answer_pieces)
+            .field("tool_style", &self.tool_style)
+            .field("tool_results", &self.tool_results)
             .field("first_token_delay_ms", &self.first_token_delay_ms)
             .field("chunk_delay_ms", &self.chunk_delay_ms)
             .field("max_concurrent_chats", &self.max_concurrent_chats)

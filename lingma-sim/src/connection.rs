@@ -1,18 +1,17 @@
-//! One WebSocket connection: a reader that decodes `Content-Length` frames across messages
-//! and dispatches them in order, one writer task fed by a bounded channel (optionally
-//! coalescing frames or splitting each over two messages), and the ack bookkeeping of the
-//! events the simulator pushes as requests.
+//! The tasks that own one WebSocket connection: the accept loop, a reader that decodes
+//! `Content-Length` frames across messages and dispatches them in order, one writer task fed by
+//! a bounded channel (optionally coalescing frames or splitting each over two messages), and
+//! the sweeper of unacked events. The handle the rest of the simulator holds is `conn::Conn`.
 
-use crate::sim::Sim;
+use crate::conn::{Conn, Out};
+use crate::state::Sim;
 use futures_util::{SinkExt, StreamExt};
 use lingma_protocol::framing::FrameDecoder;
-use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
@@ -20,87 +19,6 @@ use tokio_util::sync::CancellationToken;
 const OUTBOX_CAPACITY: usize = 1024;
 /// Largest coalesced WebSocket message.
 const COALESCE_BYTES: usize = 64 * 1024;
-
-pub(crate) enum Out {
-    Text(String),
-    /// Drop the connection (no close frame) once everything before it is written.
-    Abort,
-}
-
-/// The connection closed under a chat.
-#[derive(Debug)]
-pub(crate) struct Closed;
-
-struct PendingAck {
-    method: &'static str,
-    sent: Instant,
-    waiter: Option<oneshot::Sender<()>>,
-}
-
-pub(crate) struct Conn {
-    pub id: u64,
-    tx: mpsc::Sender<Out>,
-    next_event_id: AtomicI64,
-    pending: Mutex<HashMap<i64, PendingAck>>,
-    /// Cancelled when the connection ends (or the simulator stops).
-    pub closed: CancellationToken,
-}
-
-impl Conn {
-    pub async fn send(&self, frame: String) -> Result<(), Closed> {
-        self.tx.send(Out::Text(frame)).await.map_err(|_| Closed)
-    }
-
-    pub async fn abort(&self) {
-        let _ = self.tx.send(Out::Abort).await;
-    }
-
-    /// Whether the writer has nothing queued.
-    pub fn outbox_empty(&self) -> bool {
-        self.tx.capacity() == self.tx.max_capacity()
-    }
-
-    pub fn next_event_id(&self) -> i64 {
-        self.next_event_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Remember an event until its ack; with `wait`, the receiver fires on the ack.
-    pub fn track(
-        &self,
-        id: i64,
-        method: &'static str,
-        wait: bool,
-    ) -> Option<oneshot::Receiver<()>> {
-        let (waiter, rx) = if wait {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        self.pending.lock().insert(
-            id,
-            PendingAck {
-                method,
-                sent: Instant::now(),
-                waiter,
-            },
-        );
-        rx
-    }
-
-    /// The client acked event `id`.
-    pub fn acked(&self, id: i64) -> bool {
-        match self.pending.lock().remove(&id) {
-            Some(p) => {
-                if let Some(w) = p.waiter {
-                    let _ = w.send(());
-                }
-                true
-            }
-            None => false,
-        }
-    }
-}
 
 pub(crate) async fn accept_loop(sim: Arc<Sim>, listener: TcpListener) {
     loop {
@@ -144,15 +62,11 @@ async fn serve(sim: Arc<Sim>, tcp: TcpStream) {
     let _count = ConnectionCount(&sim);
     let (sink, mut stream) = ws.split();
     let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
-    let conn = Arc::new(Conn {
-        id: sim
-            .next_conn_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+    let conn = Arc::new(Conn::new(
+        sim.next_conn_id.fetch_add(1, Ordering::Relaxed),
         tx,
-        next_event_id: AtomicI64::new(1),
-        pending: Mutex::new(HashMap::new()),
-        closed: sim.shutdown.child_token(),
-    });
+        sim.shutdown.child_token(),
+    ));
     tracing::info!(conn = conn.id, "client connected");
     let writer = tokio::spawn(write_loop(
         sink,
@@ -312,21 +226,7 @@ async fn sweep_unacked(sim: Arc<Sim>, conn: Arc<Conn>) {
             _ = conn.closed.cancelled() => break,
             _ = tokio::time::sleep(period) => {}
         }
-        let now = Instant::now();
-        let mut expired: Vec<(i64, &'static str)> = Vec::new();
-        {
-            let mut pending = conn.pending.lock();
-            if pending.is_empty() {
-                continue;
-            }
-            pending.retain(|id, p| {
-                let keep = now.duration_since(p.sent) < timeout;
-                if !keep {
-                    expired.push((*id, p.method));
-                }
-                keep
-            });
-        }
+        let expired = conn.take_expired(timeout);
         for (id, method) in expired {
             sim.stats.unacked_events.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(

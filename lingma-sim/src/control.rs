@@ -2,7 +2,7 @@
 //! switch faults, drive the login state and read the stats at run time.
 
 use crate::fault::Fault;
-use crate::sim::Sim;
+use crate::state::Sim;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -1,9 +1,9 @@
 //! The params of the events a chat pushes (serialised from borrowed data) and the sink
 //! they go through: straight to the connection's writer, or batched when coalescing.
 
-use crate::connection::{Closed, Conn};
+use crate::conn::{Closed, Conn};
 use crate::frames;
-use crate::sim::Sim;
+use crate::state::Sim;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The faults a chat can be given: one enum, selectable at start (`--fault`) and at run
 //! time (control API, `SimHandle::set_fault`), for all chats or the next N.
 
+use crate::tools::ToolStyle;
 use clap::ValueEnum;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,16 @@ pub enum Fault {
     UnknownModel,
     /// `chat/ask` gets no reply at all and nothing is sent (client RPC timeout path).
     NoReply,
+    /// Under a tool contract: a call block whose JSON does not parse (`--tool-style malformed`).
+    ToolMalformed,
+    /// Under a tool contract: a call block cut off mid-JSON (`--tool-style partial`).
+    ToolPartial,
+    /// Under a tool contract: text, the call, more text (`--tool-style prose`).
+    ToolProse,
+    /// Under a tool contract: two calls (`--tool-style multiple`).
+    ToolMultiple,
+    /// Under a tool contract: plain text, no call (`--tool-style ignore`).
+    ToolIgnore,
 }
 
 impl Fault {
@@ -64,9 +75,46 @@ impl Fault {
         <Fault as ValueEnum>::from_str(name.trim(), true).ok()
     }
 
+    /// The `chat/finish` of the status faults (sent after step_start, title and step_end).
+    pub fn finish_status(self) -> Option<FinishStatus> {
+        let (status_code, reason, error_code) = match self {
+            Fault::RateLimited => (429, "rate_limited", None),
+            Fault::Forbidden => (403, "forbidden", None),
+            Fault::Timeout => (408, "timeout", None),
+            Fault::Internal => (500, "internal_error", None),
+            Fault::QuotaExhausted => (403, "quota_exhausted", Some(110)),
+            _ => return None,
+        };
+        Some(FinishStatus {
+            status_code,
+            reason,
+            error_code,
+        })
+    }
+
+    /// The tool style this fault forces, if it is a tool fault.
+    pub fn tool_style(self) -> Option<ToolStyle> {
+        Some(match self {
+            Fault::ToolMalformed => ToolStyle::Malformed,
+            Fault::ToolPartial => ToolStyle::Partial,
+            Fault::ToolProse => ToolStyle::Prose,
+            Fault::ToolMultiple => ToolStyle::Multiple,
+            Fault::ToolIgnore => ToolStyle::Ignore,
+            _ => return None,
+        })
+    }
+
     pub fn all_names() -> Vec<String> {
         Fault::value_variants().iter().map(|f| f.name()).collect()
     }
+}
+
+/// How a status fault finishes a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinishStatus {
+    pub status_code: i64,
+    pub reason: &'static str,
+    pub error_code: Option<i64>,
 }
 
 /// The fault currently armed, with an optional count of chats it still applies to.

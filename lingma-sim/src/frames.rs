@@ -6,6 +6,14 @@ use lingma_protocol::jsonrpc::Id;
 use serde::Serialize;
 use std::cell::RefCell;
 
+/// JSON-RPC error codes of the simulator (server-error range).
+pub mod sim_codes {
+    /// `chat/ask` while logged out (or the `not_logged_in` fault).
+    pub const NOT_LOGGED_IN: i64 = -32001;
+    /// `chat/ask` over the concurrency cap with `--over-limit error`.
+    pub const TOO_MANY_CHATS: i64 = -32002;
+}
+
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
 }

@@ -3,7 +3,7 @@
 
 use crate::config::{LoginChallenge, LoginMode};
 use crate::login::LoginError;
-use crate::sim::Sim;
+use crate::state::Sim;
 use axum::Router;
 use axum::extract::{Form, Query, State};
 use axum::http::{StatusCode, header};

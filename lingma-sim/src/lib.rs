@@ -9,7 +9,9 @@
 
 mod answer;
 mod chat;
+mod compose;
 pub mod config;
+mod conn;
 mod connection;
 mod control;
 mod events;
@@ -21,13 +23,16 @@ mod persist;
 mod rpc;
 mod sessions;
 mod sim;
+mod state;
 pub mod stats;
+pub mod tools;
 
 pub use config::{LoginChallenge, LoginMode, OverLimit, SimConfig};
 pub use fault::Fault;
 pub use login::LoginPhase;
 pub use sim::{SimError, SimHandle, start};
 pub use stats::{RecentAsk, StatsSnapshot};
+pub use tools::ToolStyle;
 
 /// Version reported by `initialize`, `status` and `version`.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-sim");

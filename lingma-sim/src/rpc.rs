@@ -1,9 +1,9 @@
 //! JSON-RPC dispatch: every method of section 3 the simulator knows, answered in order on
 //! the connection's reader; `chat/ask` hands off to a chat task.
 
-use crate::connection::Conn;
+use crate::conn::Conn;
 use crate::login::LoginPhase;
-use crate::sim::Sim;
+use crate::state::Sim;
 use crate::{SERVER_NAME, VERSION, frames};
 use lingma_protocol::jsonrpc::{Id, Message, codes};
 use lingma_protocol::methods as m;
@@ -12,14 +12,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-
-/// JSON-RPC error codes of the simulator (server-error range).
-pub mod sim_codes {
-    /// `chat/ask` while logged out (or the `not_logged_in` fault).
-    pub const NOT_LOGGED_IN: i64 = -32001;
-    /// `chat/ask` over the concurrency cap with `--over-limit error`.
-    pub const TOO_MANY_CHATS: i64 = -32002;
-}
 
 pub(crate) async fn dispatch(sim: &Arc<Sim>, conn: &Arc<Conn>, body: &str) {
     let message = match Message::decode(body) {

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Longest stored question, in bytes: enough for the 200-character quote of the previous
@@ -41,6 +42,31 @@ pub struct SessionRecord {
     #[serde(default)]
     pub turn_count: u32,
     pub chat_records: Vec<TurnRecord>,
+    /// Tool results the session's questions carried, over all turns.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tool_results: u32,
+    /// Tool results to wait for, from the latest `sim:tool_results=` directive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_results_wanted: Option<u32>,
+    /// The latest tool contract a question carried, for later turns that carry none (a reused
+    /// session gets only the new turn). Not persisted: it can be large.
+    #[serde(skip)]
+    pub tool_contract: Option<Arc<str>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What a turn adds to the session's tool state.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ToolTurn<'a> {
+    /// Tool results in this turn's question.
+    pub results: u32,
+    /// The contract text in this turn's question.
+    pub contract: Option<&'a str>,
+    /// A `sim:tool_results=` directive in this turn's question.
+    pub wanted: Option<u32>,
 }
 
 /// What the simulator knows about a session when a turn starts.
@@ -51,6 +77,10 @@ pub struct TurnContext {
     pub history_digest: String,
     /// Turn 1 of a (possibly reset) session: a title update is sent.
     pub is_new: bool,
+    /// Tool results seen in earlier turns.
+    pub tool_results: u32,
+    pub tool_results_wanted: Option<u32>,
+    pub tool_contract: Option<Arc<str>>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -110,12 +140,18 @@ impl SessionStore {
                 previous_question: s.chat_records.last().map(|t| t.question.clone()),
                 history_digest: s.history_digest.clone(),
                 is_new: false,
+                tool_results: s.tool_results,
+                tool_results_wanted: s.tool_results_wanted,
+                tool_contract: s.tool_contract.clone(),
             },
             _ => TurnContext {
                 turn: 1,
                 previous_question: None,
                 history_digest: empty_history_digest(),
                 is_new: true,
+                tool_results: 0,
+                tool_results_wanted: None,
+                tool_contract: None,
             },
         }
     }
@@ -144,6 +180,9 @@ impl SessionStore {
                     history_digest: empty_history_digest(),
                     turn_count: 0,
                     chat_records: Vec::new(),
+                    tool_results: 0,
+                    tool_results_wanted: None,
+                    tool_contract: None,
                 },
             );
         }
@@ -163,6 +202,24 @@ impl SessionStore {
         }
         if sessions.len() > self.max_sessions + self.max_sessions / 10 {
             evict_oldest(&mut sessions, self.max_sessions);
+        }
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Add a completed turn's tool state (after [`SessionStore::record_turn`]).
+    pub fn record_tools(&self, session_id: &str, turn: &ToolTurn<'_>) {
+        if *turn == ToolTurn::default() {
+            return;
+        }
+        let mut sessions = self.sessions.lock();
+        if let Some(s) = sessions.get_mut(session_id) {
+            s.tool_results = s.tool_results.saturating_add(turn.results);
+            if turn.wanted.is_some() {
+                s.tool_results_wanted = turn.wanted;
+            }
+            if let Some(contract) = turn.contract {
+                s.tool_contract = Some(Arc::from(contract));
+            }
         }
         self.dirty.store(true, Ordering::Release);
     }
@@ -270,6 +327,33 @@ mod tests {
         assert_eq!(reopened.context("s1", true), c2);
         assert!(reopened.delete("s1"));
         assert!(reopened.get("s1").is_none());
+    }
+
+    #[test]
+    fn tool_state_accumulates_over_turns() {
+        let store = SessionStore::open(None, 10);
+        let c1 = store.context("s", true);
+        store.record_turn("s", "chat", &c1, "r1", "q", "a");
+        let turn = ToolTurn {
+            results: 2,
+            contract: Some("# Tools"),
+            wanted: Some(3),
+        };
+        store.record_tools("s", &turn);
+        let c2 = store.context("s", true);
+        store.record_turn("s", "chat", &c2, "r2", "q", "a");
+        store.record_tools(
+            "s",
+            &ToolTurn {
+                results: 1,
+                ..ToolTurn::default()
+            },
+        );
+        let c3 = store.context("s", true);
+        assert_eq!(c3.tool_results, 3);
+        assert_eq!(c3.tool_results_wanted, Some(3));
+        assert_eq!(c3.tool_contract.as_deref(), Some("# Tools"));
+        assert_eq!(store.context("s", false).tool_results, 0);
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! The simulator's shared state, its start-up (bind both ports, load workDir) and the handle
-//! a test or benchmark holds.
+//! The simulator's start-up (bind both ports, load workDir, spawn the servers) and the handle
+//! a test or benchmark holds. The shared state is `state::Sim`.
 
 use crate::config::SimConfig;
 use crate::fault::{Fault, FaultSlot};
 use crate::login::{LoginPhase, LoginStore};
 use crate::sessions::SessionStore;
+use crate::state::Sim;
 use crate::stats::{Stats, StatsSnapshot};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -32,43 +33,6 @@ pub enum SimError {
         path: String,
         source: std::io::Error,
     },
-}
-
-pub(crate) struct Sim {
-    pub config: SimConfig,
-    pub stats: Arc<Stats>,
-    pub fault: FaultSlot,
-    pub login: LoginStore,
-    pub sessions: SessionStore,
-    /// Chats in flight by requestId, for `chat/stop` and duplicate detection.
-    pub chats: Mutex<HashMap<String, CancellationToken>>,
-    pub models: Value,
-    pub shutdown: CancellationToken,
-    pub ws_port: u16,
-    pub http_port: u16,
-    pub next_conn_id: AtomicU64,
-}
-
-impl Sim {
-    pub fn snapshot(&self) -> StatsSnapshot {
-        self.stats.snapshot(
-            self.login.phase().name().to_owned(),
-            self.fault.current().0.name(),
-            self.sessions.len(),
-        )
-    }
-
-    /// The `crash` fault: the binary exits; in a library the servers stop.
-    pub fn crash(&self) {
-        tracing::error!("lingma-sim: simulated crash (fault crash)");
-        if self.config.crash_exits_process {
-            if let Err(e) = self.sessions.flush() {
-                tracing::warn!(error = %e, "cannot write sessions before the crash");
-            }
-            std::process::exit(101);
-        }
-        self.shutdown.cancel();
-    }
 }
 
 /// A running simulator. Dropping it does not stop it; call [`SimHandle::shutdown`].

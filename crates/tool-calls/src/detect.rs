@@ -20,6 +20,17 @@ pub fn carries_contract(prompt: &str) -> bool {
     prompt.contains(CONTRACT_HEADER)
 }
 
+/// The text of the last contract rendered into `prompt` (header to end line), if any, to keep
+/// for later turns of a session that carry no contract.
+pub fn contract_text(prompt: &str) -> Option<&str> {
+    let start = prompt.rfind(CONTRACT_HEADER)?;
+    let rest = &prompt[start..];
+    let end = rest
+        .find(&format!("\n{END_LINE}"))
+        .map_or(rest.len(), |i| i + 1 + END_LINE.len());
+    Some(&rest[..end])
+}
+
 /// The last contract rendered into `prompt`, if any.
 pub fn contract_in(prompt: &str) -> Option<DetectedContract> {
     let start = prompt.rfind(CONTRACT_HEADER)?;

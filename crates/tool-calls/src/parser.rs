@@ -16,7 +16,8 @@ use serde_json::Value;
 
 /// Longest blank (or fence) gap between the markers and the JSON body that is still a call.
 const MAX_GAP: usize = 64;
-/// Longest backtick run held back to learn its length.
+/// Longest backtick run held back to learn its length; longer runs count as this long (so the
+/// meaning of a run never depends on where the input was split).
 const MAX_RUN: usize = 16;
 
 /// What the parser found in the answer, in order.
@@ -101,8 +102,11 @@ pub struct StreamParser {
     state: State,
     md: Markdown,
     calls: usize,
-    /// Drop blanks right after a call (they separate blocks; they are not content).
+    /// Drop blanks at the start of the answer and right after a call (they separate blocks;
+    /// they are not content, and a client should not get a whitespace-only text part).
     skip_blanks: bool,
+    /// The previous piece ended in a run of `MAX_RUN` backticks: more backticks continue it.
+    long_run: bool,
     finished: bool,
 }
 
@@ -115,7 +119,8 @@ impl StreamParser {
             state: State::Text,
             md: Markdown::default(),
             calls: 0,
-            skip_blanks: false,
+            skip_blanks: true,
+            long_run: false,
             finished: false,
         }
     }
@@ -194,6 +199,9 @@ impl StreamParser {
         let mut start = 0;
         let mut i = 0;
         while let Some(&b) = bytes.get(i) {
+            if b != b'`' {
+                self.long_run = false;
+            }
             if self.skip_blanks {
                 if b.is_ascii_whitespace() {
                     i += 1;
@@ -207,11 +215,15 @@ impl StreamParser {
                 b' ' | b'\t' | b'\r' => {}
                 b'`' => {
                     let run = bytes[i..].iter().take_while(|&&c| c == b'`').count();
-                    if i + run == bytes.len() && !at_end && run < MAX_RUN {
+                    let continues = i == 0 && self.long_run;
+                    if i + run == bytes.len() && !at_end && run < MAX_RUN && !continues {
                         push_text(out, &rest[start..i]);
                         return Step::NeedMore(i);
                     }
-                    self.md.backticks(run);
+                    if !continues {
+                        self.md.backticks(run.min(MAX_RUN));
+                    }
+                    self.long_run = i + run == bytes.len() && (run >= MAX_RUN || continues);
                     i += run;
                     continue;
                 }
@@ -345,6 +357,7 @@ impl StreamParser {
         if let State::Closing { call, .. } = std::mem::replace(&mut self.state, State::Text) {
             self.calls += 1;
             self.skip_blanks = true;
+            self.long_run = false;
             self.md = Markdown::default();
             out.push(ParseEvent::Call(call));
         }

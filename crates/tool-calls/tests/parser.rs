@@ -33,6 +33,16 @@ fn a_call_with_text_before_and_after() {
 }
 
 #[test]
+fn blanks_around_calls_are_not_text() {
+    let c = contract(ToolChoice::Auto, true);
+    let answer = format!("\n\n  {CALL}\n\n{CALL}\n");
+    let (events, end) = run(&c, &["\n", &answer[1..]]);
+    let weather = call("get_weather", r#"{"city":"Paris"}"#);
+    assert_eq!(events, vec![weather.clone(), weather]);
+    assert_eq!(end, Ok(()));
+}
+
+#[test]
 fn text_before_a_call_streams_before_the_call_completes() {
     let c = contract(ToolChoice::Auto, true);
     let mut p = c.parser();
@@ -229,4 +239,20 @@ fn after_a_failure_the_rest_is_swallowed() {
     assert_eq!(p.push("<tool_call>{\"name\":1}"), vec![]);
     assert_eq!(p.push(" more text"), vec![]);
     assert_eq!(p.finish().map_err(|f| f.kind()), Err("malformed"));
+}
+
+#[test]
+fn long_backtick_runs_mean_the_same_in_any_split() {
+    let c = contract(ToolChoice::Auto, true);
+    let ticks = "`".repeat(20);
+    let closing = "`".repeat(18);
+    let answer = format!("{ticks}\n{CALL}\n{closing}\n{CALL}");
+    let whole = run(&c, &[&answer]);
+    let split = run(&c, &[&answer[..16], &answer[16..18], &answer[18..]]);
+    assert_eq!(whole, split);
+    // Runs count as at most 16 long, so 18 backticks close a fence of 20 wherever the split.
+    assert_eq!(
+        whole.0.last(),
+        Some(&call("get_weather", r#"{"city":"Paris"}"#))
+    );
 }

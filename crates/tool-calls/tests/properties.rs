@@ -46,6 +46,7 @@ fn syntax_piece() -> impl Strategy<Value = String> {
         Just("`".to_owned()),
         Just("```".to_owned()),
         Just("```json".to_owned()),
+        Just("`".repeat(20)),
         Just("\n".to_owned()),
         Just(" ".to_owned()),
         Just(":".to_owned()),
