@@ -70,7 +70,10 @@ fn transcript_line(m: &ChatMessage) -> Option<String> {
         Role::Tool | Role::Function => "User (tool result)",
         Role::System | Role::Developer => "System",
     };
-    Some(format!("{who}: {content}"))
+    // A multi-line turn (a tool result or call as the gateway renders it) starts on its
+    // own line, so its markers stay at line starts.
+    let sep = if content.contains('\n') { "\n" } else { " " };
+    Some(format!("{who}:{sep}{content}"))
 }
 
 /// Whether a stored session may continue this conversation: only when the request ends
@@ -193,6 +196,20 @@ mod tests {
             sys < user && user < asst && asst < tool && tool < latest,
             "{text}"
         );
+    }
+
+    #[test]
+    fn rendered_tool_turns_keep_their_markers_at_line_starts() {
+        let result = "<tool_result call_id=\"c1\" name=\"f\">\n42\n</tool_result>";
+        let text = flatten(&[
+            m(Role::User, "go"),
+            m(Role::Assistant, "<tool_call>\n{}\n</tool_call>"),
+            m(Role::Tool, result),
+            m(Role::User, "next"),
+        ])
+        .expect("has a user message");
+        assert!(text.contains(&format!("User (tool result):\n{result}")), "{text}");
+        assert!(text.contains("Assistant:\n<tool_call>"), "{text}");
     }
 
     #[test]
