@@ -295,7 +295,7 @@ fn contract(
     if specs.is_empty() {
         return Ok(None);
     }
-    let parallel = !choice.is_some_and(|c| c.disable_parallel_tool_use == Some(true));
+    let parallel = choice.is_none_or(|c| c.disable_parallel_tool_use != Some(true));
     let choice = match choice.map(|c| (c.kind.as_str(), c.name.as_deref())) {
         None | Some(("auto", _)) => ToolChoice::Auto,
         Some(("any", _)) => ToolChoice::Required,

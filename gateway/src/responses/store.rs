@@ -21,8 +21,11 @@ pub struct StoredResponse {
     pub body: String,
 }
 
+/// (API-key scope, response id).
+type Key = (Arc<str>, String);
+
 pub struct ResponseStore {
-    entries: Mutex<LruCache<(Arc<str>, String), (Arc<StoredResponse>, Instant)>>,
+    entries: Mutex<LruCache<Key, (Arc<StoredResponse>, Instant)>>,
     ttl: Duration,
 }
 

@@ -208,7 +208,10 @@ mod tests {
             m(Role::User, "next"),
         ])
         .expect("has a user message");
-        assert!(text.contains(&format!("User (tool result):\n{result}")), "{text}");
+        assert!(
+            text.contains(&format!("User (tool result):\n{result}")),
+            "{text}"
+        );
         assert!(text.contains("Assistant:\n<tool_call>"), "{text}");
     }
 
