@@ -1,11 +1,9 @@
 //! API keys (`Authorization: Bearer` or Anthropic's `x-api-key`), compared in constant time.
+//! The route layers that apply them are in `http::guards`.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -122,41 +120,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
-}
-
-/// Middleware for the API routes: puts the [`ClientIdentity`] into the request.
-pub async fn require_api_key(
-    State(keys): State<ApiKeys>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    match keys.check(request.headers()) {
-        Ok(identity) => {
-            request.extensions_mut().insert(identity);
-            next.run(request).await
-        }
-        Err(e) => {
-            let anthropic = crate::anthropic::is_anthropic_path(request.uri().path());
-            drain_body(request.into_body()).await;
-            if anthropic {
-                crate::anthropic::AnthropicError(e).into_response()
-            } else {
-                e.into_response()
-            }
-        }
-    }
-}
-
-/// Read (and drop) a small unread request body before answering early. A server that
-/// closes a connection with unread bytes in its receive buffer sends a TCP reset, which
-/// can reach the client before the response and turn a clear 401 into a connection error.
-pub(crate) async fn drain_body(body: axum::body::Body) {
-    const DRAIN_LIMIT: usize = 256 * 1024;
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        axum::body::to_bytes(body, DRAIN_LIMIT),
-    )
-    .await;
 }
 
 #[cfg(test)]

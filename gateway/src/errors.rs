@@ -135,7 +135,7 @@ impl GatewayError {
                 ("invalid_request_error", None, Some("request_too_large"))
             }
             Self::RateLimited { code, .. } => ("rate_limit_error", None, Some(*code)),
-            Self::Upstream { kind, .. } => (upstream_type(*kind), None, Some(upstream_code(*kind))),
+            Self::Upstream { kind, .. } => (upstream_type(*kind), None, Some(openai_code(*kind))),
             Self::Unavailable { .. } => ("server_error", None, Some("no_upstream_available")),
             Self::Timeout => ("server_error", None, Some("upstream_timeout")),
             Self::Internal => ("server_error", None, Some("internal_error")),
@@ -198,25 +198,36 @@ fn upstream_type(kind: ErrorKind) -> &'static str {
     }
 }
 
-pub(crate) fn upstream_code(kind: ErrorKind) -> &'static str {
+/// The OpenAI body's `code` of an upstream failure: the protocol's word, except the two
+/// OpenAI already has a name for. Metric labels use [`ErrorKind::as_str`] instead.
+fn openai_code(kind: ErrorKind) -> &'static str {
     match kind {
-        ErrorKind::BadRequest => "bad_request",
         ErrorKind::UnknownModel => "model_not_found",
-        ErrorKind::RateLimited => "rate_limited",
-        ErrorKind::Overloaded => "overloaded",
-        ErrorKind::Unavailable => "unavailable",
-        ErrorKind::UpstreamAuth => "upstream_auth",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::ConnectionLost => "connection_lost",
         ErrorKind::Upstream => "upstream_error",
-        ErrorKind::Cancelled => "cancelled",
-        ErrorKind::Internal => "internal",
+        other => other.as_str(),
     }
 }
 
-impl IntoResponse for GatewayError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status(), self.body_json()).into_response();
+/// How one API surface writes a [`GatewayError`] into a body. Status, `Retry-After` and
+/// the metric reason stay the error's own, so a new surface (Anthropic Messages, OpenAI
+/// Responses) only says how its body looks.
+pub trait ErrorShape {
+    fn body_json(error: &GatewayError) -> String;
+}
+
+/// OpenAI's `{"error": {"message", "type", "param", "code"}}`, the default shape.
+pub struct OpenAiShape;
+
+impl ErrorShape for OpenAiShape {
+    fn body_json(error: &GatewayError) -> String {
+        error.body_json()
+    }
+}
+
+impl GatewayError {
+    /// The HTTP answer with the body in shape `S`.
+    pub fn into_response_as<S: ErrorShape>(self) -> Response {
+        let mut response = (self.status(), S::body_json(&self)).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -229,6 +240,12 @@ impl IntoResponse for GatewayError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        self.into_response_as::<OpenAiShape>()
     }
 }
 

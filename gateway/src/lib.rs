@@ -10,18 +10,19 @@ pub mod chat;
 pub mod config;
 pub mod discovery;
 pub mod errors;
-pub mod instance_endpoints;
+pub mod hash;
+pub mod http;
 pub mod models;
 pub mod observability;
 pub mod openai;
 pub mod pool;
 pub mod responses;
 pub mod routing;
-pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use mux_protocol::SidecarEndpoint;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -51,7 +52,7 @@ pub enum BuildError {
 /// A wired gateway: the HTTP router and the pool behind it.
 pub struct Gateway {
     pub router: axum::Router,
-    pub state: server::AppState,
+    pub state: http::AppState,
     pub stop: CancellationToken,
 }
 
@@ -97,9 +98,9 @@ impl Gateway {
             },
         });
         let keys = ApiKeys::new(&config.api_key_list(), &config.metrics_token);
-        let state = server::AppState::new(chat, keys, metrics, config.max_body_bytes);
+        let state = http::AppState::new(chat, keys, metrics, config.max_body_bytes);
         Ok(Self {
-            router: server::router(state.clone()),
+            router: http::router(state.clone()),
             state,
             stop,
         })
@@ -113,6 +114,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = gateway.stop.clone();
+    // Chat answers are small writes (one SSE event, one JSON body): with Nagle on, each
+    // can wait for the client's delayed ACK (~40 ms) on a keep-alive connection.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let result = axum::serve(listener, gateway.router)
         .with_graceful_shutdown(shutdown)
         .await;

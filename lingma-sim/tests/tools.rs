@@ -128,10 +128,11 @@ async fn an_agent_loop_calls_until_it_has_seen_enough_results() {
         last.text
     );
 
-    // A fresh session with the whole conversation counts the results in the one question.
+    // A fresh session with the whole conversation (flattened as the sidecar does) counts the
+    // results in the one question.
     let history = format!(
-        "{}\n\nassistant: {}\n\n{}\n\nassistant: {}\n\n{}",
-        question(&tools, "weather in Oslo?"),
+        "System instructions:\n{}\n\nConversation transcript:\nUser: weather in Oslo?\nAssistant: {}\nUser (tool result): {}\nAssistant: {}\n\nLatest user message:\n{}",
+        tools.render_instructions(),
         render_assistant_turn(None, &first.calls),
         render_tool_result(&first.calls[0].id, Some("get_weather"), "sunny"),
         render_assistant_turn(Some("Once more."), &second.calls),

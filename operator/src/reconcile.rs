@@ -15,6 +15,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
+use mux_protocol::LoginFailure;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -353,15 +354,8 @@ fn events_for(instance: &LingmaInstance, new: &[Condition], accounts: i32) -> Ve
     if let Some(logged_in) = condition(new, LOGGED_IN)
         && changed(LOGGED_IN)
     {
-        let failure = matches!(
-            logged_in.reason.as_str(),
-            "Expired"
-                | "ChallengeRequired"
-                | "QuotaExhausted"
-                | "WrongCredentials"
-                | "NoAccount"
-                | "Timeout"
-        );
+        let failure =
+            LoginFailure::from_name(&logged_in.reason).is_some_and(LoginFailure::is_login_failure);
         if logged_in.status == "True" {
             events.push(Event {
                 type_: EventType::Normal,

@@ -12,8 +12,9 @@
 use crate::state::SidecarState;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mux_protocol::{MUX_PATH, PROTOCOL_VERSION, SUBPROTOCOL};
@@ -66,15 +67,31 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Two route groups, deny-by-default: the gateway's routes (mux, login control) behind the
+/// token layer, the probes and metrics open. No handler checks the token itself.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let gateway_routes = Router::new()
         .route(MUX_PATH, get(mux_upgrade))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/login/status", get(login_status))
         .route("/login/start", post(login_start))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let open_routes = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    Router::new()
+        .merge(gateway_routes)
+        .merge(open_routes)
         .with_state(state)
+}
+
+/// The route layer of the gateway's routes: the bearer token, or 401.
+async fn require_token(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    if state.authorized(request.headers()) {
+        next.run(request).await
+    } else {
+        HttpError::Unauthorized.into_response()
+    }
 }
 
 /// The one error type of the HTTP layer; one JSON body shape.
@@ -111,13 +128,9 @@ struct MuxQuery {
 
 async fn mux_upgrade(
     State(state): State<HttpState>,
-    headers: HeaderMap,
     Query(query): Query<MuxQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, HttpError> {
-    if !state.authorized(&headers) {
-        return Err(HttpError::Unauthorized);
-    }
     if query.v.is_some_and(|v| v != PROTOCOL_VERSION) {
         return Err(HttpError::BadVersion);
     }
@@ -136,8 +149,8 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     let h = state.sidecar.health();
     let body = axum::Json(serde_json::json!({
         "ready": h.ready(),
-        "connection": crate::metrics::connection_label(h.connection),
-        "login": crate::metrics::login_label(&h.login),
+        "connection": h.connection.as_str(),
+        "login": h.login.as_str(),
         "draining": h.draining,
     }));
     let status = if h.ready() {
@@ -157,28 +170,16 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
-async fn login_status(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-) -> Result<Response, HttpError> {
-    if !state.authorized(&headers) {
-        return Err(HttpError::Unauthorized);
-    }
-    Ok(axum::Json(state.sidecar.health().login).into_response())
+async fn login_status(State(state): State<HttpState>) -> Response {
+    axum::Json(state.sidecar.health().login).into_response()
 }
 
-async fn login_start(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-) -> Result<Response, HttpError> {
-    if !state.authorized(&headers) {
-        return Err(HttpError::Unauthorized);
-    }
+async fn login_start(State(state): State<HttpState>) -> Response {
     state.sidecar.login_forced.store(true, Ordering::Relaxed);
     state.sidecar.login_check.notify_one();
-    Ok((
+    (
         StatusCode::ACCEPTED,
         axum::Json(state.sidecar.health().login),
     )
-        .into_response())
+        .into_response()
 }

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the sidecar. Label values are fixed sets (states, outcomes, error
 //! kinds), so the series count stays bounded.
 
-use mux_protocol::{ConnectionState, ErrorKind, LoginState};
+use mux_protocol::{ConnectionState, LoginState};
 use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -29,54 +29,6 @@ pub struct Metrics {
     pub capacity: IntGauge,
     pub draining: IntGauge,
     pub ready: IntGauge,
-}
-
-const CONNECTION_STATES: [ConnectionState; 6] = [
-    ConnectionState::Stopped,
-    ConnectionState::Starting,
-    ConnectionState::Ready,
-    ConnectionState::Reconnecting,
-    ConnectionState::Failed,
-    ConnectionState::Closed,
-];
-
-const LOGIN_STATES: [&str; 5] = ["unknown", "logged_out", "logging_in", "logged_in", "failed"];
-
-pub fn connection_label(s: ConnectionState) -> &'static str {
-    match s {
-        ConnectionState::Stopped => "stopped",
-        ConnectionState::Starting => "starting",
-        ConnectionState::Ready => "ready",
-        ConnectionState::Reconnecting => "reconnecting",
-        ConnectionState::Failed => "failed",
-        ConnectionState::Closed => "closed",
-    }
-}
-
-pub fn login_label(s: &LoginState) -> &'static str {
-    match s {
-        LoginState::Unknown => "unknown",
-        LoginState::LoggedOut => "logged_out",
-        LoginState::LoggingIn => "logging_in",
-        LoginState::LoggedIn => "logged_in",
-        LoginState::Failed { .. } => "failed",
-    }
-}
-
-pub fn error_kind_label(k: ErrorKind) -> &'static str {
-    match k {
-        ErrorKind::BadRequest => "bad_request",
-        ErrorKind::UnknownModel => "unknown_model",
-        ErrorKind::RateLimited => "rate_limited",
-        ErrorKind::Overloaded => "overloaded",
-        ErrorKind::Unavailable => "unavailable",
-        ErrorKind::UpstreamAuth => "upstream_auth",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::ConnectionLost => "connection_lost",
-        ErrorKind::Upstream => "upstream",
-        ErrorKind::Cancelled => "cancelled",
-        ErrorKind::Internal => "internal",
-    }
 }
 
 fn gauge(name: &str, help: &str) -> IntGauge {
@@ -159,6 +111,14 @@ impl Metrics {
                 "1 when connected, logged in and not draining",
             ),
         };
+        m.register_all();
+        m.set_connection_state(ConnectionState::Stopped);
+        m.set_login_state(&LoginState::Unknown);
+        m
+    }
+
+    fn register_all(&self) {
+        let m = self;
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.connection_state.clone()),
             Box::new(m.reconnects.clone()),
@@ -186,14 +146,11 @@ impl Metrics {
                 unreachable!("metric registration: {e}");
             }
         }
-        m.set_connection_state(ConnectionState::Stopped);
-        m.set_login_state(&LoginState::Unknown);
-        m
     }
 
     pub fn set_connection_state(&self, state: ConnectionState) {
-        for s in CONNECTION_STATES {
-            let label = connection_label(s);
+        for s in ConnectionState::ALL {
+            let label = s.as_str();
             self.connection_state
                 .with_label_values(&[label])
                 .set(i64::from(s == state));
@@ -201,8 +158,8 @@ impl Metrics {
     }
 
     pub fn set_login_state(&self, state: &LoginState) {
-        let current = login_label(state);
-        for label in LOGIN_STATES {
+        let current = state.as_str();
+        for label in LoginState::LABELS {
             self.login_state
                 .with_label_values(&[label])
                 .set(i64::from(label == current));

@@ -9,6 +9,7 @@ mod endpoint;
 mod estimate;
 mod keys;
 mod messages;
+mod vocabulary;
 
 pub use endpoint::SidecarEndpoint;
 pub use estimate::estimate_tokens;

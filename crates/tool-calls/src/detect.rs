@@ -72,9 +72,13 @@ fn parse_choice(value: &str) -> ToolChoice {
     }
 }
 
-/// How many replayed tool results `text` holds (lines that start a `<tool_result …>` block).
+/// How many replayed tool results `text` holds: openings `<tool_result call_id=` anywhere
+/// (a transcript may prefix them, e.g. `User (tool result): <tool_result …>`), outside the
+/// rendered contract, whose instructions mention the syntax.
 pub fn count_tool_results(text: &str) -> usize {
-    text.lines()
-        .filter(|l| l.starts_with(RESULT_OPEN) && l.contains("call_id="))
-        .count()
+    let opening = format!("{RESULT_OPEN}call_id=");
+    match contract_text(text) {
+        Some(contract) => text.replacen(contract, "", 1).matches(&opening).count(),
+        None => text.matches(&opening).count(),
+    }
 }

@@ -29,7 +29,7 @@ pub use contract::{ContractError, ToolContract};
 pub use failure::ParseFailure;
 pub use parser::{ParseEvent, StreamParser};
 pub use render::{render_assistant_turn, render_tool_result};
-pub use spec::{ToolCall, ToolChoice, ToolSpec};
+pub use spec::{ToolCall, ToolChoice, ToolSpec, new_call_id};
 
 /// Opening marker of a call block.
 pub const CALL_OPEN: &str = "<tool_call>";

@@ -76,18 +76,18 @@ fn choice_value(choice: &ToolChoice) -> String {
     }
 }
 
+/// `{"name":…,"description":…,"parameters":…}`, name first (a JSON map would sort the keys).
 fn tool_line(tool: &ToolSpec) -> String {
-    let mut line = serde_json::Map::new();
-    line.insert("name".to_owned(), Value::String(tool.name.clone()));
+    let mut line = format!("{{\"name\":{}", Value::String(tool.name.clone()));
     if let Some(d) = tool.description.as_deref().filter(|d| !d.is_empty()) {
-        line.insert("description".to_owned(), Value::String(d.to_owned()));
+        let _ = write!(line, ",\"description\":{}", Value::String(d.to_owned()));
     }
     let parameters = match &tool.parameters {
         Value::Null => json!({ "type": "object" }),
         p => p.clone(),
     };
-    line.insert("parameters".to_owned(), parameters);
-    Value::Object(line).to_string()
+    let _ = write!(line, ",\"parameters\":{parameters}}}");
+    line
 }
 
 pub(crate) fn corrective(contract: &ToolContract, failure: &ParseFailure) -> String {

@@ -152,6 +152,10 @@ fn instructions_read_back() {
         assert_eq!(d.tools[0].name, "get_weather");
         assert_eq!(d.tools[0].parameters, weather().parameters);
         assert_eq!(d.tools[1].parameters, json!({}));
+        assert!(
+            text.contains("\n{\"name\":\"get_weather\",\"description\":\"Weather for a city\",\"parameters\":{"),
+            "each tool line starts with its name: {text}"
+        );
     }
     assert!(!carries_contract("plain question"));
     assert_eq!(contract_in("plain question"), None);

@@ -3,7 +3,6 @@
 //! See docs/anthropic-compatibility.md.
 
 pub mod error;
-pub mod handler;
 pub mod request;
 pub mod response;
 pub mod stream;

@@ -1,8 +1,9 @@
-//! Chat: the typed core, the tool layer over it, SSE framing of chat completions and what
-//! the surfaces' handlers share.
+//! Chat: the typed core (`core`: admission, routing, retry; `accepted`: the event stream of
+//! an accepted chat), the tool layer over it (`turns`, `tools`) and SSE framing of chat
+//! completions. The HTTP handlers are in `http`.
 
+mod accepted;
 pub mod core;
-pub mod handler;
 pub mod sse;
 pub mod tools;
 pub mod turns;

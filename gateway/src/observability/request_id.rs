@@ -1,18 +1,14 @@
 //! `x-request-id`: kept when the client sends a sane one, minted otherwise, echoed on
-//! every response, and recorded on the request's span.
+//! every response, and recorded on the request's span. The layers that do it are
+//! tower-http's `SetRequestId`/`PropagateRequestId` (see `http::layers`); this module says
+//! which ids are kept and how new ones are made.
 
 use std::sync::Arc;
 
-use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{HeaderName, HeaderValue, Request};
+use tower_http::request_id::{MakeRequestId, RequestId};
 
-pub const HEADER: &str = "x-request-id";
-
-/// The request id, as an extension for handlers.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub Arc<str>);
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Accept ids of 1..=128 visible ASCII characters without spaces or quotes; anything else
 /// could pollute logs.
@@ -27,23 +23,33 @@ pub fn mint() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-pub async fn propagate(mut request: Request, next: Next) -> Response {
-    let id = request
+/// Drop a client's `x-request-id` that is not [`sane`], so `SetRequestId` mints one instead
+/// of keeping it.
+pub fn drop_insane<B>(mut request: Request<B>) -> Request<B> {
+    let keep = request
         .headers()
         .get(HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| sane(v))
-        .map(str::to_owned)
-        .unwrap_or_else(mint);
-    let header = HeaderValue::from_str(&id).ok();
-    let id: Arc<str> = Arc::from(id);
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
-    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
-    if let Some(h) = header {
-        response.headers_mut().insert(HEADER, h);
+        .map(|v| v.to_str().is_ok_and(sane));
+    if keep == Some(false) {
+        request.headers_mut().remove(HEADER);
     }
-    response
+    request
+}
+
+/// Mints a fresh id for requests that came without a (sane) one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MintRequestId;
+
+impl MakeRequestId for MintRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&mint()).ok().map(RequestId::new)
+    }
+}
+
+/// The id as text, for logs and the chat core. Ids are sane ASCII (checked or minted), so
+/// the fallback never shows in practice.
+pub fn text(id: &RequestId) -> Arc<str> {
+    Arc::from(id.header_value().to_str().unwrap_or("-"))
 }
 
 #[cfg(test)]
@@ -58,5 +64,19 @@ mod tests {
         assert!(!sane("quote\""));
         assert!(!sane(&"x".repeat(129)));
         assert!(sane(&mint()));
+    }
+
+    #[test]
+    fn insane_ids_are_dropped_and_sane_ones_kept() {
+        let with = |id: &str| {
+            Request::builder()
+                .header(HEADER, id)
+                .body(())
+                .expect("request")
+        };
+        assert!(drop_insane(with("bad id")).headers().get(HEADER).is_none());
+        assert_eq!(drop_insane(with("good-1")).headers()[HEADER], "good-1");
+        let none = Request::builder().body(()).expect("request");
+        assert!(drop_insane(none).headers().get(HEADER).is_none());
     }
 }

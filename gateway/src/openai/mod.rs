@@ -1,6 +1,5 @@
 //! The OpenAI wire format: request parsing and validation, response and chunk bodies.
 
-pub mod chat;
 pub mod request;
 pub mod response;
 pub mod validate;

@@ -3,6 +3,7 @@
 
 mod connection;
 pub mod link;
+pub mod login_control;
 pub mod sidecar;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,6 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use link::{ChatStream, Link, OpenError};
+pub use login_control::{LoginAnswer, LoginCallError};
 pub use sidecar::{Sidecar, SidecarSlot, SidecarState};
 
 use crate::observability::metrics::Metrics;
@@ -138,6 +140,16 @@ impl Pool {
 
     pub fn settings(&self) -> &PoolSettings {
         &self.settings
+    }
+
+    /// The bearer token for `sidecar`: its endpoint's own, else SIDECAR_TOKEN.
+    pub fn token_for(&self, sidecar: &Sidecar) -> Option<String> {
+        sidecar
+            .endpoint
+            .token
+            .as_deref()
+            .or(self.settings.default_token.as_deref())
+            .map(str::to_owned)
     }
 
     pub fn find(&self, name: &str) -> Option<Arc<Sidecar>> {

@@ -2,13 +2,12 @@
 //! `previous_response_id`) and `GET /v1/responses/{id}`, a codec over the chat core and
 //! its tool layer. See docs/openai-compatibility.md.
 
-pub mod handler;
 pub mod output;
 pub mod request;
 pub mod store;
 pub mod stream;
 
-pub use store::ResponseStore;
+pub use store::{ResponseStore, StoredResponse};
 
 /// Responses kept for `previous_response_id`, per gateway process.
 pub const STORE_CAPACITY: usize = 10_000;

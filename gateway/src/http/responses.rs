@@ -10,28 +10,31 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mux_protocol::Role;
 use serde_json::Value;
+use tower_http::request_id::RequestId;
 
-use super::output::{
-    ResponseMeta, final_status, function_call_item, message_item, new_id, usage_json,
-};
-use super::request::{DecodedResponses, parse_responses_request};
-use super::store::{ResponseStore, StoredResponse};
-use super::stream::EventWriter;
+use super::AppState;
+use super::request::read_json_body;
+use super::response::{answer_headers, json_headers, sse_headers};
 use crate::auth::ClientIdentity;
-use crate::chat::handler::{json_headers, read_json_body, sse_headers};
 use crate::chat::tools::{self, Answer, AnswerEvent, Collected, collect};
 use crate::chat::turns::{ChatInput, Turn};
 use crate::errors::GatewayError;
-use crate::observability::request_id::RequestId;
-use crate::server::AppState;
+use crate::observability::request_id;
+use crate::responses::output::{
+    ResponseMeta, final_status, function_call_item, message_item, new_id, usage_json,
+};
+use crate::responses::request::{DecodedResponses, parse_responses_request};
+use crate::responses::stream::EventWriter;
+use crate::responses::{ResponseStore, StoredResponse};
 
 pub async fn create_response(
     State(state): State<AppState>,
     Extension(identity): Extension<ClientIdentity>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(request_id): Extension<RequestId>,
     request: Request,
 ) -> Response {
     let arrival = Instant::now();
+    let request_id = request_id::text(&request_id);
     match serve(&state, identity, request_id.clone(), request, arrival).await {
         Ok(response) => response,
         Err(e) => {
@@ -195,7 +198,8 @@ fn stream_response(
     pending: Pending,
     request_id: Arc<str>,
 ) -> Response {
-    let headers = sse_headers(&answer);
+    let mut headers = sse_headers();
+    answer_headers(&mut headers, &answer);
     let id = meta.id.clone();
     let body = async_stream::stream! {
         let mut writer = EventWriter::new(meta);
@@ -265,7 +269,8 @@ async fn collect_response(
     let response = meta.response(status, &output, Some(usage_json(usage)), None, incomplete);
     pending.save(meta.id.clone(), &out, &response);
     let body = serde_json::to_vec(&response).map_err(|_| GatewayError::Internal)?;
-    let headers = json_headers(&answer);
+    let mut headers = json_headers();
+    answer_headers(&mut headers, &answer);
     answer.observe_end(false);
     tracing::info!(request_id = %request_id, sidecar = %answer.sidecar, session = answer.session.as_str(), calls = out.calls.len(), "response completed");
     Ok((StatusCode::OK, headers, body).into_response())

@@ -9,26 +9,29 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use tower_http::request_id::RequestId;
 
-use super::response::{
-    AssistantMessage, ChatCompletion, Choice, FunctionCallOut, MessageToolCall, finish_reason_str,
-};
-use super::validate::parse_chat_request;
+use super::AppState;
+use super::request::read_json_body;
+use super::response::{answer_headers, json_headers, sse_headers};
 use crate::auth::ClientIdentity;
-use crate::chat::handler::{json_headers, read_json_body, sse_headers};
 use crate::chat::sse::{ChunkWriter, DONE};
 use crate::chat::tools::{self, Answer, AnswerEvent, collect};
 use crate::errors::GatewayError;
-use crate::observability::request_id::RequestId;
-use crate::server::AppState;
+use crate::observability::request_id;
+use crate::openai::parse_chat_request;
+use crate::openai::response::{
+    AssistantMessage, ChatCompletion, Choice, FunctionCallOut, MessageToolCall, finish_reason_str,
+};
 
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(identity): Extension<ClientIdentity>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(request_id): Extension<RequestId>,
     request: Request,
 ) -> Response {
     let arrival = Instant::now();
+    let request_id = request_id::text(&request_id);
     match serve(&state, identity, request_id.clone(), request, arrival).await {
         Ok(response) => response,
         Err(e) => {
@@ -68,7 +71,8 @@ async fn serve(
 }
 
 fn stream_response(mut answer: Answer, writer: ChunkWriter, request_id: Arc<str>) -> Response {
-    let headers = sse_headers(&answer);
+    let mut headers = sse_headers();
+    answer_headers(&mut headers, &answer);
     let body = async_stream::stream! {
         yield Ok::<Bytes, Infallible>(writer.role());
         let mut outcome = "connection_lost";
@@ -146,7 +150,8 @@ async fn collect_response(
         system_fingerprint: None,
     };
     let body = serde_json::to_vec(&completion).map_err(|_| GatewayError::Internal)?;
-    let headers = json_headers(&answer);
+    let mut headers = json_headers();
+    answer_headers(&mut headers, &answer);
     answer.observe_end(false);
     tracing::info!(request_id = %request_id, sidecar = %answer.sidecar, session = answer.session.as_str(), calls = out.calls.len(), "chat completed");
     Ok((StatusCode::OK, headers, body).into_response())

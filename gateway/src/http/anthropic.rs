@@ -9,26 +9,29 @@ use axum::extract::{Extension, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::json;
+use tower_http::request_id::RequestId;
 
-use super::error::AnthropicError;
-use super::request::parse_messages_request;
-use super::response::{Message, Usage, content_blocks, new_message_id, stop_reason_str};
-use super::stream::EventWriter;
+use super::AppState;
+use super::request::read_json_body;
+use super::response::{answer_headers, json_headers, sse_headers};
+use crate::anthropic::AnthropicError;
+use crate::anthropic::request::parse_messages_request;
+use crate::anthropic::response::{Message, Usage, content_blocks, new_message_id, stop_reason_str};
+use crate::anthropic::stream::EventWriter;
 use crate::auth::ClientIdentity;
-use crate::chat::handler::{json_headers, read_json_body, sse_headers};
 use crate::chat::tools::{self, Answer, AnswerEvent, collect};
 use crate::chat::turns::{estimate_prompt_tokens, render};
 use crate::errors::GatewayError;
-use crate::observability::request_id::RequestId;
-use crate::server::AppState;
+use crate::observability::request_id;
 
 pub async fn messages(
     State(state): State<AppState>,
     Extension(identity): Extension<ClientIdentity>,
-    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(request_id): Extension<RequestId>,
     request: Request,
 ) -> Response {
     let arrival = Instant::now();
+    let request_id = request_id::text(&request_id);
     match serve(&state, identity, request_id.clone(), request, arrival).await {
         Ok(response) => response,
         Err(e) => {
@@ -74,7 +77,8 @@ fn stream_response(
     thinking: bool,
     request_id: Arc<str>,
 ) -> Response {
-    let headers = sse_headers(&answer);
+    let mut headers = sse_headers();
+    answer_headers(&mut headers, &answer);
     let body = async_stream::stream! {
         let mut writer = EventWriter::new(thinking);
         yield Ok::<Bytes, Infallible>(writer.start(&id, &answer.model, answer.input_tokens()));
@@ -127,7 +131,8 @@ async fn collect_response(
         },
     };
     let body = serde_json::to_vec(&message).map_err(|_| GatewayError::Internal)?;
-    let headers = json_headers(&answer);
+    let mut headers = json_headers();
+    answer_headers(&mut headers, &answer);
     answer.observe_end(false);
     tracing::info!(request_id = %request_id, sidecar = %answer.sidecar, session = answer.session.as_str(), calls = out.calls.len(), "messages completed");
     Ok((StatusCode::OK, headers, body).into_response())
