@@ -164,3 +164,19 @@ def test_errors_take_the_anthropic_shape(gateway, claude):
     # x-api-key works on the OpenAI routes too: one key, every client route.
     r = httpx.get(gateway.base_url + "/v1/models", headers={"x-api-key": API_KEY}, timeout=5)
     assert r.status_code == 200
+
+
+def test_a_failure_mid_stream_is_an_error_event(claude, stack):
+    # Last in this module: `drop` cuts the simulator's connection after half the answer.
+    for sim in stack.sims:
+        assert sim.control("POST", "/control/fault", {"fault": "drop", "times": 1}).status_code < 300
+    try:
+        with pytest.raises(anthropic.APIStatusError) as e:
+            for event in claude.messages.create(model="claude-x", max_tokens=100, stream=True,
+                                                messages=user(f"drop me {uuid.uuid4().hex[:6]}")):
+                EVENT.validate_python(event.model_dump(mode="json"))
+    finally:
+        for sim in stack.sims:
+            sim.control("POST", "/control/fault", {"fault": "none"})
+    assert e.value.body["type"] == "error"
+    assert e.value.body["error"]["type"] == "api_error"

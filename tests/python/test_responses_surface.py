@@ -117,3 +117,23 @@ def test_codex_request_shape_is_accepted(gateway):
         assert payload["type"] == event.removeprefix("event: ")
         EVENT.validate_python(payload)
     assert '"type":"response.completed"' in raw
+
+
+def test_a_failure_mid_stream_is_response_failed(client, stack):
+    # Last in this module: `drop` cuts the simulator's connection after half the answer.
+    for sim in stack.sims:
+        assert sim.control("POST", "/control/fault", {"fault": "drop", "times": 1}).status_code < 300
+    try:
+        events = list(client.responses.create(model="gpt-5-codex", input=f"drop me {uuid.uuid4().hex[:6]}",
+                                              stream=True))
+    finally:
+        for sim in stack.sims:
+            sim.control("POST", "/control/fault", {"fault": "none"})
+    for e in events:
+        EVENT.validate_python(e.model_dump(mode="json", by_alias=True))
+    assert events[0].type == "response.created"
+    assert any(e.type == "response.output_text.delta" for e in events), "half the answer came through"
+    last = events[-1]
+    assert last.type == "response.failed"
+    assert last.response.status == "failed" and last.response.error.code == "server_error"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
