@@ -1,12 +1,13 @@
-"""Helpers shared by the tool-calling and agent-loop tests: tools in each surface's
-shape and a check that streamed events parse as the official SDKs' models."""
+"""What the tool-calling and agent-loop tests share: one tool in each surface's shape and
+an Anthropic client for a gateway."""
 
 from __future__ import annotations
 
 import json
 
 import anthropic
-import openai
+
+from stack import API_KEY
 
 READ_FILE_SCHEMA = {
     "type": "object",
@@ -21,30 +22,10 @@ RESPONSES_TOOLS = [{"type": "function", "name": "read_file", "description": "Rea
                     "parameters": READ_FILE_SCHEMA, "strict": False}]
 
 
-def openai_client(gw) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url + "/v1", api_key=API_KEY, max_retries=0, timeout=30)
-
-
 def anthropic_client(gw) -> anthropic.Anthropic:
-    # The Anthropic SDK sends the key as x-api-key.
+    # The Anthropic SDK sends the key as x-api-key; no retries, so tests see first answers.
     return anthropic.Anthropic(base_url=gw.base_url, api_key=API_KEY, max_retries=0, timeout=30)
-
-
-def validate_anthropic_event(event) -> None:
-    """Re-parse an event with the SDK's pydantic union (strict validation, not construct)."""
-    from anthropic.types import RawMessageStreamEvent
-    from pydantic import TypeAdapter
-    TypeAdapter(RawMessageStreamEvent).validate_python(event.model_dump(mode="json"))
-
-
-def validate_responses_event(event) -> None:
-    from openai.types.responses import ResponseStreamEvent
-    from pydantic import TypeAdapter
-    TypeAdapter(ResponseStreamEvent).validate_python(event.model_dump(mode="json", by_alias=True))
 
 
 def args(call_arguments: str) -> dict:
     return json.loads(call_arguments)
-
-
-from stack import API_KEY  # noqa: E402

@@ -7,6 +7,8 @@ import httpx
 import openai
 import pytest
 
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
 from agents import OPENAI_TOOLS, args
 from stack import API_KEY
 
@@ -18,8 +20,10 @@ def user(text):
 def test_non_streaming_tool_call(client):
     r = client.chat.completions.create(
         model="gpt-4o", messages=user(f"read the readme {uuid.uuid4().hex[:6]}"), tools=OPENAI_TOOLS)
+    ChatCompletion.model_validate(r.model_dump(mode="json"))
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
     calls = choice.message.tool_calls
     assert len(calls) == 1
     call = calls[0]
@@ -32,6 +36,8 @@ def test_streaming_tool_call_deltas_are_openai_shaped(client):
     chunks = list(client.chat.completions.create(
         model="gpt-4o", messages=user(f"stream a call {uuid.uuid4().hex[:6]}"),
         tools=OPENAI_TOOLS, stream=True))
+    for c in chunks:
+        ChatCompletionChunk.model_validate(c.model_dump(mode="json"))
     pieces = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
     assert len(pieces) >= 2
     first, rest = pieces[0], pieces[1:]
