@@ -343,9 +343,9 @@ impl Answer {
         self.reasked = true;
         self.service.metrics.tool_reasks.inc();
         // The finished first attempt still holds its slot: free it before queueing again.
-        if let Some(first) = self.chat.take() {
-            first.observe_end(self.basis.stream);
-        }
+        // The re-ask gets its own queue deadline (the first attempt may have taken longer
+        // than the whole queue timeout); duration and overhead are recorded once, for it.
+        drop(self.chat.take());
         match self
             .service
             .start(self.basis.prepared(), Instant::now())
@@ -376,10 +376,6 @@ impl Answer {
         self.chat
             .as_ref()
             .map_or_else(Default::default, |c| c.timing.overhead())
-    }
-
-    pub fn arrival(&self) -> Option<Instant> {
-        self.chat.as_ref().map(|c| c.timing.arrival)
     }
 
     /// Record duration and overhead; call once at the end of the response.
