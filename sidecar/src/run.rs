@@ -213,13 +213,7 @@ fn spawn_http(
 /// headless Chromium (real Lingma), auto tries loopback and falls back to the browser.
 fn login_driver(config: &Config) -> Arc<dyn LoginDriver> {
     let loopback = || LoopbackLoginDriver::new(config.rpc_timeout());
-    let browser = || {
-        BrowserLoginDriver::new(
-            config.auto_login_headless,
-            config.login_timeout(),
-            config.lingma_work_dir.clone(),
-        )
-    };
+    let browser = || BrowserLoginDriver::from_config(config);
     match config.auto_login_driver {
         LoginDriverChoice::Loopback => Arc::new(loopback()),
         LoginDriverChoice::Browser => Arc::new(browser()),
