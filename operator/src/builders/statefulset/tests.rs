@@ -184,10 +184,7 @@ fn bootstrap_init_container_only_when_the_binary_is_downloaded() {
     let pod = vsix.spec.and_then(|s| s.template.spec).expect("pod");
     let env = env_of(&pod.containers[0]);
     assert_eq!(value(&env, "LINGMA_VERSION").as_deref(), Some("2.7.0"));
-    assert_eq!(
-        value(&env, "LINGMA_DOWNLOAD_SHA256"),
-        Some("ab".repeat(32))
-    );
+    assert_eq!(value(&env, "LINGMA_DOWNLOAD_SHA256"), Some("ab".repeat(32)));
     assert_eq!(
         value(&env, "LINGMA_VSIX_URL").as_deref(),
         Some("https://example.invalid/l.vsix")
