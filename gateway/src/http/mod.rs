@@ -20,9 +20,10 @@ pub mod models;
 pub mod ops;
 pub mod request;
 pub mod response;
+pub mod serve;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::middleware;
@@ -32,6 +33,7 @@ use crate::auth::ApiKeys;
 use crate::chat::ChatService;
 use crate::errors::GatewayError;
 use crate::observability::metrics::Metrics;
+use crate::pool::LoginCooldown;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -40,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub started_unix: u64,
+    /// Forced logins (`POST /internal/auto-login/start`) per instance.
+    pub forced_logins: Arc<LoginCooldown>,
 }
 
 impl AppState {
@@ -48,6 +52,7 @@ impl AppState {
         keys: ApiKeys,
         metrics: Arc<Metrics>,
         max_body_bytes: usize,
+        login_cooldown: Duration,
     ) -> Self {
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -58,6 +63,7 @@ impl AppState {
             metrics,
             max_body_bytes,
             started_unix,
+            forced_logins: Arc::new(LoginCooldown::new(login_cooldown)),
         }
     }
 }

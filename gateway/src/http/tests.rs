@@ -24,7 +24,12 @@ fn gateway() -> Gateway {
         "64",
     ])
     .expect("config");
-    let (_tx, rx) = watch::channel(Vec::new());
+    // Nothing listens on port 9 here: the instance exists but cannot be reached.
+    let (_tx, rx) = watch::channel(vec![mux_protocol::SidecarEndpoint {
+        name: "inst-0".into(),
+        url: "ws://127.0.0.1:9".into(),
+        token: None,
+    }]);
     Gateway::build(&config, rx).expect("gateway")
 }
 
@@ -143,4 +148,30 @@ async fn a_panicking_handler_answers_the_openai_500_with_its_request_id() {
     let body = json(r).await;
     assert_eq!(body["error"]["type"], "server_error");
     assert_eq!(body["error"]["code"], "internal_error");
+}
+
+#[tokio::test]
+async fn forced_logins_have_a_cooldown() {
+    let gw = gateway();
+    let start = |instance: &str| {
+        Request::post(format!("/internal/auto-login/start?instance={instance}"))
+            .header(header::AUTHORIZATION, format!("Bearer {METRICS}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    // An unknown instance does not use up anyone's turn.
+    assert_eq!(send(&gw.router, start("nope")).await.status(), 404);
+    // The first forced login goes to the sidecar (unreachable here: 503)...
+    let first = send(&gw.router, start("inst-0")).await;
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // ...the next one within the cooldown never leaves the gateway.
+    let second = send(&gw.router, start("inst-0")).await;
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = second.headers()[header::RETRY_AFTER]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(json(second).await["error"]["code"], "login_cooldown");
 }

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use link::{ChatStream, Link, OpenError};
-pub use login_control::{LoginAnswer, LoginCallError};
+pub use login_control::{LoginAnswer, LoginCallError, LoginCooldown};
 pub use sidecar::{Sidecar, SidecarSlot, SidecarState};
 
 use crate::observability::metrics::Metrics;
