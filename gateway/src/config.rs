@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use mux_protocol::{SidecarToken, TokenFileError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -138,11 +139,8 @@ pub enum ConfigError {
         "refusing to serve without API_KEYS on HOST={host}, which is not a loopback address: set API_KEYS, listen on 127.0.0.1, or set GATEWAY_ALLOW_ANONYMOUS=true"
     )]
     AnonymousOnPublicHost { host: String },
-    #[error("cannot read SIDECAR_TOKEN_FILE {path}: {source}")]
-    TokenFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("SIDECAR_TOKEN_FILE: {0}")]
+    TokenFile(#[from] TokenFileError),
 }
 
 impl GatewayConfig {
@@ -206,18 +204,13 @@ impl GatewayConfig {
     }
 
     /// The default sidecar token: SIDECAR_TOKEN_FILE wins over SIDECAR_TOKEN (a mounted
-    /// Secret is the cluster's source of truth).
-    pub fn resolve_sidecar_token(&self) -> Result<Option<String>, ConfigError> {
-        if let Some(path) = &self.sidecar_token_file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
-                path: path.clone(),
-                source,
-            })?;
-            let token = text.trim().to_owned();
-            return Ok((!token.is_empty()).then_some(token));
+    /// Secret is the cluster's source of truth). A file is read again at every connection
+    /// attempt, so a rotated Secret is used without a restart.
+    pub fn sidecar_token(&self) -> Result<SidecarToken, ConfigError> {
+        match &self.sidecar_token_file {
+            Some(path) => Ok(SidecarToken::file(path)?),
+            None => Ok(SidecarToken::fixed(Some(&self.sidecar_token))),
         }
-        let token = self.sidecar_token.trim();
-        Ok((!token.is_empty()).then(|| token.to_owned()))
     }
 }
 

@@ -78,7 +78,7 @@ impl Gateway {
         let pool = Pool::start(
             endpoints,
             PoolSettings {
-                default_token: config.resolve_sidecar_token()?,
+                default_token: Arc::new(config.sidecar_token()?),
                 eject_failures: config.eject_failures,
                 eject_cooldown: config.eject_cooldown(),
             },

@@ -8,11 +8,13 @@
 mod endpoint;
 mod keys;
 mod messages;
+mod token;
 mod vocabulary;
 
 pub use endpoint::SidecarEndpoint;
 pub use keys::{api_key_scope, continuation_key, conversation_key};
 pub use messages::*;
+pub use token::{SidecarToken, TokenFileError};
 
 /// Version of this protocol; the sidecar refuses a client whose `?v=` differs.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -69,9 +69,18 @@ pub async fn start_sim(extra: &[&str]) -> SimProc {
 }
 
 pub async fn start_sidecar(name: &str, sim_extra: &[&str]) -> SidecarProc {
+    start_sidecar_with(name, sim_extra, &[]).await
+}
+
+/// A sidecar with extra environment (set after the defaults, so it can override them).
+pub async fn start_sidecar_with(
+    name: &str,
+    sim_extra: &[&str],
+    env: &[(&str, &str)],
+) -> SidecarProc {
     let sim = start_sim(sim_extra).await;
     let port = free_port();
-    let proc = ProcessBuilder::new(name, binary("sidecar", "sidecar"))
+    let mut builder = ProcessBuilder::new(name, binary("sidecar", "sidecar"))
         .env("SIDECAR_HOST", "127.0.0.1")
         .env("SIDECAR_PORT", port.to_string())
         .env("SIDECAR_NAME", name)
@@ -81,9 +90,11 @@ pub async fn start_sidecar(name: &str, sim_extra: &[&str]) -> SidecarProc {
         .env("LINGMA_HTTP_PORT", sim.http_port.to_string())
         .env("LINGMA_WORK_DIR", sim.work_dir.display().to_string())
         .env("LINGMA_MAX_CONCURRENT_CHATS", "4")
-        .env("SIDECAR_DRAIN_TIMEOUT_SEC", "2")
-        .spawn()
-        .expect("spawn sidecar");
+        .env("SIDECAR_DRAIN_TIMEOUT_SEC", "2");
+    for (k, v) in env {
+        builder = builder.env(k, v);
+    }
+    let proc = builder.spawn().expect("spawn sidecar");
     wait_for_http(&format!("http://127.0.0.1:{port}/readyz"), 200, WAIT)
         .await
         .expect("sidecar ready");
