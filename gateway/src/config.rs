@@ -47,6 +47,9 @@ pub struct GatewayConfig {
         hide_env_values = true
     )]
     pub metrics_token: String,
+    /// Token for the admin routes (`/metrics`, `/internal/*`), as METRICS_TOKEN; either works.
+    #[arg(long, env = "ADMIN_TOKEN", default_value = "", hide_env_values = true)]
+    pub admin_token: String,
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
@@ -224,6 +227,7 @@ impl std::fmt::Debug for GatewayConfig {
                 &format_args!("<{} keys>", self.api_key_list().len()),
             )
             .field("metrics_token_set", &!self.metrics_token.is_empty())
+            .field("admin_token_set", &!self.admin_token.is_empty())
             .field("max_in_flight", &self.max_in_flight)
             .field("queue_timeout_sec", &self.queue_timeout_sec)
             .field("max_queued", &self.max_queued)

@@ -102,7 +102,10 @@ impl Gateway {
                 queue_timeout: config.queue_timeout(),
             },
         });
-        let keys = ApiKeys::new(&config.api_key_list(), &config.metrics_token);
+        let keys = ApiKeys::new(
+            &config.api_key_list(),
+            &[&config.metrics_token, &config.admin_token],
+        );
         let state = http::AppState::new(
             chat,
             keys,

@@ -8,7 +8,7 @@
 //! | group | routes | guard |
 //! |---|---|---|
 //! | client | `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{id}` | API key (`guards::client`) |
-//! | admin | `GET /metrics`, `GET /internal/stats`, `GET /internal/auto-login/status`, `POST /internal/auto-login/start` | METRICS_TOKEN or an API key (`guards::admin`) |
+//! | admin | `GET /metrics`, `GET /internal/stats`, `GET /internal/auto-login/status`, `POST /internal/auto-login/start` | METRICS_TOKEN or ADMIN_TOKEN, never a client key (403) (`guards::admin`) |
 //! | probes | `GET /healthz`, `GET /readyz` | open |
 //!
 //! Unknown routes and wrong methods answer with OpenAI error bodies.

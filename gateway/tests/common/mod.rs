@@ -13,6 +13,8 @@ use test_support::{
 pub const API_KEY: &str = "sk-gateway-it-3f9a";
 pub const SIDECAR_TOKEN: &str = "sidecar-it-token-77c2";
 pub const CONTROL_TOKEN: &str = "sim-it-control";
+/// The gateway's admin routes (`/metrics`, `/internal/*`) take this, never a client key.
+pub const METRICS_TOKEN: &str = "metrics-it-token-41d0";
 pub const WAIT: Duration = Duration::from_secs(20);
 
 pub struct SimProc {
@@ -113,6 +115,7 @@ pub async fn start_gateway(sidecars: &str, env: &[(&str, &str)]) -> GatewayProc 
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("API_KEYS", API_KEY)
+        .env("METRICS_TOKEN", METRICS_TOKEN)
         .env("SIDECAR_TOKEN", SIDECAR_TOKEN)
         .env("GATEWAY_SIDECARS", sidecars)
         .env("GATEWAY_MAX_IN_FLIGHT", "0")
@@ -155,10 +158,11 @@ impl GatewayProc {
             .expect("POST /v1/chat/completions")
     }
 
+    /// GET an admin route (`/internal/*`) with the metrics token.
     pub async fn get_json(&self, path: &str) -> Value {
         self.http
             .get(self.url(path))
-            .bearer_auth(API_KEY)
+            .bearer_auth(METRICS_TOKEN)
             .timeout(Duration::from_secs(5))
             .send()
             .await
@@ -171,7 +175,7 @@ impl GatewayProc {
     pub async fn metrics(&self) -> String {
         self.http
             .get(self.url("/metrics"))
-            .bearer_auth(API_KEY)
+            .bearer_auth(METRICS_TOKEN)
             .timeout(Duration::from_secs(5))
             .send()
             .await
