@@ -22,7 +22,6 @@ pub mod routing;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use mux_protocol::SidecarEndpoint;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +53,8 @@ pub struct Gateway {
     pub router: axum::Router,
     pub state: http::AppState,
     pub stop: CancellationToken,
+    /// Header-read deadline and connection cap of the listener.
+    pub serve: http::serve::ServeSettings,
 }
 
 impl Gateway {
@@ -64,6 +65,12 @@ impl Gateway {
         endpoints: watch::Receiver<Vec<SidecarEndpoint>>,
     ) -> Result<Self, BuildError> {
         config.validate()?;
+        if config.anonymous_on_public_host() {
+            tracing::warn!(
+                host = %config.host,
+                "GATEWAY_ALLOW_ANONYMOUS=true: serving WITHOUT API keys on a non-loopback address; anyone who can reach it can use every account"
+            );
+        }
         let metrics = Arc::new(Metrics::new()?);
         let limit = config.global_limit();
         metrics
@@ -73,7 +80,7 @@ impl Gateway {
         let pool = Pool::start(
             endpoints,
             PoolSettings {
-                default_token: config.resolve_sidecar_token()?,
+                default_token: Arc::new(config.sidecar_token()?),
                 eject_failures: config.eject_failures,
                 eject_cooldown: config.eject_cooldown(),
             },
@@ -97,12 +104,25 @@ impl Gateway {
                 queue_timeout: config.queue_timeout(),
             },
         });
-        let keys = ApiKeys::new(&config.api_key_list(), &config.metrics_token);
-        let state = http::AppState::new(chat, keys, metrics, config.max_body_bytes);
+        let keys = ApiKeys::new(
+            &config.api_key_list(),
+            &[&config.metrics_token, &config.admin_token],
+        );
+        let state = http::AppState::new(
+            chat,
+            keys,
+            metrics,
+            config.max_body_bytes,
+            config.login_cooldown(),
+        );
         Ok(Self {
             router: http::router(state.clone()),
             state,
             stop,
+            serve: http::serve::ServeSettings {
+                header_read_timeout: config.header_read_timeout(),
+                max_connections: config.max_connections,
+            },
         })
     }
 }
@@ -114,16 +134,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = gateway.stop.clone();
-    // Chat answers are small writes (one SSE event, one JSON body): with Nagle on, each
-    // can wait for the client's delayed ACK (~40 ms) on a keep-alive connection.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let result = axum::serve(listener, gateway.router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = http::serve::serve(listener, gateway.router, gateway.serve, shutdown).await;
     stop.cancel();
     result
 }

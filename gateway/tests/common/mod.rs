@@ -13,6 +13,8 @@ use test_support::{
 pub const API_KEY: &str = "sk-gateway-it-3f9a";
 pub const SIDECAR_TOKEN: &str = "sidecar-it-token-77c2";
 pub const CONTROL_TOKEN: &str = "sim-it-control";
+/// The gateway's admin routes (`/metrics`, `/internal/*`) take this, never a client key.
+pub const METRICS_TOKEN: &str = "metrics-it-token-41d0";
 pub const WAIT: Duration = Duration::from_secs(20);
 
 pub struct SimProc {
@@ -69,9 +71,18 @@ pub async fn start_sim(extra: &[&str]) -> SimProc {
 }
 
 pub async fn start_sidecar(name: &str, sim_extra: &[&str]) -> SidecarProc {
+    start_sidecar_with(name, sim_extra, &[]).await
+}
+
+/// A sidecar with extra environment (set after the defaults, so it can override them).
+pub async fn start_sidecar_with(
+    name: &str,
+    sim_extra: &[&str],
+    env: &[(&str, &str)],
+) -> SidecarProc {
     let sim = start_sim(sim_extra).await;
     let port = free_port();
-    let proc = ProcessBuilder::new(name, binary("sidecar", "sidecar"))
+    let mut builder = ProcessBuilder::new(name, binary("sidecar", "sidecar"))
         .env("SIDECAR_HOST", "127.0.0.1")
         .env("SIDECAR_PORT", port.to_string())
         .env("SIDECAR_NAME", name)
@@ -81,9 +92,11 @@ pub async fn start_sidecar(name: &str, sim_extra: &[&str]) -> SidecarProc {
         .env("LINGMA_HTTP_PORT", sim.http_port.to_string())
         .env("LINGMA_WORK_DIR", sim.work_dir.display().to_string())
         .env("LINGMA_MAX_CONCURRENT_CHATS", "4")
-        .env("SIDECAR_DRAIN_TIMEOUT_SEC", "2")
-        .spawn()
-        .expect("spawn sidecar");
+        .env("SIDECAR_DRAIN_TIMEOUT_SEC", "2");
+    for (k, v) in env {
+        builder = builder.env(k, v);
+    }
+    let proc = builder.spawn().expect("spawn sidecar");
     wait_for_http(&format!("http://127.0.0.1:{port}/readyz"), 200, WAIT)
         .await
         .expect("sidecar ready");
@@ -102,6 +115,7 @@ pub async fn start_gateway(sidecars: &str, env: &[(&str, &str)]) -> GatewayProc 
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("API_KEYS", API_KEY)
+        .env("METRICS_TOKEN", METRICS_TOKEN)
         .env("SIDECAR_TOKEN", SIDECAR_TOKEN)
         .env("GATEWAY_SIDECARS", sidecars)
         .env("GATEWAY_MAX_IN_FLIGHT", "0")
@@ -144,10 +158,11 @@ impl GatewayProc {
             .expect("POST /v1/chat/completions")
     }
 
+    /// GET an admin route (`/internal/*`) with the metrics token.
     pub async fn get_json(&self, path: &str) -> Value {
         self.http
             .get(self.url(path))
-            .bearer_auth(API_KEY)
+            .bearer_auth(METRICS_TOKEN)
             .timeout(Duration::from_secs(5))
             .send()
             .await
@@ -160,7 +175,7 @@ impl GatewayProc {
     pub async fn metrics(&self) -> String {
         self.http
             .get(self.url("/metrics"))
-            .bearer_auth(API_KEY)
+            .bearer_auth(METRICS_TOKEN)
             .timeout(Duration::from_secs(5))
             .send()
             .await
