@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn x_api_key_is_the_same_key() {
-        let keys = ApiKeys::new(&["sk-a".into()], "");
+        let keys = ApiKeys::new(&["sk-a".into()], &[]);
         let mut h = HeaderMap::new();
         h.insert("x-api-key", HeaderValue::from_static("sk-a"));
         let via_header = keys.check(&h).expect("x-api-key accepted");
