@@ -92,6 +92,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let mut open = 0;
     while Instant::now() < open_deadline {
         open = sim
+            .control()
             .stats()
             .await
             .ok()

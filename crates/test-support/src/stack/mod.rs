@@ -1,0 +1,43 @@
+//! The stack of real binaries (simulator, sidecar, gateway) on 127.0.0.1 with free ports,
+//! each waited for until it is ready, plus the simulator's control client and the memory
+//! of a process. Shared by the bench, the fault suite and the integration tests.
+
+mod footprint;
+mod gateway;
+mod sidecar;
+mod sim;
+mod sim_control;
+
+pub use footprint::{Footprint, ProcStatus, footprint, proc_status};
+pub use gateway::{Gateway, GatewayOptions};
+pub use sidecar::{Sidecar, SidecarOptions};
+pub use sim::{SIM_CONTROL_TOKEN, Sim, SimOptions};
+pub use sim_control::SimControl;
+
+use std::time::Duration;
+
+/// How long a process may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A random-enough suffix for tokens and names (no extra dependency for real UUIDs).
+pub fn uuid_like() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("{:016x}", h.finish())
+}
+
+/// The last 4000 bytes of a log, for error messages.
+fn tail(s: &str) -> &str {
+    let start = s.len().saturating_sub(4000);
+    let mut i = start;
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
