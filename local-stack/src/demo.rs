@@ -59,11 +59,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut stack = InProcessStack::new();
     let started = start(&mut stack, &args, &work_root, listener).await;
     let base = format!("http://{}:{}", display_host(&args.host), args.port);
+    let readyz = format!("{base}/readyz");
     let ready = match started {
         Ok(()) => {
-            progress("waiting for the sidecars to connect to their simulators and the gateway to its sidecars ...");
+            progress(
+                "waiting until the sidecars are connected to their simulators and the gateway to its sidecars ...",
+            );
+            let timeout = Duration::from_secs(args.ready_timeout_sec);
             tokio::select! {
-                r = wait_for_success(&format!("{base}/readyz"), Duration::from_secs(args.ready_timeout_sec), "the stack was not ready") => r,
+                r = wait_for_success(&readyz, timeout, "the stack was not ready") => r,
                 why = stack.first_exit() => Err(anyhow::anyhow!("{why} during start-up")),
             }
         }
@@ -120,7 +124,10 @@ async fn start(
                 format!("--lingma-work-dir={}", work_dir.display()),
                 format!("--lingma-socket-port={ws_port}"),
                 format!("--lingma-http-port={http_port}"),
-                format!("--lingma-max-concurrent-chats={}", args.max_concurrent_chats),
+                format!(
+                    "--lingma-max-concurrent-chats={}",
+                    args.max_concurrent_chats
+                ),
                 "--auto-login-enabled=false".to_owned(),
             ],
         )?;

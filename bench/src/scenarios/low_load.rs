@@ -79,11 +79,8 @@ impl Paths {
             },
         )
         .await?;
-        let gateway = Gateway::start(
-            &ctx.bins.gateway,
-            GatewayOptions::for_sidecars(&[&sidecar]),
-        )
-        .await?;
+        let gateway =
+            Gateway::start(&ctx.bins.gateway, GatewayOptions::for_sidecars(&[&sidecar])).await?;
         let mux = MuxClient::connect(&sidecar.ws_url(), &sidecar.options.token).await?;
         let conn = KeepAliveConnection::connect(gateway.port).await?;
         let http = reqwest::Client::builder()
@@ -219,9 +216,14 @@ async fn cadence(ctx: &mut Ctx) -> anyhow::Result<()> {
         let text = format!("cadence {i}");
         direct.extend(mux_gaps(&paths.mux, &text).await?);
         let body = chat_body(&[("user", &text)], true, None);
-        let out =
-            openai::post_stream(&paths.http, &paths.url, None, &body, std::time::Instant::now())
-                .await?;
+        let out = openai::post_stream(
+            &paths.http,
+            &paths.url,
+            None,
+            &body,
+            std::time::Instant::now(),
+        )
+        .await?;
         anyhow::ensure!(out.done, "stream failed: {:?}", out.error);
         via.extend(out.chunk_gaps);
     }
@@ -230,7 +232,12 @@ async fn cadence(ctx: &mut Ctx) -> anyhow::Result<()> {
     for (path, gaps) in [("direct", &mut direct), ("gateway", &mut via)] {
         gaps.sort();
         for (label, q) in [("p1", 0.01), ("p50", 0.5), ("p99", 0.99)] {
-            r.info(&scenario, &format!("{path} gap {label}"), pct_ms(gaps, q), "ms");
+            r.info(
+                &scenario,
+                &format!("{path} gap {label}"),
+                pct_ms(gaps, q),
+                "ms",
+            );
         }
     }
     let target = Duration::from_millis(CADENCE_CHUNK_DELAY_MS);

@@ -37,12 +37,7 @@ async fn back_to_back_requests_on_one_connection_do_not_stall() {
             .post_json("/v1/chat/completions", Some(API_KEY), &body)
             .await
             .expect("an answer on the same connection");
-        assert_eq!(
-            resp.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&resp.body)
-        );
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
         t.elapsed()
     };
     // Warm-up (first connections to the sidecar, allocator, lazy statics): not counted.

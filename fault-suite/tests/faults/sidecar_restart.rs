@@ -3,7 +3,7 @@
 use fault_suite::{
     Stack, StackSpec, assert_result_or_error, assert_stream_result_or_error, user, user_stream,
 };
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use test_support::stack::SimOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,7 +58,7 @@ impl InProcessStack {
             .await
             .context("cannot start the simulator")?;
         self.sims.push(sim);
-        Ok(self.sims.last().context("simulator just added")?)
+        self.sims.last().context("simulator just added")
     }
 
     /// Start a sidecar named `name`, configured by its own parser fed `flags` (they win
