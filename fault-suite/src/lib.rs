@@ -84,12 +84,7 @@ impl Stack {
             sidecars.push(sidecar);
         }
         let refs: Vec<&Sidecar> = sidecars.iter().collect();
-        let base = GatewayOptions::for_sidecars(&refs);
-        let options = GatewayOptions {
-            sidecars: base.sidecars,
-            sidecar_token: base.sidecar_token,
-            ..spec.gateway
-        };
+        let options = spec.gateway.in_front_of(&refs);
         let gateway = Gateway::start(&bins.gateway, options)
             .await
             .expect("gateway becomes ready");

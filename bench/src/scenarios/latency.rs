@@ -10,7 +10,7 @@ use bench::openai::{self, chat_body};
 use bench::prom::{bucket_delta, histogram_quantile};
 use bench::report::Goal;
 use bench::stack::{
-    Gateway, GatewayOptions, Sidecar, SidecarOptions, Sim, SimOptions, proc_status,
+    Gateway, GatewayOptions, Sidecar, SidecarOptions, SimOptions, SingleStack, proc_status,
 };
 use mux_protocol::ServerMessage;
 use std::sync::{Arc, Mutex};
@@ -22,21 +22,20 @@ const OVERHEAD_P99_GOAL_US: f64 = 500.0;
 const IDLE_RSS_GOAL_MIB: f64 = 20.0;
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
-    let sim = Sim::start(&ctx.bins.sim, SimOptions::default()).await?;
-    let sidecar = Sidecar::start(
-        &ctx.bins.sidecar,
-        &sim,
+    let SingleStack {
+        sim: _sim,
+        sidecar,
+        gateway,
+    } = SingleStack::start(
+        &ctx.bins,
+        SimOptions::default(),
         SidecarOptions {
             max_concurrent_chats: 100_000,
             ..SidecarOptions::default()
         },
-    )
-    .await?;
-    let gateway = Gateway::start(
-        &ctx.bins.gateway,
         GatewayOptions {
             max_in_flight: 0,
-            ..GatewayOptions::for_sidecars(&[&sidecar])
+            ..GatewayOptions::default()
         },
     )
     .await?;

@@ -10,7 +10,7 @@ use super::Ctx;
 use bench::mux_client::{MuxClient, simple_request};
 use bench::openai::{self, chat_body};
 use bench::report::Goal;
-use bench::stack::{Gateway, GatewayOptions, Sidecar, SidecarOptions, Sim, SimOptions};
+use bench::stack::{GatewayOptions, SidecarOptions, SimOptions, SingleStack};
 use mux_protocol::ServerMessage;
 use std::time::Duration;
 use test_support::http1::KeepAliveConnection;
@@ -27,7 +27,7 @@ const WARM_UP: usize = 10;
 
 /// The three stack processes and a client of each path, one connection per path.
 struct Paths {
-    _stack: (Sim, Sidecar, Gateway),
+    _stack: SingleStack,
     mux: MuxClient,
     conn: KeepAliveConnection,
     /// One keep-alive connection too (requests are sequential), for SSE.
@@ -69,18 +69,17 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
 
 impl Paths {
     async fn start(ctx: &Ctx, sim: SimOptions) -> anyhow::Result<Self> {
-        let sim = Sim::start(&ctx.bins.sim, sim).await?;
-        let sidecar = Sidecar::start(
-            &ctx.bins.sidecar,
-            &sim,
+        let stack = SingleStack::start(
+            &ctx.bins,
+            sim,
             SidecarOptions {
                 max_concurrent_chats: 4,
                 ..SidecarOptions::default()
             },
+            GatewayOptions::default(),
         )
         .await?;
-        let gateway =
-            Gateway::start(&ctx.bins.gateway, GatewayOptions::for_sidecars(&[&sidecar])).await?;
+        let (sidecar, gateway) = (&stack.sidecar, &stack.gateway);
         let mux = MuxClient::connect(&sidecar.ws_url(), &sidecar.options.token).await?;
         let conn = KeepAliveConnection::connect(gateway.port).await?;
         let http = reqwest::Client::builder()
@@ -89,7 +88,7 @@ impl Paths {
             .build()?;
         let url = gateway.chat_url();
         Ok(Self {
-            _stack: (sim, sidecar, gateway),
+            _stack: stack,
             mux,
             conn,
             http,

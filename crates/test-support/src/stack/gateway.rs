@@ -54,6 +54,16 @@ impl GatewayOptions {
             ..Self::default()
         }
     }
+
+    /// These options with the sidecar list and token of `sidecars`.
+    pub fn in_front_of(self, sidecars: &[&Sidecar]) -> Self {
+        let base = Self::for_sidecars(sidecars);
+        Self {
+            sidecars: base.sidecars,
+            sidecar_token: base.sidecar_token,
+            ..self
+        }
+    }
 }
 
 pub struct Gateway {

@@ -7,12 +7,14 @@ mod gateway;
 mod sidecar;
 mod sim;
 mod sim_control;
+mod single;
 
 pub use footprint::{Footprint, ProcStatus, footprint, proc_status};
 pub use gateway::{Gateway, GatewayOptions};
 pub use sidecar::{Sidecar, SidecarOptions};
 pub use sim::{SIM_CONTROL_TOKEN, Sim, SimOptions};
 pub use sim_control::SimControl;
+pub use single::SingleStack;
 
 use std::time::Duration;
 
