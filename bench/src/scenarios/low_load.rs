@@ -11,7 +11,6 @@ use bench::mux_client::{MuxClient, simple_request};
 use bench::openai::{self, chat_body};
 use bench::report::Goal;
 use bench::stack::{GatewayOptions, SidecarOptions, SimOptions, SingleStack};
-use mux_protocol::ServerMessage;
 use std::time::Duration;
 use test_support::http1::KeepAliveConnection;
 use tokio::time::Instant;
@@ -213,7 +212,8 @@ async fn cadence(ctx: &mut Ctx) -> anyhow::Result<()> {
     let mut via = Vec::new();
     for i in 0..CADENCE_STREAMS {
         let text = format!("cadence {i}");
-        direct.extend(mux_gaps(&paths.mux, &text).await?);
+        let request = simple_request(&format!("cadence-{i}"), &text);
+        direct.extend(paths.mux.chat_delta_times(request).await?.gaps);
         let body = chat_body(&[("user", &text)], true, None);
         let out = openai::post_stream(
             &paths.http,
@@ -251,28 +251,4 @@ async fn cadence(ctx: &mut Ctx) -> anyhow::Result<()> {
         format!("{} gaps", off.len()),
     );
     Ok(())
-}
-
-/// Gaps between the content deltas of one chat over the mux protocol.
-async fn mux_gaps(mux: &MuxClient, text: &str) -> anyhow::Result<Vec<Duration>> {
-    let mut stream = mux.chat(simple_request(&format!("cadence-{text}"), text))?;
-    let mut gaps = Vec::new();
-    let mut last: Option<Instant> = None;
-    while let Some(msg) = stream.next().await {
-        match msg {
-            ServerMessage::Delta {
-                content: Some(c), ..
-            } if !c.is_empty() => {
-                let now = Instant::now();
-                if let Some(prev) = last {
-                    gaps.push(now - prev);
-                }
-                last = Some(now);
-            }
-            ServerMessage::Finish { .. } => return Ok(gaps),
-            ServerMessage::Error { kind, .. } => anyhow::bail!("sidecar error {kind:?}"),
-            _ => {}
-        }
-    }
-    anyhow::bail!("mux connection closed mid-chat")
 }
