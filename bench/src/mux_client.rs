@@ -55,7 +55,8 @@ impl MuxClient {
             "sec-websocket-protocol",
             HeaderValue::from_static(mux_protocol::SUBPROTOCOL),
         );
-        let (ws, _) = tokio_tungstenite::connect_async(request)
+        // TCP_NODELAY: the client side of a latency measurement must not add Nagle's delay.
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
             .await
             .with_context(|| format!("connecting to {url}"))?;
         let (mut sink, mut stream) = ws.split();

@@ -185,14 +185,20 @@ fn report_added(ctx: &mut Ctx, scenario: &str, mut direct: Vec<Duration>, mut vi
             "gateway - direct, client side",
         );
     }
-    let slow = via
-        .iter()
-        .filter(|d| d.as_secs_f64() * 1e3 > SLOW_MS)
-        .count();
+    let over = |latencies: &[Duration]| {
+        let n = latencies.iter().filter(|d| d.as_secs_f64() * 1e3 > SLOW_MS);
+        Some(n.count() as f64)
+    };
+    r.info(
+        scenario,
+        &format!("direct requests over {SLOW_MS} ms"),
+        over(&direct),
+        "req",
+    );
     r.add(
         scenario,
         &format!("gateway requests over {SLOW_MS} ms"),
-        Some(slow as f64),
+        over(&via),
         "req",
         Some(Goal::AtMost(0.0)),
         "zero-delay simulator",

@@ -70,4 +70,5 @@ async fn back_to_back_requests_on_one_connection_do_not_stall() {
         stalls.len()
     );
     stack.assert_quiescent().await;
+    stack.assert_no_secrets();
 }
