@@ -1,8 +1,8 @@
 //! One `gateway` process over static sidecars, on a free 127.0.0.1 port.
 
-use super::{READY_TIMEOUT, Sidecar, tail};
+use super::{Sidecar, wait_for_ok};
 use crate::prom::Metrics;
-use crate::{ChildProcess, ProcessBuilder, free_port, wait_for_http};
+use crate::{ChildProcess, ProcessBuilder, free_port};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -103,14 +103,9 @@ impl Gateway {
     }
 
     async fn wait_for(&self, path: &str) -> Result<()> {
-        wait_for_http(&format!("{}{path}", self.base_url()), 200, READY_TIMEOUT)
-            .await
-            .with_context(|| {
-                format!(
-                    "gateway: no 200 from {path}; output:\n{}",
-                    tail(&self.process.output())
-                )
-            })
+        let url = format!("{}{path}", self.base_url());
+        let what = format!("gateway: no 200 from {path}");
+        wait_for_ok(&url, &self.process, &what).await
     }
 
     pub async fn restart(&mut self) -> Result<()> {

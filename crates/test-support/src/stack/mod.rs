@@ -34,6 +34,14 @@ pub fn uuid_like() -> String {
     format!("{:016x}", h.finish())
 }
 
+/// Wait until GET `url` answers 200; the error says `what` and ends with the process's log.
+async fn wait_for_ok(url: &str, process: &crate::ChildProcess, what: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    crate::wait_for_http(url, 200, READY_TIMEOUT)
+        .await
+        .with_context(|| format!("{what}; output:\n{}", tail(&process.output())))
+}
+
 /// The last 4000 bytes of a log, for error messages.
 fn tail(s: &str) -> &str {
     let start = s.len().saturating_sub(4000);

@@ -1,9 +1,9 @@
 //! One `sidecar` process attached to a [`Sim`], on a free 127.0.0.1 port, waited for until
 //! `/readyz` answers 200.
 
-use super::{READY_TIMEOUT, Sim, tail, uuid_like};
+use super::{Sim, uuid_like, wait_for_ok};
 use crate::prom::Metrics;
-use crate::{ChildProcess, ProcessBuilder, free_port, wait_for_http};
+use crate::{ChildProcess, ProcessBuilder, free_port};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -57,14 +57,8 @@ impl Sidecar {
     }
 
     pub async fn wait_ready(&mut self) -> Result<()> {
-        wait_for_http(&format!("{}/readyz", self.http_url()), 200, READY_TIMEOUT)
-            .await
-            .with_context(|| {
-                format!(
-                    "sidecar not ready; output:\n{}",
-                    tail(&self.process.output())
-                )
-            })
+        let url = format!("{}/readyz", self.http_url());
+        wait_for_ok(&url, &self.process, "sidecar not ready").await
     }
 
     /// Kill it and start it again on the same port.
