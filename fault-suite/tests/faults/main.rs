@@ -5,7 +5,6 @@
 
 mod bad_input;
 mod disconnects;
-mod low_latency;
 mod overload;
 mod sidecar_restart;
 mod soak;

@@ -1,6 +1,8 @@
 //! Issue 17: requests sent back to back on one keep-alive connection must not meet Nagle's
 //! algorithm and delayed ACKs (a ~40 ms stall on a few percent of them). The client is what
 //! agents use: Python's `http.client` shape, head and body in two writes, `TCP_NODELAY` on.
+//! Its own test binary: cargo runs test binaries one after another, so the fault tests'
+//! load does not pass for stalls here, and this test's load does not disturb their counts.
 
 use fault_suite::{API_KEY, Stack, StackSpec, user};
 use std::time::{Duration, Instant};
