@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use test_support::http1::KeepAliveConnection;
 use test_support::stack::GatewayOptions;
 
-const REQUESTS: usize = 200;
+const REQUESTS: usize = 400;
 /// A request slower than this against a zero-delay simulator is a 40 ms-class stall (debug
 /// builds answer in a few milliseconds).
 const STALL: Duration = Duration::from_millis(20);
-/// Stalls tolerated for scheduling noise on a busy 2-core machine; Nagle + delayed ACK
-/// stalls 5-12% of requests (10-24 of 200).
-const MAX_STALLS: usize = 3;
+/// Stalls tolerated for scheduling noise on a busy 2-core machine. Nagle + delayed ACK
+/// stalled 15 of 400 here (5 of 200 in another run; the issue measured 5-12%).
+const MAX_STALLS: usize = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_to_back_requests_on_one_connection_do_not_stall() {
