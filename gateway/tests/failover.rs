@@ -31,7 +31,11 @@ async fn failure_before_output_retries_once_elsewhere_then_ejects() {
     let question = "which sidecar am I on";
     let target = target_of(&gw, question).await;
     let (bad, good) = if target == a.name { (&a, &b) } else { (&b, &a) };
-    bad.sim.set_fault("error", None).await;
+    bad.sim
+        .control()
+        .set_fault("error", None)
+        .await
+        .expect("sim control API");
 
     // Non-streaming: the failed first attempt is invisible to the client.
     let resp = gw.chat(user(question)).await;
@@ -64,11 +68,15 @@ async fn failure_before_output_retries_once_elsewhere_then_ejects() {
         ),
         0.0
     );
-    let asks_before = bad.sim.stats().await["asks_received"].as_u64();
+    let asks_before =
+        bad.sim.control().stats().await.expect("sim control API")["asks_received"].as_u64();
     let resp = gw.chat(user(question)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(sample(&gw.metrics().await, "gateway_retries_total"), 2.0);
-    assert_eq!(bad.sim.stats().await["asks_received"].as_u64(), asks_before);
+    assert_eq!(
+        bad.sim.control().stats().await.expect("sim control API")["asks_received"].as_u64(),
+        asks_before
+    );
 }
 
 #[tokio::test]
@@ -77,8 +85,16 @@ async fn both_attempts_failing_gives_an_openai_error() {
     let b = start_sidecar("sc-y", &[]).await;
     let gw = start_gateway(&sidecar_list(&[&a, &b]), &[("GATEWAY_EJECT_FAILURES", "0")]).await;
     gw.wait_usable(2).await;
-    a.sim.set_fault("error", None).await;
-    b.sim.set_fault("error", None).await;
+    a.sim
+        .control()
+        .set_fault("error", None)
+        .await
+        .expect("sim control API");
+    b.sim
+        .control()
+        .set_fault("error", None)
+        .await
+        .expect("sim control API");
     let resp = gw.chat(user("doomed")).await;
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.expect("json");
@@ -122,7 +138,7 @@ async fn wrong_sidecar_token_never_connects() {
     assert_eq!(gw.sidecar_state("sc-t").await, "connecting");
     assert_eq!(gw.chat(user("x")).await.status(), 503);
     assert!(
-        !gw.proc.output().contains("wrong-token"),
+        !gw.gateway.output().contains("wrong-token"),
         "token in a log line"
     );
 }

@@ -75,8 +75,8 @@ async fn rotating_the_token_file_needs_no_restart_and_drops_no_chat() {
 
     rotate(&sidecar_file, "token-two");
     // The sidecar takes the new token for new requests and refuses the old one.
-    assert_eq!(sidecar_login_status(sc.port, "token-two").await, 200);
-    assert_eq!(sidecar_login_status(sc.port, "token-one").await, 401);
+    assert_eq!(sidecar_login_status(sc.sidecar.port, "token-two").await, 200);
+    assert_eq!(sidecar_login_status(sc.sidecar.port, "token-one").await, 401);
     rotate(&gateway_file, "token-two");
     // The gateway's next call to the sidecar carries the new token.
     let logins = gw.get_json("/internal/auto-login/status").await;
