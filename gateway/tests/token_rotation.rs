@@ -75,8 +75,14 @@ async fn rotating_the_token_file_needs_no_restart_and_drops_no_chat() {
 
     rotate(&sidecar_file, "token-two");
     // The sidecar takes the new token for new requests and refuses the old one.
-    assert_eq!(sidecar_login_status(sc.sidecar.port, "token-two").await, 200);
-    assert_eq!(sidecar_login_status(sc.sidecar.port, "token-one").await, 401);
+    assert_eq!(
+        sidecar_login_status(sc.sidecar.port, "token-two").await,
+        200
+    );
+    assert_eq!(
+        sidecar_login_status(sc.sidecar.port, "token-one").await,
+        401
+    );
     rotate(&gateway_file, "token-two");
     // The gateway's next call to the sidecar carries the new token.
     let logins = gw.get_json("/internal/auto-login/status").await;
@@ -98,7 +104,7 @@ async fn rotating_the_token_file_needs_no_restart_and_drops_no_chat() {
         "chats failed during the rotation"
     );
     assert_eq!(gw.chat(user("after rotation")).await.status(), 200);
-    let logs = gw.proc.output();
+    let logs = gw.gateway.output();
     assert!(
         !logs.contains("token-one") && !logs.contains("token-two"),
         "token in a log line"

@@ -35,8 +35,8 @@ use crate::auth::ApiKeys;
 use crate::chat::ChatService;
 use crate::errors::GatewayError;
 use crate::observability::metrics::Metrics;
-use crate::responses::ResponseStore;
 use crate::pool::LoginCooldown;
+use crate::responses::ResponseStore;
 
 #[derive(Clone)]
 pub struct AppState {
