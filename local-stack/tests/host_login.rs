@@ -1,7 +1,7 @@
 //! The original gateway's operator endpoints over the single-host pool: `/healthz` with
 //! per-instance state and ready count, `/internal/auto-login/status` (all instances) and
-//! `/internal/auto-login/start?instance=inst-N` (one instance), behind the API key or
-//! metrics token. The simulator (LINGMA_BIN) starts logged out in its callback login mode;
+//! `/internal/auto-login/start?instance=inst-N` (one instance), behind the metrics (admin)
+//! token; a client API key gets 403 there. The simulator (LINGMA_BIN) starts logged out in its callback login mode;
 //! the sidecar's login driver follows the callback URL when asked to log in.
 
 mod host_support;
@@ -61,7 +61,7 @@ async fn one_instance_is_logged_in_through_the_gateway() {
     assert_eq!(health["ready"], 0, "{health}");
     assert_eq!(health["instances"], 2, "{health}");
 
-    // The status needs a key or the metrics token.
+    // The status needs the metrics (admin) token.
     let status_url = format!("{base}/internal/auto-login/status");
     let anonymous = client.get(&status_url).send().await.expect("status");
     assert_eq!(anonymous.status(), 401);
@@ -77,10 +77,19 @@ async fn one_instance_is_logged_in_through_the_gateway() {
     assert_eq!(login_of(&status, "inst-0")["login"]["state"], "logged_out");
     assert_eq!(login_of(&status, "inst-1")["login"]["state"], "logged_out");
 
+    // A client key never forces a login (the password is submitted for real).
+    let by_client = client
+        .post(format!("{base}/internal/auto-login/start?instance=inst-1"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .expect("start with a client key");
+    assert_eq!(by_client.status(), 403);
+
     // Unknown instance: 404 with an OpenAI error body.
     let unknown = client
         .post(format!("{base}/internal/auto-login/start?instance=inst-9"))
-        .bearer_auth(API_KEY)
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .expect("start unknown");
@@ -92,7 +101,7 @@ async fn one_instance_is_logged_in_through_the_gateway() {
     // Start inst-1's login.
     let started = client
         .post(format!("{base}/internal/auto-login/start?instance=inst-1"))
-        .bearer_auth(API_KEY)
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .expect("start");
@@ -104,7 +113,7 @@ async fn one_instance_is_logged_in_through_the_gateway() {
     let status = loop {
         let status: Value = client
             .get(&status_url)
-            .bearer_auth(API_KEY)
+            .bearer_auth(METRICS_TOKEN)
             .send()
             .await
             .expect("status")
