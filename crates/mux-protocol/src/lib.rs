@@ -13,6 +13,7 @@ mod vocabulary;
 pub use endpoint::SidecarEndpoint;
 pub use keys::{api_key_scope, continuation_key, conversation_key};
 pub use messages::*;
+pub use vocabulary::Blame;
 
 /// Version of this protocol; the sidecar refuses a client whose `?v=` differs.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -45,7 +45,26 @@ pub fn classify_finish(status_code: i64) -> Result<FinishReason, Failure> {
             ErrorKind::Timeout,
             "Lingma timed out or gave an empty answer",
         )),
-        _ => Err(Failure::new(ErrorKind::Upstream, "Lingma failed the chat")),
+        finish_codes::INTERNAL => Err(Failure::new(ErrorKind::Upstream, "Lingma failed the chat")),
+        // A code Lingma does not document is its verdict on this request (a refusal), not
+        // a sign the instance is broken: the request's fault (no ejection, no retry).
+        _ => Err(Failure::new(
+            ErrorKind::BadRequest,
+            "Lingma refused this request",
+        )),
+    }
+}
+
+/// An error answering `chat/ask` itself -> a failure. A JSON-RPC error or a rejection is
+/// Lingma refusing this request (invalid params, a prompt it will not run): the request's
+/// fault, so it neither counts against the instance nor moves to another one. Transport
+/// failures stay the instance's.
+pub fn classify_ask_error(e: &ClientError) -> Failure {
+    match e {
+        ClientError::Upstream { .. } | ClientError::Rejected(_) => {
+            Failure::new(ErrorKind::BadRequest, "Lingma refused this request")
+        }
+        other => classify_client_error(other),
     }
 }
 
@@ -102,7 +121,25 @@ mod tests {
         assert_eq!(kind(403), Some(ErrorKind::UpstreamAuth));
         assert_eq!(kind(408), Some(ErrorKind::Timeout));
         assert_eq!(kind(500), Some(ErrorKind::Upstream));
-        assert_eq!(kind(90000), Some(ErrorKind::Upstream));
+        assert_eq!(kind(90000), Some(ErrorKind::BadRequest), "unlisted: a refusal");
+    }
+
+    #[test]
+    fn refusals_of_the_ask_are_the_requests_fault() {
+        let invalid = ClientError::Upstream {
+            code: -32602,
+            message: "unknown model".into(),
+        };
+        assert_eq!(classify_ask_error(&invalid).kind, ErrorKind::BadRequest);
+        assert_eq!(
+            classify_ask_error(&ClientError::Rejected("no".into())).kind,
+            ErrorKind::BadRequest
+        );
+        assert!(!classify_ask_error(&invalid).kind.blames_instance());
+        assert_eq!(
+            classify_ask_error(&ClientError::ConnectionLost).kind,
+            ErrorKind::ConnectionLost
+        );
     }
 
     #[test]
