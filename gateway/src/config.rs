@@ -100,6 +100,20 @@ pub struct GatewayConfig {
     pub eject_failures: u32,
     #[arg(long, env = "GATEWAY_EJECT_COOLDOWN_SEC", default_value_t = 10.0)]
     pub eject_cooldown_sec: f64,
+    /// The most sidecars ejected at once, in percent of the pool (rounded down).
+    #[arg(long, env = "GATEWAY_MAX_EJECTION_PERCENT", default_value_t = 50,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub max_ejection_percent: u8,
+    /// Longest wait for a sidecar's `Started` after its own queue wait.
+    #[arg(long, env = "GATEWAY_START_TIMEOUT_SEC", default_value_t = 60.0)]
+    pub start_timeout_sec: f64,
+    /// Longest silence of a sidecar within an accepted chat, and longest a client may
+    /// leave a full stream buffer unread.
+    #[arg(long, env = "GATEWAY_IDLE_TIMEOUT_SEC", default_value_t = 180.0)]
+    pub idle_timeout_sec: f64,
+    /// Longest one write to a sidecar's socket may block before the connection is dropped.
+    #[arg(long, env = "GATEWAY_SIDECAR_WRITE_TIMEOUT_SEC", default_value_t = 10.0)]
+    pub sidecar_write_timeout_sec: f64,
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", default_value = "")]
     pub otlp_endpoint: String,
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "lingma-gateway")]
@@ -115,6 +129,8 @@ pub enum ConfigError {
     LoadFactor,
     #[error("GATEWAY_EJECT_COOLDOWN_SEC must be a finite number >= 0")]
     EjectCooldown,
+    #[error("{0} must be a number of seconds in (0, 86400]")]
+    Deadline(&'static str),
     #[error("cannot read SIDECAR_TOKEN_FILE {path}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -132,6 +148,15 @@ impl GatewayConfig {
         }
         if !self.eject_cooldown_sec.is_finite() || self.eject_cooldown_sec < 0.0 {
             return Err(ConfigError::EjectCooldown);
+        }
+        for (name, value) in [
+            ("GATEWAY_START_TIMEOUT_SEC", self.start_timeout_sec),
+            ("GATEWAY_IDLE_TIMEOUT_SEC", self.idle_timeout_sec),
+            ("GATEWAY_SIDECAR_WRITE_TIMEOUT_SEC", self.sidecar_write_timeout_sec),
+        ] {
+            if !(value > 0.0 && value <= 86_400.0) {
+                return Err(ConfigError::Deadline(name));
+            }
         }
         Ok(())
     }
@@ -151,6 +176,15 @@ impl GatewayConfig {
 
     pub fn eject_cooldown(&self) -> Duration {
         Duration::from_secs_f64(self.eject_cooldown_sec)
+    }
+
+    /// The gateway's own deadlines on a sidecar (validated: finite and positive).
+    pub fn deadlines(&self) -> crate::pool::Deadlines {
+        crate::pool::Deadlines {
+            start: Duration::from_secs_f64(self.start_timeout_sec),
+            idle: Duration::from_secs_f64(self.idle_timeout_sec),
+            write: Duration::from_secs_f64(self.sidecar_write_timeout_sec),
+        }
     }
 
     /// The default sidecar token: SIDECAR_TOKEN_FILE wins over SIDECAR_TOKEN (a mounted
@@ -193,6 +227,10 @@ impl std::fmt::Debug for GatewayConfig {
             .field("load_factor", &self.load_factor)
             .field("eject_failures", &self.eject_failures)
             .field("eject_cooldown_sec", &self.eject_cooldown_sec)
+            .field("max_ejection_percent", &self.max_ejection_percent)
+            .field("start_timeout_sec", &self.start_timeout_sec)
+            .field("idle_timeout_sec", &self.idle_timeout_sec)
+            .field("sidecar_write_timeout_sec", &self.sidecar_write_timeout_sec)
             .field("otlp_endpoint", &self.otlp_endpoint)
             .finish_non_exhaustive()
     }

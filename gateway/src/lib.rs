@@ -72,6 +72,8 @@ impl Gateway {
                 default_token: config.resolve_sidecar_token()?,
                 eject_failures: config.eject_failures,
                 eject_cooldown: config.eject_cooldown(),
+                max_ejection_percent: config.max_ejection_percent,
+                deadlines: config.deadlines(),
             },
             metrics.clone(),
             stop.clone(),

@@ -94,11 +94,18 @@ impl ErrorKind {
         matches!(self.blame(), Blame::Instance)
     }
 
-    /// Whether a failure before the ask was accepted may be retried on another instance
-    /// (another account, another process may not have it): the instance's faults plus its
-    /// account's rate limit and its full capacity. Never the request's or the client's.
+    /// Whether a failure before `Started` may be retried on another instance: the
+    /// instance's fault or limit, and the failure proves Lingma never ran the ask (at most
+    /// once upstream). Not a timeout, a lost connection, an invalid answer or a sidecar
+    /// bug: the ask may have reached Lingma. Never the request's or the client's.
     pub const fn retriable_elsewhere(self) -> bool {
-        matches!(self.blame(), Blame::Instance | Blame::Busy)
+        matches!(
+            self,
+            ErrorKind::Unavailable
+                | ErrorKind::Overloaded
+                | ErrorKind::RateLimited
+                | ErrorKind::UpstreamAuth
+        )
     }
 
     /// Whether Lingma (or the cloud behind it) produced this failure, as opposed to the
@@ -290,11 +297,14 @@ mod tests {
     }
 
     #[test]
-    fn retried_elsewhere_are_the_instances_faults_and_its_limits() {
+    fn retried_elsewhere_are_only_failures_that_prove_the_ask_never_ran() {
         for kind in ErrorKind::ALL {
-            let expected = kind.blames_instance()
-                || matches!(kind, ErrorKind::RateLimited | ErrorKind::Overloaded);
-            assert_eq!(kind.retriable_elsewhere(), expected, "{kind:?}");
+            if kind.retriable_elsewhere() {
+                assert!(
+                    matches!(kind.blame(), Blame::Instance | Blame::Busy),
+                    "{kind:?}"
+                );
+            }
         }
         // The request's own faults and a cancel are never retried.
         for kind in [
@@ -304,6 +314,19 @@ mod tests {
         ] {
             assert!(!kind.retriable_elsewhere(), "{kind:?}");
             assert!(!kind.blames_instance(), "{kind:?}");
+        }
+        // The ask may have reached Lingma: blamed, but never run a second time.
+        for kind in [
+            ErrorKind::Timeout,
+            ErrorKind::ConnectionLost,
+            ErrorKind::Upstream,
+            ErrorKind::Internal,
+        ] {
+            assert!(!kind.retriable_elsewhere(), "{kind:?}");
+            assert!(kind.blames_instance(), "{kind:?}");
+        }
+        for kind in [ErrorKind::Unavailable, ErrorKind::Overloaded, ErrorKind::RateLimited] {
+            assert!(kind.retriable_elsewhere(), "{kind:?}");
         }
     }
 

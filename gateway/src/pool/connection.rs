@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 
+use super::Deadlines;
 use super::link::{Link, OUTBOUND_BUFFER};
 use super::sidecar::Sidecar;
 
@@ -24,7 +25,12 @@ const IDLE_LIMIT: Duration = Duration::from_secs(45);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Run until `stop` fires or the sidecar was removed and has no open streams.
-pub(crate) async fn run(sidecar: Arc<Sidecar>, token: Option<String>, stop: CancellationToken) {
+pub(crate) async fn run(
+    sidecar: Arc<Sidecar>,
+    token: Option<String>,
+    deadlines: Deadlines,
+    stop: CancellationToken,
+) {
     let mut backoff = BACKOFF_MIN;
     loop {
         if stop.is_cancelled() || sidecar.is_removed() {
@@ -37,7 +43,7 @@ pub(crate) async fn run(sidecar: Arc<Sidecar>, token: Option<String>, stop: Canc
         match attempt {
             Ok(Ok(ws)) => {
                 tracing::info!(sidecar = %sidecar.name, "mux connection up");
-                let served_ok = serve(&sidecar, ws, &stop).await;
+                let served_ok = serve(&sidecar, ws, deadlines, &stop).await;
                 tracing::warn!(sidecar = %sidecar.name, "mux connection down");
                 if served_ok {
                     backoff = BACKOFF_MIN;
@@ -89,11 +95,27 @@ async fn connect(sidecar: &Sidecar, token: Option<&str>) -> Result<Ws, ConnectEr
     Ok(ws)
 }
 
+/// One write to the sidecar, within `limit`. A sidecar that stops reading must not hold
+/// the connection loop in a write forever: its silence check would never run again and
+/// the sidecar would keep taking chats. False = failed or timed out.
+async fn write_within(
+    limit: Duration,
+    sink: &mut futures_util::stream::SplitSink<Ws, Message>,
+    message: Message,
+) -> bool {
+    matches!(tokio::time::timeout(limit, sink.send(message)).await, Ok(Ok(())))
+}
+
 /// Serve one connection until it ends. True when it got as far as a `Status`.
-async fn serve(sidecar: &Arc<Sidecar>, ws: Ws, stop: &CancellationToken) -> bool {
+async fn serve(
+    sidecar: &Arc<Sidecar>,
+    ws: Ws,
+    deadlines: Deadlines,
+    stop: &CancellationToken,
+) -> bool {
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::channel::<ClientMessage>(OUTBOUND_BUFFER);
-    let link = Arc::new(Link::new(tx));
+    let link = Arc::new(Link::new(tx, deadlines));
     let mut got_status = false;
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
@@ -105,7 +127,8 @@ async fn serve(sidecar: &Arc<Sidecar>, ws: Ws, stop: &CancellationToken) -> bool
             outgoing = rx.recv() => {
                 let Some(message) = outgoing else { break };
                 let Ok(text) = serde_json::to_string(&message) else { continue };
-                if sink.send(Message::Text(text.into())).await.is_err() {
+                if !write_within(deadlines.write, &mut sink, Message::Text(text.into())).await {
+                    tracing::warn!(sidecar = %sidecar.name, "mux write failed or timed out, closing");
                     break;
                 }
             }
@@ -140,7 +163,8 @@ async fn serve(sidecar: &Arc<Sidecar>, ws: Ws, stop: &CancellationToken) -> bool
                     tracing::warn!(sidecar = %sidecar.name, "mux connection silent, closing");
                     break;
                 }
-                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if !write_within(deadlines.write, &mut sink, Message::Ping(Vec::new().into())).await {
+                    tracing::warn!(sidecar = %sidecar.name, "mux ping failed or timed out, closing");
                     break;
                 }
             }
@@ -153,6 +177,6 @@ async fn serve(sidecar: &Arc<Sidecar>, ws: Ws, stop: &CancellationToken) -> bool
     }
     sidecar.set_link(None);
     link.close_all();
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(deadlines.write, sink.close()).await;
     got_status
 }

@@ -2,6 +2,7 @@
 //! load and ejection; membership follows the discovery channel.
 
 mod connection;
+pub mod ejection;
 pub mod link;
 pub mod login_control;
 pub mod sidecar;
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use ejection::EjectionBudget;
 use mux_protocol::{ModelInfo, SidecarEndpoint};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +29,32 @@ pub struct PoolSettings {
     pub default_token: Option<String>,
     pub eject_failures: u32,
     pub eject_cooldown: Duration,
+    /// GATEWAY_MAX_EJECTION_PERCENT: the most members ejected at once, in percent.
+    pub max_ejection_percent: u8,
+    pub deadlines: Deadlines,
+}
+
+/// The gateway's own deadlines on a sidecar, so no wait depends on the sidecar keeping
+/// its word.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// GATEWAY_START_TIMEOUT_SEC: from the chat's queue deadline to `Started`.
+    pub start: Duration,
+    /// GATEWAY_IDLE_TIMEOUT_SEC: between events of an accepted chat; also how long a
+    /// client may leave its stream's buffer full before the stream is given up.
+    pub idle: Duration,
+    /// GATEWAY_SIDECAR_WRITE_TIMEOUT_SEC: one write to the sidecar's socket.
+    pub write: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            start: Duration::from_secs(60),
+            idle: Duration::from_secs(180),
+            write: Duration::from_secs(10),
+        }
+    }
 }
 
 pub struct Pool {
@@ -35,6 +63,7 @@ pub struct Pool {
     slot_freed: Arc<Notify>,
     /// Bumped by any status, connection or membership change.
     generation: Arc<AtomicU64>,
+    budget: Arc<EjectionBudget>,
     /// The union of models, recomputed only when `generation` moved (it is read on every
     /// chat request).
     models: ArcSwap<(u64, Arc<Vec<ModelInfo>>)>,
@@ -56,6 +85,7 @@ impl Pool {
             members: ArcSwap::from_pointee(Vec::new()),
             slot_freed: Arc::new(Notify::new()),
             generation: Arc::new(AtomicU64::new(1)),
+            budget: Arc::new(EjectionBudget::new(settings.max_ejection_percent)),
             models: ArcSwap::from_pointee((0, Arc::new(Vec::new()))),
             settings,
             metrics,
@@ -101,12 +131,14 @@ impl Pool {
                         self.epoch,
                         self.slot_freed.clone(),
                         self.generation.clone(),
+                        self.budget.clone(),
                         &self.metrics,
                     ));
                     tracing::info!(sidecar = %sidecar.name, url = %sidecar.endpoint.url, "sidecar joined the pool");
                     tokio::spawn(connection::run(
                         sidecar.clone(),
                         self.settings.default_token.clone(),
+                        self.settings.deadlines,
                         self.stop.child_token(),
                     ));
                     next.push(sidecar);
@@ -120,6 +152,7 @@ impl Pool {
                 self.metrics.remove_sidecar(&gone.name);
             }
         }
+        self.budget.set_members(next.len());
         self.members.store(Arc::new(next));
         self.generation.fetch_add(1, Ordering::Release);
         self.slot_freed.notify_waiters();
