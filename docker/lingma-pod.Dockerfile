@@ -11,7 +11,9 @@
 #   COPY --chown=65532:65532 lingma /opt/lingma/lingma
 #   ENV LINGMA_BIN=/opt/lingma/lingma
 
-FROM rust:1.95-slim-bookworm AS build
+# Base images are pinned by tag and digest (the digest is what is pulled; the tag says what
+# it is). Bump both together: docker buildx imagetools inspect <image:tag>.
+FROM rust:1.95-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -21,7 +23,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # Debian slim rather than distroless: Lingma is a dynamically linked native program and the
 # auto-login needs Chromium and its chromedriver from the same Debian release.
-FROM debian:bookworm-slim
+FROM debian:bookworm-slim@sha256:7b140f374b289a7c2befc338f42ebe6441b7ea838a042bbd5acbfca6ec875818
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates chromium chromium-driver tini \
     && rm -rf /var/lib/apt/lists/* \

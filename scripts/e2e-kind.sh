@@ -40,13 +40,29 @@ for image in operator gateway lingma-pod; do
   kind load docker-image --name "$CLUSTER" "local/$image:$TAG"
 done
 
-echo "==> chart"
+echo "==> chart (--wait turns healthy with no LingmaInstance: readiness = serving + discovery synced)"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
+images=()
+for key in operator gateway lingmaPod; do
+  repo=local/$(echo "$key" | sed 's/lingmaPod/lingma-pod/')
+  images+=(--set "images.$key.repository=$repo" --set "images.$key.tag=$TAG")
+done
 helm upgrade --install lingma-gateway charts/lingma-gateway -n "$NS" --wait --timeout "$TIMEOUT" \
-  --set imageRegistry=local --set imageTag="$TAG" --set imagePullPolicy=Never \
-  --set gateway.auth.apiKeys=e2e-key
+  "${images[@]}" --set imagePullPolicy=Never --set gateway.auth.apiKeys=e2e-key
 kubectl -n "$NS" rollout status deploy/lingma-gateway-operator --timeout "$TIMEOUT"
 kubectl -n "$NS" rollout status deploy/lingma-gateway-gateway --timeout "$TIMEOUT"
+# The test Pod pulls its curl image from docker.io (images.test).
+helm test lingma-gateway -n "$NS" --timeout 120s
+
+echo "==> no capacity is a JSON 503, not a connection error"
+kubectl -n "$NS" port-forward svc/lingma-gateway-gateway 18317:8317 >/dev/null &
+pf=$!
+trap 'kill $pf 2>/dev/null; cleanup' EXIT
+for _ in $(seq 30); do curl -fsS localhost:18317/healthz >/dev/null 2>&1 && break; sleep 1; done
+code=$(curl -s -o /tmp/lingma-e2e-503.json -w '%{http_code}' localhost:18317/v1/chat/completions \
+  -H 'Authorization: Bearer e2e-key' -H 'Content-Type: application/json' \
+  -d '{"model":"org_auto","messages":[{"role":"user","content":"hi"}]}')
+[ "$code" = 503 ] && grep -q '"error"' /tmp/lingma-e2e-503.json || { echo "expected a JSON 503, got $code" >&2; exit 1; }
 
 echo "==> accounts Secret and LingmaInstance"
 if [ -n "${LINGMA_ACCOUNTS_FILE:-}" ]; then
@@ -63,7 +79,11 @@ sed -e "s/namespace: lingma/namespace: $NS/" -e "s/replicas: 3/replicas: 2/" \
 
 echo "==> the operator's objects"
 kubectl -n "$NS" wait --for=create statefulset/team --timeout 120s
-kubectl -n "$NS" get service/team secret/team-sidecar-token poddisruptionbudget/team >/dev/null
+kubectl -n "$NS" get service/team secret/team-sidecar-token poddisruptionbudget/team secret/lingma-sidecar-tokens >/dev/null
+# The gateway may read the tokens Secret and no other (least privilege).
+sa=system:serviceaccount:$NS:lingma-gateway-gateway
+kubectl -n "$NS" auth can-i get secret/lingma-sidecar-tokens --as "$sa" | grep -qx yes
+! kubectl -n "$NS" auth can-i get secret/lingma-accounts --as "$sa" | grep -qx yes
 kubectl -n "$NS" get endpointslices -l app.kubernetes.io/managed-by=lingma-operator
 kubectl -n "$NS" wait lingmainstance/team --for=jsonpath='{.status.conditions[?(@.type=="Progressing")].status}' --timeout 120s
 
@@ -75,10 +95,6 @@ if [ -n "${LINGMA_ACCOUNTS_FILE:-}" ]; then
   echo "==> login and a chat through the gateway"
   kubectl -n "$NS" wait lingmainstance/team --for=condition=LoggedIn --timeout "$TIMEOUT"
   kubectl -n "$NS" wait lingmainstance/team --for=condition=Ready --timeout "$TIMEOUT"
-  kubectl -n "$NS" port-forward svc/lingma-gateway-gateway 18317:8317 >/dev/null &
-  pf=$!
-  trap 'kill $pf 2>/dev/null; cleanup' EXIT
-  for _ in $(seq 30); do curl -fsS localhost:18317/healthz >/dev/null 2>&1 && break; sleep 1; done
   curl -fsS localhost:18317/v1/chat/completions -H 'Authorization: Bearer e2e-key' \
     -H 'Content-Type: application/json' \
     -d '{"model":"org_auto","messages":[{"role":"user","content":"Say OK."}]}'

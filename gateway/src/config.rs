@@ -120,14 +120,20 @@ pub struct GatewayConfig {
     pub otel_service_name: String,
 }
 
+/// Largest accepted GATEWAY_QUEUE_TIMEOUT_SEC and GATEWAY_EJECT_COOLDOWN_SEC: beyond an hour
+/// a value is a typo, and far larger ones overflow a `Duration` or a deadline.
+const MAX_WAIT_SEC: f64 = 3600.0;
+/// Largest accepted GATEWAY_LOAD_FACTOR: far above any useful bound on load.
+const MAX_LOAD_FACTOR: f64 = 100.0;
+
 /// Settings that make no sense (caught at start, not at the first request).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("GATEWAY_QUEUE_TIMEOUT_SEC must be a finite number >= 0")]
+    #[error("GATEWAY_QUEUE_TIMEOUT_SEC must be a number of seconds from 0 to 3600")]
     QueueTimeout,
-    #[error("GATEWAY_LOAD_FACTOR must be a finite number >= 1")]
+    #[error("GATEWAY_LOAD_FACTOR must be a number from 1 to 100")]
     LoadFactor,
-    #[error("GATEWAY_EJECT_COOLDOWN_SEC must be a finite number >= 0")]
+    #[error("GATEWAY_EJECT_COOLDOWN_SEC must be a number of seconds from 0 to 3600")]
     EjectCooldown,
     #[error("{0} must be a number of seconds in (0, 86400]")]
     Deadline(&'static str),
@@ -140,13 +146,14 @@ pub enum ConfigError {
 
 impl GatewayConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.queue_timeout_sec.is_finite() || self.queue_timeout_sec < 0.0 {
+        // `contains` is false for NaN, so NaN and the infinities are refused too.
+        if !(0.0..=MAX_WAIT_SEC).contains(&self.queue_timeout_sec) {
             return Err(ConfigError::QueueTimeout);
         }
-        if !self.load_factor.is_finite() || self.load_factor < 1.0 {
+        if !(1.0..=MAX_LOAD_FACTOR).contains(&self.load_factor) {
             return Err(ConfigError::LoadFactor);
         }
-        if !self.eject_cooldown_sec.is_finite() || self.eject_cooldown_sec < 0.0 {
+        if !(0.0..=MAX_WAIT_SEC).contains(&self.eject_cooldown_sec) {
             return Err(ConfigError::EjectCooldown);
         }
         for (name, value) in [
@@ -286,6 +293,24 @@ mod tests {
             "{text}"
         );
         assert_eq!(c.api_key_list().len(), 2);
+    }
+
+    #[test]
+    fn values_past_their_real_range_are_refused_not_a_panic_later() {
+        for args in [
+            ["--queue-timeout-sec", "1e20"],
+            ["--queue-timeout-sec", "3600.5"],
+            ["--queue-timeout-sec", "NaN"],
+            ["--queue-timeout-sec", "inf"],
+            ["--eject-cooldown-sec", "1e20"],
+            ["--load-factor", "1e300"],
+        ] {
+            let err = parse(&args).validate().expect_err("out of range");
+            assert!(err.to_string().contains("from"), "{args:?}: {err}");
+        }
+        let c = parse(&["--queue-timeout-sec", "3600", "--eject-cooldown-sec", "0"]);
+        c.validate().expect("the bounds are valid");
+        assert_eq!(c.queue_timeout(), Duration::from_secs(3600));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod config;
 pub mod discovery;
 pub mod errors;
+pub mod hash;
 pub mod http;
 pub mod models;
 pub mod observability;
@@ -19,6 +20,7 @@ pub mod routing;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use mux_protocol::SidecarEndpoint;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -112,6 +114,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = gateway.stop.clone();
+    // Chat answers are small writes (one SSE event, one JSON body): with Nagle on, each
+    // can wait for the client's delayed ACK (~40 ms) on a keep-alive connection.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let result = axum::serve(listener, gateway.router)
         .with_graceful_shutdown(shutdown)
         .await;

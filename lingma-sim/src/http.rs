@@ -21,6 +21,7 @@ pub(crate) async fn serve(sim: Arc<Sim>, listener: TcpListener) {
         .route("/healthz", get(|| async { "ok (lingma-sim)" }))
         .merge(crate::control::routes())
         .with_state(sim);
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| drop(tcp.set_nodelay(true)));
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -12,32 +12,27 @@ use tokio::process::{Child, Command};
 
 pub struct Children {
     running: Vec<(String, Child)>,
-    /// Variables removed from every child's inherited environment.
-    unset: Vec<String>,
-    /// Variables every child gets on top of the inherited environment (before its own).
-    base_env: Vec<(String, String)>,
+    /// Children inherit only the basics (`child_env::Allowlist::BASE`) instead of the
+    /// whole environment; each gets its settings through `spawn`'s `env`.
+    isolated: bool,
 }
 
 impl Children {
+    /// Children that inherit this process's environment (the demo: simulator only).
     pub fn new() -> Self {
         Self {
             running: Vec::new(),
-            unset: Vec::new(),
-            base_env: Vec::new(),
+            isolated: false,
         }
     }
 
-    /// Children started from now on do not inherit these variables (the settings the runner
-    /// replaces, and empty ones, which the settings treat as unset).
-    pub fn without_inherited(mut self, names: Vec<String>) -> Self {
-        self.unset = names;
-        self
-    }
-
-    /// Children started from now on get these variables (the env file's settings).
-    pub fn with_env(mut self, vars: Vec<(String, String)>) -> Self {
-        self.base_env = vars;
-        self
+    /// Children that inherit only PATH, HOME, locale and the like, never this process's
+    /// settings: the single-host mode's environment holds every account and the API keys.
+    pub fn isolated() -> Self {
+        Self {
+            running: Vec::new(),
+            isolated: true,
+        }
     }
 
     pub fn spawn(
@@ -48,12 +43,11 @@ impl Children {
         env: &[(String, String)],
     ) -> anyhow::Result<()> {
         let mut command = Command::new(program);
-        for name in &self.unset {
-            command.env_remove(name);
+        if self.isolated {
+            child_env::restrict(command.as_std_mut(), &child_env::Allowlist::BASE);
         }
         let mut child = command
             .args(args)
-            .envs(self.base_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

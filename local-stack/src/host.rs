@@ -4,9 +4,11 @@
 //! The runner reads the settings with the sidecar's own parsers, lays out the instances
 //! ([`plan`]), makes the Lingma binary available once for all of them (the bootstrap, into
 //! `LINGMA_WORK_DIR/bin`), then starts the sidecars (each supervises and logs in its own
-//! Lingma) and the gateway in front of them. The children inherit the environment; the
-//! runner only sets what differs per instance.
+//! Lingma) and the gateway in front of them. The children do not inherit the environment:
+//! each gets only the settings it reads ([`child_settings`]); a sidecar gets its own account
+//! and nobody else's.
 
+mod child_settings;
 mod plan;
 pub mod settings;
 
@@ -30,10 +32,6 @@ pub struct HostArgs {
     #[arg(long, default_value_t = 60)]
     pub start_timeout_sec: u64,
 }
-
-/// Settings the runner decides per instance or for the whole stack; the children must not
-/// inherit the user's values of these.
-const REPLACED: &[&str] = &["SIDECAR_TOKEN_FILE"];
 
 pub async fn run(args: HostArgs, env_file: settings::EnvFile) -> anyhow::Result<()> {
     let environment = settings::Environment::new(&env_file);
@@ -68,33 +66,25 @@ pub async fn run(args: HostArgs, env_file: settings::EnvFile) -> anyhow::Result<
     };
 
     let token = random_token();
-    let mut unset = settings::empty_settings();
-    unset.extend(REPLACED.iter().map(|s| (*s).to_owned()));
-    let file_vars = env_file
-        .vars()
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .cloned()
-        .collect();
-    let mut children = Children::new().without_inherited(unset).with_env(file_vars);
+    let mut children = Children::isolated();
+    let shared = child_settings::sidecar_settings(&environment);
     for inst in &instances {
         std::fs::create_dir_all(&inst.work_dir)
             .with_context(|| format!("cannot create {}", inst.work_dir.display()))?;
-        children.spawn(
-            &inst.name,
-            &bins.path("sidecar"),
-            &[],
-            &sidecar_env(inst, &token, &lingma_bin),
-        )?;
+        let account = inst.account.and_then(|i| settings.accounts.get(i));
+        let mut env = shared.clone();
+        env.extend(sidecar_env(inst, account, &token, &lingma_bin));
+        children.spawn(&inst.name, &bins.path("sidecar"), &[], &env)?;
     }
     let host = &settings.host;
-    let gateway_env = vec![
+    let mut gateway_env = child_settings::gateway_settings(&environment);
+    gateway_env.extend([
         kv("HOST", &host.host),
         kv("PORT", &host.port.to_string()),
         kv("GATEWAY_DISCOVERY", "static"),
         kv("GATEWAY_SIDECARS", &gateway_sidecars(&instances)),
         kv("SIDECAR_TOKEN", &token),
-    ];
+    ]);
     children.spawn("gateway", &bins.path("gateway"), &[], &gateway_env)?;
 
     let base = format!("http://{}:{}", display_host(&host.host), host.port);
@@ -163,8 +153,16 @@ async fn ensure_lingma(settings: &settings::Settings, work_root: &Path) -> anyho
     Ok(installed.lingma)
 }
 
-fn sidecar_env(inst: &Instance, token: &str, lingma_bin: &Path) -> Vec<(String, String)> {
-    vec![
+/// What differs per sidecar: its ports, dirs, name, the stack's token and its one account
+/// (as LINGMA_USERNAME/LINGMA_PASSWORD; the slot keeps its number for the logs, and slot i of
+/// one account is that account).
+fn sidecar_env(
+    inst: &Instance,
+    account: Option<&sidecar::accounts::Account>,
+    token: &str,
+    lingma_bin: &Path,
+) -> Vec<(String, String)> {
+    let mut env = vec![
         kv("SIDECAR_HOST", "127.0.0.1"),
         kv("SIDECAR_PORT", &inst.sidecar_port.to_string()),
         kv("SIDECAR_NAME", &inst.name),
@@ -175,7 +173,12 @@ fn sidecar_env(inst: &Instance, token: &str, lingma_bin: &Path) -> Vec<(String, 
         kv("LINGMA_SOCKET_PORT", &inst.socket_port.to_string()),
         kv("LINGMA_HTTP_PORT", &inst.http_port.to_string()),
         kv("LINGMA_ACCOUNT_SLOT", &inst.index.to_string()),
-    ]
+    ];
+    if let Some(account) = account {
+        env.push(kv("LINGMA_USERNAME", &account.username));
+        env.push(kv("LINGMA_PASSWORD", &account.password));
+    }
+    env
 }
 
 fn gateway_sidecars(instances: &[Instance]) -> String {

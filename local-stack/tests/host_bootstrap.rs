@@ -76,6 +76,8 @@ async fn lingma_is_bootstrapped_once_for_all_instances_and_reused() {
         ("LINGMA_BIN", ""),
         ("LINGMA_SOURCE_TYPE", "vsix"),
         ("LINGMA_VSIX_URL", url.as_str()),
+        // The test server is plain http on 127.0.0.1: the test opt-out.
+        ("LINGMA_DOWNLOAD_ALLOW_HTTP_LOOPBACK", "true"),
         ("LINGMA_PLATFORM", PLATFORM),
         ("LINGMA_ACCOUNTS", "alice:pw-a,bob:pw-b"),
         ("LINGMA_SIM_LOGGED_IN", "true"),

@@ -5,7 +5,7 @@
 
 mod host_support;
 
-use host_support::{HostStack, entry, sim_status, sims_under, wait_sims};
+use host_support::{HostStack, SimProcess, children_of, entry, sim_status, sims_under, wait_sims};
 use std::collections::HashSet;
 use std::time::Duration;
 use test_support::free_port;
@@ -60,10 +60,11 @@ async fn three_accounts_start_three_instances_with_their_own_dirs_and_ports() {
     for i in 0..3 {
         assert!(
             out.contains(&format!("[inst-{i}]"))
-                && out.contains(&format!("slot={i} accounts=3 has_account=true")),
-            "sidecar inst-{i} uses account slot {i}:\n{out}"
+                && out.contains(&format!("slot={i} accounts=1 has_account=true")),
+            "sidecar inst-{i} is given one account:\n{out}"
         );
     }
+    assert_children_hold_only_their_own_secrets(&stack, &sims);
 
     for user in ["u1", "u2", "u3", "u4"] {
         let (status, answer) = stack.chat(user, "hello from the host test").await;
@@ -79,6 +80,65 @@ async fn three_accounts_start_three_instances_with_their_own_dirs_and_ports() {
     let out = stack.output();
     for secret in ["pw-a", "pw-b", "pw-c"] {
         assert!(!out.contains(secret), "a password reached the output");
+    }
+}
+
+/// Each sidecar has its own account and nobody else's, no account list, no client key; the
+/// gateway has no account; Lingma (the simulator) has no secret at all.
+fn assert_children_hold_only_their_own_secrets(stack: &HostStack, sims: &[SimProcess]) {
+    let children = children_of(stack.process.id().expect("the runner runs"));
+    let sidecars: Vec<_> = children.iter().filter(|c| c.program == "sidecar").collect();
+    assert_eq!(sidecars.len(), 3, "three sidecars: {children:?}");
+    let accounts = [("alice", "pw-a"), ("bob", "pw-b"), ("carol", "pw-c")];
+    for sidecar in &sidecars {
+        let name = sidecar.get("SIDECAR_NAME").expect("SIDECAR_NAME");
+        let index: usize = name
+            .trim_start_matches("inst-")
+            .parse()
+            .expect("instance number");
+        let (user, password) = accounts[index];
+        assert_eq!(sidecar.get("LINGMA_USERNAME"), Some(user), "{name}");
+        assert_eq!(sidecar.get("LINGMA_PASSWORD"), Some(password), "{name}");
+        let text = sidecar.text();
+        for (other, (_, pw)) in accounts.iter().enumerate() {
+            assert!(
+                other == index || !text.contains(pw),
+                "{name} holds another account's password"
+            );
+        }
+        for forbidden in ["LINGMA_ACCOUNTS", "API_KEYS"] {
+            assert!(sidecar.get(forbidden).is_none(), "{name} got {forbidden}");
+        }
+        assert!(
+            !text.contains(host_support::API_KEY),
+            "{name} holds the API key"
+        );
+        assert_eq!(sidecar.get("LINGMA_SIM_LOGGED_IN"), Some("true"), "{name}");
+    }
+    let gateway = children
+        .iter()
+        .find(|c| c.program == "gateway")
+        .expect("the gateway is a child");
+    let text = gateway.text();
+    assert!(gateway.get("LINGMA_ACCOUNTS").is_none());
+    for (_, pw) in accounts {
+        assert!(!text.contains(pw), "the gateway holds an account password");
+    }
+    assert_eq!(gateway.get("API_KEYS"), Some(host_support::API_KEY));
+    for sim in sims {
+        let env = std::fs::read(format!("/proc/{}/environ", sim.pid)).expect("sim environ");
+        let env = String::from_utf8_lossy(&env);
+        for (_, pw) in accounts {
+            assert!(!env.contains(pw), "Lingma holds an account password");
+        }
+        assert!(
+            !env.contains(host_support::API_KEY),
+            "Lingma holds the API key"
+        );
+        assert!(
+            !env.contains("SIDECAR_TOKEN"),
+            "Lingma holds the sidecar token"
+        );
     }
 }
 

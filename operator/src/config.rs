@@ -1,6 +1,7 @@
 //! Command line and environment of the operator binary.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,21 @@ pub enum Command {
     Run,
     /// Print the LingmaInstance CRD as YAML.
     Crd,
+    /// Init step of a Lingma pod: keep only the pod's own account (ordinal mod n).
+    SelectAccount(SelectAccountArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SelectAccountArgs {
+    /// Every account (the accounts Secret, mounted only in the init container).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where the pod's own account is written (an in-memory volume).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// The pod's name, whose ordinal picks the account (downward API).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: String,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -39,6 +55,13 @@ pub struct RunConfig {
         default_value = "lingma-pod:latest"
     )]
     pub lingma_pod_image: String,
+    /// Image of the Lingma pods' `select-account` init container: the operator's own image.
+    #[arg(
+        long,
+        env = "OPERATOR_ACCOUNT_SELECTOR_IMAGE",
+        default_value = "operator:latest"
+    )]
+    pub account_selector_image: String,
     /// Elect a leader through a coordination.k8s.io Lease (off only for a single replica).
     #[arg(long, env = "OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,

@@ -22,6 +22,12 @@ use serde::{Deserialize, Serialize};
     plural = "lingmainstances",
     shortname = "lingma",
     namespaced,
+    // The name becomes the StatefulSet's (pod names carry a 10-character revision hash in a
+    // 63-character label) and a Service's (a DNS-1035 label).
+    validation = Rule::new(
+        "self.metadata.name.size() <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"
+    )
+    .message("metadata.name must be a DNS-1035 label of at most 52 characters"),
     status = "LingmaInstanceStatus",
     scale(
         spec_replicas_path = ".spec.replicas",
@@ -69,7 +75,7 @@ use serde::{Deserialize, Serialize};
 pub struct LingmaInstanceSpec {
     /// Number of Lingma processes (pods). Pod ordinal i logs in with account i mod n.
     #[serde(default = "default_replicas")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 256))]
     pub replicas: i32,
     /// Where the Lingma accounts come from.
     pub accounts: AccountsSpec,
@@ -85,8 +91,13 @@ pub struct LingmaInstanceSpec {
     /// Limits of one Lingma process.
     #[serde(default)]
     pub limits: LimitsSpec,
-    /// Persistent volume for Lingma's work directory (login state, cache, sessions).
+    /// Persistent volume for Lingma's work directory (login state, cache, sessions). Immutable:
+    /// a StatefulSet's volume claim templates cannot change (docs/operator.md, resizing storage).
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "spec.storage is immutable; resize the PVCs directly (docs/operator.md, resizing storage)"
+    }]))]
     pub storage: StorageSpec,
     /// Overrides of the generated pod template.
     #[serde(default)]
@@ -109,12 +120,20 @@ pub struct AccountsSpec {
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Name of the Secret.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub name: String,
     /// Key holding CSV `u1:p1,u2:p2` or JSON `[{"username":"u1","password":"p1"}]`.
     #[serde(default = "default_accounts_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY))]
     pub key: String,
 }
+
+/// A DNS-1123 subdomain (object names).
+const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A key of a Secret's data.
+const SECRET_KEY: &str = r"^[-._a-zA-Z0-9]+$";
+/// A Kubernetes quantity, as resource.Quantity's schema spells it.
+const QUANTITY: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
 
 fn default_accounts_key() -> String {
     "accounts".to_owned()
@@ -146,9 +165,14 @@ impl SourceType {
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.source != 'vsix' || has(self.vsixUrl)",
+    "message": "source vsix needs vsixUrl"
+}]))]
 pub struct LingmaSourceSpec {
     /// Pod image (the `lingma-pod` image with the sidecar). Empty = the operator's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
     pub image: Option<String>,
     /// Image pull policy of the pod image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,12 +182,18 @@ pub struct LingmaSourceSpec {
     pub source: SourceType,
     /// Marketplace publisher (source marketplace).
     #[serde(default = "default_publisher")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = MARKETPLACE_NAME))]
     pub marketplace_publisher: String,
     /// Marketplace extension (source marketplace).
     #[serde(default = "default_extension")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = MARKETPLACE_NAME))]
     pub marketplace_extension: String,
-    /// VSIX URL (source vsix).
+    /// VSIX URL (source vsix). https only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), extend("x-kubernetes-validations" = [{
+        "rule": "self.startsWith('https://')",
+        "message": "vsixUrl must be an https:// URL"
+    }]))]
     pub vsix_url: Option<String>,
     /// Run the bootstrap at every pod start even when a cached binary exists.
     #[serde(default)]
@@ -187,6 +217,9 @@ impl Default for LingmaSourceSpec {
         }
     }
 }
+
+/// A marketplace publisher or extension name.
+const MARKETPLACE_NAME: &str = r"^[A-Za-z0-9][-A-Za-z0-9_.]*$";
 
 fn default_publisher() -> String {
     "Alibaba-Cloud".to_owned()
@@ -235,12 +268,17 @@ impl AskMode {
 pub struct ChatDefaults {
     /// Lingma model key used when a request's model maps to none.
     #[serde(default = "default_model")]
+    #[schemars(length(min = 1, max = 128))]
     pub model: String,
     /// chat | agent.
     #[serde(default)]
     pub ask_mode: AskMode,
-    /// Enterprise dedicated-domain endpoint (empty = public cloud).
+    /// Enterprise dedicated-domain endpoint (empty = public cloud). https only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), extend("x-kubernetes-validations" = [{
+        "rule": "self == '' || self.startsWith('https://')",
+        "message": "dedicatedDomainUrl must be an https:// URL"
+    }]))]
     pub dedicated_domain_url: Option<String>,
 }
 
@@ -267,11 +305,11 @@ pub struct AutoLoginSpec {
     pub headless: bool,
     /// Seconds one login attempt may take.
     #[serde(default = "default_login_timeout")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: i32,
     /// Attempts after the first failure before the login state becomes failed.
     #[serde(default = "default_login_retries")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 20))]
     pub max_retry: i32,
 }
 
@@ -301,15 +339,15 @@ fn default_login_retries() -> i32 {
 pub struct LimitsSpec {
     /// Chats one Lingma process runs at once.
     #[serde(default = "default_max_chats")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 64))]
     pub max_concurrent_chats: i32,
     /// Deadline, in seconds, of one JSON-RPC call to Lingma.
     #[serde(default = "default_rpc_timeout")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 3600))]
     pub rpc_timeout_seconds: i32,
     /// Seconds to wait for a started Lingma process to accept connections.
     #[serde(default = "default_startup_timeout")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 600))]
     pub startup_timeout_seconds: i32,
 }
 
@@ -338,9 +376,11 @@ fn default_startup_timeout() -> i32 {
 pub struct StorageSpec {
     /// Size of each replica's work-directory volume.
     #[serde(default = "default_storage_size")]
+    #[schemars(regex(pattern = QUANTITY))]
     pub size: String,
     /// Storage class (empty = the cluster default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub storage_class_name: Option<String>,
 }
 
@@ -427,68 +467,4 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn minimal_spec_takes_documented_defaults() {
-        let spec: LingmaInstanceSpec =
-            serde_json::from_value(serde_json::json!({"accounts": {"secretRef": {"name": "acc"}}}))
-                .expect("minimal spec parses");
-        assert_eq!(spec.replicas, 1);
-        assert_eq!(spec.accounts.secret_ref.key, "accounts");
-        assert_eq!(spec.lingma.source, SourceType::Marketplace);
-        assert_eq!(spec.defaults.model, "org_auto");
-        assert_eq!(spec.defaults.ask_mode, AskMode::Chat);
-        assert!(spec.auto_login.enabled);
-        assert_eq!(spec.limits.max_concurrent_chats, 1);
-        assert_eq!(spec.storage.size, "2Gi");
-    }
-
-    #[test]
-    fn spec_without_accounts_is_rejected() {
-        let parsed =
-            serde_json::from_value::<LingmaInstanceSpec>(serde_json::json!({"replicas": 2}));
-        assert!(parsed.is_err());
-    }
-
-    #[test]
-    fn schema_carries_validation_scale_and_columns() {
-        let yaml = crd_yaml().expect("crd serializes");
-        let crd: serde_json::Value = serde_yaml::from_str(&yaml).expect("crd yaml parses");
-        let version = &crd["spec"]["versions"][0];
-        let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
-        assert_eq!(
-            spec["properties"]["replicas"]["minimum"].as_f64(),
-            Some(0.0)
-        );
-        assert_eq!(spec["required"], serde_json::json!(["accounts"]));
-        assert_eq!(
-            spec["properties"]["defaults"]["properties"]["askMode"]["enum"],
-            serde_json::json!(["chat", "agent"])
-        );
-        assert_eq!(
-            spec["properties"]["lingma"]["properties"]["source"]["enum"],
-            serde_json::json!(["image", "marketplace", "vsix"])
-        );
-        assert_eq!(
-            version["subresources"]["scale"]["labelSelectorPath"],
-            ".status.selector"
-        );
-        let columns: Vec<&str> = version["additionalPrinterColumns"]
-            .as_array()
-            .expect("printer columns")
-            .iter()
-            .filter_map(|c| c["name"].as_str())
-            .collect();
-        assert!(
-            columns.contains(&"Ready")
-                && columns.contains(&"Logged-In")
-                && columns.contains(&"Age")
-        );
-        assert_eq!(
-            crd["spec"]["names"]["shortNames"],
-            serde_json::json!(["lingma"])
-        );
-    }
-}
+mod tests;

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 
 use crate::metrics::Metrics;
 
@@ -31,6 +32,12 @@ async fn render(State(metrics): State<Metrics>) -> impl IntoResponse {
 pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving metrics and health");
+    // Small answers (probes, metrics) must not wait for the peer's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(metrics)).await
 }
 

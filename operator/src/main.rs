@@ -9,6 +9,14 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", lingma_operator::crd::crd_yaml()?);
             Ok(())
         }
+        Some(Command::SelectAccount(args)) => {
+            lingma_operator::accounts::select_account_file(
+                &args.input,
+                &args.output,
+                &args.pod_name,
+            )?;
+            Ok(())
+        }
         Some(Command::Run) | None => {
             init_tracing(&cli.run.log_level, &cli.run.log_format);
             lingma_operator::run::run(cli.run).await

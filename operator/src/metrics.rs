@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 pub const CONTROLLER: &str = "lingmainstance";
 
@@ -12,6 +12,63 @@ pub struct Metrics {
     reconcile_total: IntCounterVec,
     reconcile_errors: IntCounterVec,
     reconcile_time: HistogramVec,
+    workqueue: Workqueue,
+}
+
+/// controller-runtime's workqueue metrics, as far as kube-runtime lets them be seen: its queue
+/// deduplicates triggers internally, so `adds` counts the items handed to the reconciler and
+/// there is no queue-duration or depth series (none is faked).
+#[derive(Clone)]
+struct Workqueue {
+    adds: IntCounterVec,
+    retries: IntCounterVec,
+    work_duration: HistogramVec,
+    active_workers: IntGaugeVec,
+}
+
+impl Workqueue {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let name = &["name"];
+        let adds = IntCounterVec::new(
+            Opts::new(
+                "workqueue_adds_total",
+                "Total number of adds handled by workqueue",
+            ),
+            name,
+        )?;
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "workqueue_retries_total",
+                "Total number of retries handled by workqueue",
+            ),
+            name,
+        )?;
+        let work_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "workqueue_work_duration_seconds",
+                "How long in seconds processing an item from workqueue takes.",
+            )
+            .buckets(prometheus::exponential_buckets(1e-3, 4.0, 9)?),
+            name,
+        )?;
+        let active_workers = IntGaugeVec::new(
+            Opts::new(
+                "controller_runtime_active_workers",
+                "Number of currently used workers per controller",
+            ),
+            &["controller"],
+        )?;
+        registry.register(Box::new(adds.clone()))?;
+        registry.register(Box::new(retries.clone()))?;
+        registry.register(Box::new(work_duration.clone()))?;
+        registry.register(Box::new(active_workers.clone()))?;
+        Ok(Self {
+            adds,
+            retries,
+            work_duration,
+            active_workers,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,19 +105,33 @@ impl Metrics {
         registry.register(Box::new(reconcile_total.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_time.clone()))?;
+        let workqueue = Workqueue::new(&registry)?;
         Ok(Self {
             registry,
             reconcile_total,
             reconcile_errors,
             reconcile_time,
+            workqueue,
         })
     }
 
     /// Starts timing one reconcile; the returned guard observes the duration when dropped.
     pub fn start_reconcile(&self) -> ReconcileTimer {
+        self.workqueue.adds.with_label_values(&[CONTROLLER]).inc();
+        let active = self
+            .workqueue
+            .active_workers
+            .with_label_values(&[CONTROLLER]);
+        active.inc();
         ReconcileTimer {
             start: Instant::now(),
-            histogram: self.reconcile_time.with_label_values(&[CONTROLLER]),
+            histograms: [
+                self.reconcile_time.with_label_values(&[CONTROLLER]),
+                self.workqueue
+                    .work_duration
+                    .with_label_values(&[CONTROLLER]),
+            ],
+            active,
         }
     }
 
@@ -76,6 +147,11 @@ impl Metrics {
             .with_label_values(&[CONTROLLER, "error"])
             .inc();
         self.reconcile_errors.with_label_values(&[CONTROLLER]).inc();
+        // A failed item is requeued with backoff: a workqueue retry.
+        self.workqueue
+            .retries
+            .with_label_values(&[CONTROLLER])
+            .inc();
     }
 
     pub fn render(&self) -> String {
@@ -88,12 +164,17 @@ impl Metrics {
 
 pub struct ReconcileTimer {
     start: Instant,
-    histogram: prometheus::Histogram,
+    histograms: [prometheus::Histogram; 2],
+    active: prometheus::IntGauge,
 }
 
 impl Drop for ReconcileTimer {
     fn drop(&mut self) {
-        self.histogram.observe(self.start.elapsed().as_secs_f64());
+        let elapsed = self.start.elapsed().as_secs_f64();
+        for histogram in &self.histograms {
+            histogram.observe(elapsed);
+        }
+        self.active.dec();
     }
 }
 
@@ -122,5 +203,26 @@ mod tests {
         assert!(text.contains(
             r#"controller_runtime_reconcile_time_seconds_count{controller="lingmainstance"} 1"#
         ));
+    }
+
+    #[test]
+    fn exposes_workqueue_metrics_and_active_workers() {
+        let m = Metrics::new().expect("metrics");
+        let timer = m.start_reconcile();
+        assert!(
+            m.render()
+                .contains(r#"controller_runtime_active_workers{controller="lingmainstance"} 1"#)
+        );
+        drop(timer);
+        m.failed();
+        let text = m.render();
+        for line in [
+            r#"workqueue_adds_total{name="lingmainstance"} 1"#,
+            r#"workqueue_retries_total{name="lingmainstance"} 1"#,
+            r#"workqueue_work_duration_seconds_count{name="lingmainstance"} 1"#,
+            r#"controller_runtime_active_workers{controller="lingmainstance"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

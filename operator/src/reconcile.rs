@@ -6,30 +6,29 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_discovery::names::{TOKEN_KEY, token_secret_name};
+use k8s_discovery::names::{LABEL_MANAGED_BY, MANAGED_BY, TOKEN_KEY, token_secret_name};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::{Api, Client, Resource, ResourceExt};
-use mux_protocol::LoginFailure;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::accounts::count_accounts;
 use crate::builders::{
-    BuildError, PodSettings, desired_pdb, desired_service, desired_statefulset,
-    desired_token_secret, generate_token, selector_string,
+    BuildError, CHECKSUM_KEY, PodSettings, accounts_checksum, desired_pdb, desired_service,
+    desired_statefulset, desired_token_secret, desired_tokens_entry, generate_token,
+    selector_string,
 };
 use crate::crd::LingmaInstance;
 use crate::login::LoginProbe;
 use crate::metrics::Metrics;
-use crate::status::{
-    AccountsProblem, DEGRADED, LOGGED_IN, Observation, READY, ReplicaObservation, compute_status,
-};
+use crate::status::{AccountsProblem, Observation, READY, ReplicaObservation, compute_status};
+use events::{condition, events_for};
 
 /// The one field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "lingma-operator";
@@ -43,6 +42,15 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("applying {kind} {name}: {source}")]
+    Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{kind} {name} exists and is not controlled by this LingmaInstance")]
+    NotOwned { kind: String, name: String },
     #[error(transparent)]
     Build(#[from] BuildError),
 }
@@ -124,6 +132,9 @@ pub fn backoff(failures: u32) -> Duration {
 pub async fn reconcile(instance: Arc<LingmaInstance>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.start_reconcile();
     let result = reconcile_inner(&instance, &ctx).await;
+    if let Err(error) = &result {
+        failure::report_failure(&instance, &ctx, error).await;
+    }
     if let Ok(action) = &result {
         ctx.clear_failures(&object_key(&instance));
         ctx.metrics
@@ -144,25 +155,40 @@ async fn reconcile_inner(instance: &LingmaInstance, ctx: &Context) -> Result<Act
     let client = ctx.client.clone();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
 
-    let accounts = read_accounts(&secrets, instance).await?;
-    let token = existing_token(&secrets, &name)
-        .await?
-        .unwrap_or_else(generate_token);
+    let (accounts, accounts_raw) = read_accounts(&secrets, instance).await?;
+    let stored = stored_token_secret(&secrets, instance).await?;
+    let token = stored.token.unwrap_or_else(generate_token);
+    let checksum_key = stored.checksum_key.unwrap_or_else(generate_token);
+    let checksum = accounts_checksum(&checksum_key, &accounts_raw);
 
-    apply(&secrets, &desired_token_secret(instance, &token)?).await?;
     apply(
+        &secrets,
+        &desired_token_secret(instance, &token, &checksum_key)?,
+    )
+    .await?;
+    let service = apply_owned(
         &Api::<Service>::namespaced(client.clone(), &namespace),
         &desired_service(instance)?,
+        instance,
     )
     .await?;
-    let statefulset = apply(
+    let service_uid = service.metadata.uid.unwrap_or_default();
+    apply_tokens_entry(
+        &secrets,
+        &desired_tokens_entry(instance, &token, &service_uid)?,
+        &name,
+    )
+    .await?;
+    let statefulset = apply_owned(
         &Api::<StatefulSet>::namespaced(client.clone(), &namespace),
-        &desired_statefulset(instance, &ctx.pod_settings)?,
+        &desired_statefulset(instance, &ctx.pod_settings, &checksum)?,
+        instance,
     )
     .await?;
-    apply(
+    apply_owned(
         &Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace),
         &desired_pdb(instance)?,
+        instance,
     )
     .await?;
 
@@ -203,9 +229,9 @@ async fn reconcile_inner(instance: &LingmaInstance, ctx: &Context) -> Result<Act
     }))
 }
 
-async fn apply<K>(api: &Api<K>, object: &K) -> Result<K, kube::Error>
+async fn apply<K>(api: &Api<K>, object: &K) -> Result<K, Error>
 where
-    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
 {
     let name = object.meta().name.clone().unwrap_or_default();
     api.patch(
@@ -214,15 +240,88 @@ where
         &Patch::Apply(object),
     )
     .await
+    .map_err(|source| Error::Apply {
+        kind: K::kind(&()).into_owned(),
+        name,
+        source,
+    })
 }
 
+/// Applies `object` unless an object of that name exists that this instance does not control:
+/// the operator never adopts or overwrites what it did not create (a LingmaInstance named like
+/// an existing Service must not take it over, nor delete it with itself).
+async fn apply_owned<K>(api: &Api<K>, object: &K, instance: &LingmaInstance) -> Result<K, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    if let Some(existing) = api.get_opt(&name).await? {
+        ensure_controlled(&existing, instance)?;
+    }
+    apply(api, object).await
+}
+
+/// Applies this instance's key of the shared tokens Secret under its own field manager. The
+/// Secret must be the operator's (its managed-by label) or absent.
+async fn apply_tokens_entry(
+    secrets: &Api<Secret>,
+    entry: &Secret,
+    instance: &str,
+) -> Result<Secret, Error> {
+    let name = entry.metadata.name.clone().unwrap_or_default();
+    if let Some(existing) = secrets.get_opt(&name).await?
+        && existing.labels().get(LABEL_MANAGED_BY).map(String::as_str) != Some(MANAGED_BY)
+    {
+        return Err(Error::NotOwned {
+            kind: "Secret".to_owned(),
+            name,
+        });
+    }
+    secrets
+        .patch(
+            &name,
+            &PatchParams::apply(&format!("{FIELD_MANAGER}-{instance}")).force(),
+            &Patch::Apply(entry),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            kind: "Secret".to_owned(),
+            name,
+            source,
+        })
+}
+
+/// Err(NotOwned) unless `object`'s controller owner reference is `instance`.
+fn ensure_controlled<K>(object: &K, instance: &LingmaInstance) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let uid = instance.metadata.uid.as_deref();
+    let controlled = object
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid);
+    if controlled {
+        Ok(())
+    } else {
+        Err(Error::NotOwned {
+            kind: K::kind(&()).into_owned(),
+            name: object.meta().name.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// The account count (or what is wrong with the Secret) and the raw accounts value, for the
+/// pod-template checksum (empty when there is none).
 async fn read_accounts(
     secrets: &Api<Secret>,
     instance: &LingmaInstance,
-) -> Result<Result<usize, AccountsProblem>, kube::Error> {
+) -> Result<(Result<usize, AccountsProblem>, Vec<u8>), kube::Error> {
     let reference = &instance.spec.accounts.secret_ref;
     let Some(secret) = secrets.get_opt(&reference.name).await? else {
-        return Ok(Err(AccountsProblem::SecretMissing));
+        return Ok((Err(AccountsProblem::SecretMissing), Vec::new()));
     };
     let value = secret
         .data
@@ -237,19 +336,42 @@ async fn read_accounts(
                 .map(|v| v.clone().into_bytes())
         });
     Ok(match value {
-        None => Err(AccountsProblem::KeyMissing),
-        Some(raw) => count_accounts(&raw).map_err(|e| AccountsProblem::Invalid(e.to_string())),
+        None => (Err(AccountsProblem::KeyMissing), Vec::new()),
+        Some(raw) => {
+            let count = count_accounts(&raw).map_err(|e| AccountsProblem::Invalid(e.to_string()));
+            (count, raw)
+        }
     })
 }
 
-/// The token already stored, so that re-applying never rotates it.
-async fn existing_token(secrets: &Api<Secret>, name: &str) -> Result<Option<String>, kube::Error> {
-    let secret = secrets.get_opt(&token_secret_name(name)).await?;
-    Ok(secret
-        .and_then(|s| s.data)
-        .and_then(|d| d.get(TOKEN_KEY).cloned())
-        .and_then(|v| String::from_utf8(v.0).ok())
-        .filter(|t| !t.trim().is_empty()))
+/// What the token Secret already holds, so that re-applying never rotates it.
+struct StoredTokenSecret {
+    token: Option<String>,
+    checksum_key: Option<String>,
+}
+
+/// Reads the token Secret. A Secret of that name the instance does not control is never read
+/// nor overwritten.
+async fn stored_token_secret(
+    secrets: &Api<Secret>,
+    instance: &LingmaInstance,
+) -> Result<StoredTokenSecret, Error> {
+    let secret = secrets
+        .get_opt(&token_secret_name(&instance.name_any()))
+        .await?;
+    if let Some(secret) = &secret {
+        ensure_controlled(secret, instance)?;
+    }
+    let data = secret.and_then(|s| s.data).unwrap_or_default();
+    let value = |key: &str| {
+        data.get(key)
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .filter(|t| !t.trim().is_empty())
+    };
+    Ok(StoredTokenSecret {
+        token: value(TOKEN_KEY),
+        checksum_key: value(CHECKSUM_KEY),
+    })
 }
 
 /// Pod name "x-3" -> 3 for the pods of StatefulSet "x".
@@ -308,74 +430,8 @@ async fn observe_replicas(
         .collect()
 }
 
-fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
-    conditions.iter().find(|c| c.type_ == type_)
-}
-
-/// Events for what changed and matters to a user; repeated states produce no new events.
-fn events_for(instance: &LingmaInstance, new: &[Condition], accounts: i32) -> Vec<Event> {
-    let old = instance
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    let changed = |type_: &str| {
-        let before = condition(old, type_).map(|c| (c.status.as_str(), c.reason.as_str()));
-        let after = condition(new, type_).map(|c| (c.status.as_str(), c.reason.as_str()));
-        before != after
-    };
-    let mut events = Vec::new();
-    let new_generation = instance.status.as_ref().and_then(|s| s.observed_generation)
-        != instance.metadata.generation;
-    let replicas = instance.spec.replicas;
-    if new_generation && accounts > 0 && accounts < replicas {
-        events.push(Event {
-            type_: EventType::Warning,
-            reason: "AccountsFewerThanReplicas".to_owned(),
-            note: Some(format!(
-                "{replicas} replicas share {accounts} accounts: replica i uses account i mod {accounts}"
-            )),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        });
-    }
-    if let Some(degraded) = condition(new, DEGRADED)
-        && degraded.status == "True"
-        && changed(DEGRADED)
-    {
-        events.push(Event {
-            type_: EventType::Warning,
-            reason: degraded.reason.clone(),
-            note: Some(degraded.message.clone()),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        });
-    }
-    if let Some(logged_in) = condition(new, LOGGED_IN)
-        && changed(LOGGED_IN)
-    {
-        let failure =
-            LoginFailure::from_name(&logged_in.reason).is_some_and(LoginFailure::is_login_failure);
-        if logged_in.status == "True" {
-            events.push(Event {
-                type_: EventType::Normal,
-                reason: "LoggedIn".to_owned(),
-                note: Some(logged_in.message.clone()),
-                action: "Login".to_owned(),
-                secondary: None,
-            });
-        } else if failure {
-            events.push(Event {
-                type_: EventType::Warning,
-                reason: format!("Login{}", logged_in.reason),
-                note: Some(logged_in.message.clone()),
-                action: "Login".to_owned(),
-                secondary: None,
-            });
-        }
-    }
-    events
-}
+mod events;
+mod failure;
 
 #[cfg(test)]
 mod tests;

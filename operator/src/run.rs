@@ -7,9 +7,12 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_discovery::names::{LABEL_MANAGED_BY, MANAGED_BY};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 
 use crate::builders::PodSettings;
@@ -18,6 +21,52 @@ use crate::crd::LingmaInstance;
 use crate::login::HttpLoginProbe;
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, error_policy, reconcile};
+
+/// The namespace the operator watches (empty = all).
+struct Scope {
+    client: Client,
+    namespace: String,
+}
+
+impl Scope {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        if self.namespace.is_empty() {
+            Api::all(self.client.clone())
+        } else {
+            Api::namespaced(self.client.clone(), &self.namespace)
+        }
+    }
+}
+
+/// The instances a Secret change concerns: the one controlling it (its token Secret) and every
+/// instance whose accounts come from it.
+pub fn instances_of_secret(
+    instances: &Store<LingmaInstance>,
+    secret: &Secret,
+) -> Vec<ObjectRef<LingmaInstance>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    let owner = secret
+        .owner_references()
+        .iter()
+        .filter(|o| o.controller == Some(true) && o.kind == "LingmaInstance")
+        .map(|o| {
+            let reference = ObjectRef::new(&o.name);
+            match &namespace {
+                Some(ns) => reference.within(ns),
+                None => reference,
+            }
+        });
+    let readers = instances
+        .state()
+        .into_iter()
+        .filter(|i| i.namespace() == namespace && i.spec.accounts.secret_ref.name == name)
+        .map(|i| ObjectRef::from_obj(i.as_ref()));
+    owner.chain(readers).collect()
+}
 
 pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let client = Client::try_default()
@@ -56,15 +105,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         leadership = Some((rx, task));
     }
 
-    let (instances, statefulsets): (Api<LingmaInstance>, Api<StatefulSet>) =
-        if config.watch_namespace.is_empty() {
-            (Api::all(client.clone()), Api::all(client.clone()))
-        } else {
-            (
-                Api::namespaced(client.clone(), &config.watch_namespace),
-                Api::namespaced(client.clone(), &config.watch_namespace),
-            )
-        };
+    let scope = Scope {
+        client: client.clone(),
+        namespace: config.watch_namespace.clone(),
+    };
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -78,13 +122,25 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         metrics,
         PodSettings {
             default_image: config.lingma_pod_image.clone(),
+            account_selector_image: config.account_selector_image.clone(),
         },
         Arc::new(HttpLoginProbe::new(Duration::from_secs(2))?),
     ));
-    let controller = Controller::new(instances, watcher::Config::default().any_semantic())
-        .owns(
-            statefulsets,
-            watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}")),
+    let ours = || watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+    let controller = Controller::new(
+        scope.api::<LingmaInstance>(),
+        watcher::Config::default().any_semantic(),
+    );
+    let instances = controller.store();
+    let controller = controller
+        .owns(scope.api::<StatefulSet>(), ours())
+        .owns(scope.api::<Service>(), ours())
+        .owns(scope.api::<PodDisruptionBudget>(), ours())
+        // Every Secret, not only ours: the accounts Secret is the user's.
+        .watches(
+            scope.api::<Secret>(),
+            watcher::Config::default(),
+            move |secret| instances_of_secret(&instances, &secret),
         )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -110,5 +166,58 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 result = http => anyhow::bail!("HTTP server stopped: {result:?}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+
+    fn instance(name: &str, namespace: &str, accounts: &str) -> LingmaInstance {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "lingma.io/v1alpha1", "kind": "LingmaInstance",
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}")},
+            "spec": {"accounts": {"secretRef": {"name": accounts}}},
+        }))
+        .expect("valid LingmaInstance")
+    }
+
+    #[test]
+    fn a_secret_change_wakes_its_owner_and_the_instances_reading_it() {
+        let (store, mut writer) = reflector::store::<LingmaInstance>();
+        for i in [
+            instance("a", "lingma", "shared"),
+            instance("b", "lingma", "shared"),
+            instance("c", "lingma", "other"),
+            instance("d", "elsewhere", "shared"),
+        ] {
+            writer.apply_watcher_event(&Event::Apply(i));
+        }
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "shared", "namespace": "lingma"}
+        }))
+        .expect("secret");
+        let mut names: Vec<String> = instances_of_secret(&store, &secret)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+
+        let token: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "c-sidecar-token", "namespace": "lingma", "ownerReferences": [
+                {"apiVersion": "lingma.io/v1alpha1", "kind": "LingmaInstance", "name": "c",
+                 "uid": "uid-c", "controller": true}]}
+        }))
+        .expect("secret");
+        let woken = instances_of_secret(&store, &token);
+        assert_eq!(woken.len(), 1);
+        assert_eq!(
+            (woken[0].name.as_str(), woken[0].namespace.as_deref()),
+            ("c", Some("lingma"))
+        );
     }
 }

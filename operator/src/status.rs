@@ -16,6 +16,8 @@ pub const READY: &str = "Ready";
 pub const LOGGED_IN: &str = "LoggedIn";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// Whether the last reconcile applied every object (False carries the API server's reason).
+pub const RECONCILED: &str = "Reconciled";
 
 /// One pod as the reconciler saw it.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,10 +100,43 @@ fn is_logged_in(r: &ReplicaObservation) -> bool {
 pub fn compute_status(obs: &Observation<'_>) -> LingmaInstanceStatus {
     let instance = obs.instance;
     let desired = instance.spec.replicas;
-    let generation = instance.metadata.generation;
     let accounts = obs.accounts.as_ref().ok().copied().unwrap_or(0);
-    let instances: Vec<ReplicaStatus> = obs
-        .replicas
+    let instances = replica_statuses(&obs.replicas, accounts);
+    let counts = ReplicaCounts::of(obs);
+    let conditions = ConditionFactory::new(instance, obs.now.clone());
+    let not_logged_in = not_logged_in(&instances, &obs.replicas);
+
+    let ready = ready_condition(&conditions, desired, &counts);
+    let logged_in = logged_in_condition(&conditions, desired, counts.logged_in, &not_logged_in);
+    let progressing = progressing_condition(&conditions, obs.statefulset, desired);
+    let degraded = degraded_condition(&conditions, obs, &not_logged_in);
+    // The status is written only after every object applied.
+    let reconciled = conditions.make(
+        RECONCILED,
+        true,
+        "ReconcileSucceeded",
+        "every object applied".to_owned(),
+    );
+
+    LingmaInstanceStatus {
+        observed_generation: instance.metadata.generation,
+        replicas: counts.replicas,
+        ready_replicas: counts.ready,
+        logged_in_replicas: counts.logged_in,
+        accounts: saturating_i32(accounts),
+        selector: obs.selector.clone(),
+        instances,
+        conditions: vec![ready, logged_in, progressing, degraded, reconciled],
+    }
+}
+
+fn saturating_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// One status entry per observed pod; its account slot is the ordinal modulo the accounts.
+fn replica_statuses(replicas: &[ReplicaObservation], accounts: usize) -> Vec<ReplicaStatus> {
+    replicas
         .iter()
         .map(|r| {
             let (login, reason) = if r.ready {
@@ -112,7 +147,7 @@ pub fn compute_status(obs: &Observation<'_>) -> LingmaInstanceStatus {
             ReplicaStatus {
                 name: r.name.clone(),
                 account_slot: if accounts > 0 {
-                    r.ordinal % i32::try_from(accounts).unwrap_or(i32::MAX)
+                    r.ordinal % saturating_i32(accounts)
                 } else {
                     r.ordinal
                 },
@@ -121,64 +156,111 @@ pub fn compute_status(obs: &Observation<'_>) -> LingmaInstanceStatus {
                 reason: reason.map(str::to_owned),
             }
         })
-        .collect();
-    let sts_status = obs.statefulset.and_then(|s| s.status.as_ref());
-    let replicas = sts_status.map(|s| s.replicas).unwrap_or(0);
-    let ready_replicas = obs.replicas.iter().filter(|r| r.ready).count();
-    let logged_in = obs.replicas.iter().filter(|r| is_logged_in(r)).count();
-    let ready_replicas = i32::try_from(ready_replicas).unwrap_or(i32::MAX);
-    let logged_in = i32::try_from(logged_in).unwrap_or(i32::MAX);
+        .collect()
+}
 
-    let previous = instance
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    let condition = |type_: &str, ok: bool, reason: &str, message: String| {
+/// The replica counts of the status.
+struct ReplicaCounts {
+    /// Pods the StatefulSet reports.
+    replicas: i32,
+    ready: i32,
+    logged_in: i32,
+}
+
+impl ReplicaCounts {
+    fn of(obs: &Observation<'_>) -> Self {
+        let replicas = obs
+            .statefulset
+            .and_then(|s| s.status.as_ref())
+            .map(|s| s.replicas)
+            .unwrap_or(0);
+        let ready = obs.replicas.iter().filter(|r| r.ready).count();
+        let logged_in = obs.replicas.iter().filter(|r| is_logged_in(r)).count();
+        Self {
+            replicas,
+            ready: saturating_i32(ready),
+            logged_in: saturating_i32(logged_in),
+        }
+    }
+}
+
+/// Builds conditions that keep their `lastTransitionTime` while their status does not flip.
+pub(crate) struct ConditionFactory<'a> {
+    previous: &'a [Condition],
+    generation: Option<i64>,
+    now: Time,
+}
+
+impl<'a> ConditionFactory<'a> {
+    pub(crate) fn new(instance: &'a LingmaInstance, now: Time) -> Self {
+        Self {
+            previous: instance
+                .status
+                .as_ref()
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or_default(),
+            generation: instance.metadata.generation,
+            now,
+        }
+    }
+
+    pub(crate) fn make(&self, type_: &str, ok: bool, reason: &str, message: String) -> Condition {
         let status = if ok { "True" } else { "False" };
-        // lastTransitionTime moves only when the status flips.
-        let last_transition_time = previous
+        let last_transition_time = self
+            .previous
             .iter()
             .find(|c| c.type_ == type_ && c.status == status)
             .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| obs.now.clone());
+            .unwrap_or_else(|| self.now.clone());
         Condition {
             type_: type_.to_owned(),
             status: status.to_owned(),
             reason: reason.to_owned(),
             message,
             last_transition_time,
-            observed_generation: generation,
+            observed_generation: self.generation,
         }
-    };
+    }
+}
 
-    let all_ready = ready_replicas >= desired && replicas == desired;
-    let ready = if desired == 0 {
-        condition(
+fn ready_condition(
+    conditions: &ConditionFactory<'_>,
+    desired: i32,
+    counts: &ReplicaCounts,
+) -> Condition {
+    let ready = counts.ready;
+    if desired == 0 {
+        conditions.make(
             READY,
             true,
             "ScaledToZero",
             "no replicas requested".to_owned(),
         )
-    } else if all_ready {
-        condition(
+    } else if ready >= desired && counts.replicas == desired {
+        conditions.make(
             READY,
             true,
             "AllReplicasReady",
-            format!("{ready_replicas}/{desired} replicas ready"),
+            format!("{ready}/{desired} replicas ready"),
         )
     } else {
-        condition(
+        conditions.make(
             READY,
             false,
             "ReplicasNotReady",
-            format!("{ready_replicas}/{desired} replicas ready"),
+            format!("{ready}/{desired} replicas ready"),
         )
-    };
+    }
+}
 
-    let not_logged_in: Vec<(&str, &'static str)> = instances
+/// The pods that are not logged in, each with the word for why.
+fn not_logged_in<'a>(
+    instances: &'a [ReplicaStatus],
+    replicas: &[ReplicaObservation],
+) -> Vec<(&'a str, &'static str)> {
+    instances
         .iter()
-        .zip(&obs.replicas)
+        .zip(replicas)
         .filter(|(_, r)| !is_logged_in(r))
         .map(|(s, r)| {
             let why = match login_label(&r.login) {
@@ -189,81 +271,115 @@ pub fn compute_status(obs: &Observation<'_>) -> LingmaInstanceStatus {
             };
             (s.name.as_str(), why)
         })
-        .collect();
-    let logged_in_condition = if not_logged_in.is_empty() && logged_in >= desired {
-        condition(
+        .collect()
+}
+
+/// The most frequent reason, so `kubectl get -o wide` shows the main cause.
+fn most_frequent_reason(not_logged_in: &[(&str, &'static str)]) -> &'static str {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    for (_, why) in not_logged_in {
+        match counts.iter_mut().find(|(w, _)| w == why) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((why, 1)),
+        }
+    }
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    counts.first().map(|(w, _)| *w).unwrap_or("ReplicasMissing")
+}
+
+fn logged_in_condition(
+    conditions: &ConditionFactory<'_>,
+    desired: i32,
+    logged_in: i32,
+    not_logged_in: &[(&str, &'static str)],
+) -> Condition {
+    if not_logged_in.is_empty() && logged_in >= desired {
+        return conditions.make(
             LOGGED_IN,
             true,
             "AllLoggedIn",
             format!("{logged_in}/{desired} replicas logged in"),
-        )
-    } else {
-        // The reason is the most frequent one, so `kubectl get -o wide` shows the main cause.
-        let mut counts: Vec<(&str, usize)> = Vec::new();
-        for (_, why) in &not_logged_in {
-            match counts.iter_mut().find(|(w, _)| w == why) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((why, 1)),
-            }
-        }
-        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
-        let reason = counts.first().map(|(w, _)| *w).unwrap_or("ReplicasMissing");
-        let detail: Vec<String> = not_logged_in
-            .iter()
-            .map(|(n, w)| format!("{n}: {w}"))
-            .collect();
-        let mut message = format!("{logged_in}/{desired} replicas logged in");
-        if !detail.is_empty() {
-            message.push_str("; ");
-            message.push_str(&detail.join(", "));
-        }
-        condition(LOGGED_IN, false, reason, message)
-    };
+        );
+    }
+    let detail: Vec<String> = not_logged_in
+        .iter()
+        .map(|(n, w)| format!("{n}: {w}"))
+        .collect();
+    let mut message = format!("{logged_in}/{desired} replicas logged in");
+    if !detail.is_empty() {
+        message.push_str("; ");
+        message.push_str(&detail.join(", "));
+    }
+    conditions.make(
+        LOGGED_IN,
+        false,
+        most_frequent_reason(not_logged_in),
+        message,
+    )
+}
 
-    let sts_generation = obs.statefulset.and_then(|s| s.metadata.generation);
+fn progressing_condition(
+    conditions: &ConditionFactory<'_>,
+    statefulset: Option<&StatefulSet>,
+    desired: i32,
+) -> Condition {
+    let sts_status = statefulset.and_then(|s| s.status.as_ref());
+    let replicas = sts_status.map(|s| s.replicas).unwrap_or(0);
+    let sts_generation = statefulset.and_then(|s| s.metadata.generation);
     let sts_observed = sts_status.and_then(|s| s.observed_generation);
     let updated = sts_status.and_then(|s| s.updated_replicas).unwrap_or(0);
     let revisions_differ = sts_status
         .map(|s| s.update_revision.is_some() && s.current_revision != s.update_revision)
         .unwrap_or(false);
-    let progressing = if obs.statefulset.is_none() || sts_observed < sts_generation {
-        condition(
+    if statefulset.is_none() || sts_observed < sts_generation {
+        conditions.make(
             PROGRESSING,
             true,
             "Reconciling",
             "the StatefulSet is being updated".to_owned(),
         )
     } else if replicas != desired {
-        condition(
+        conditions.make(
             PROGRESSING,
             true,
             "Scaling",
             format!("{replicas} replicas, {desired} desired"),
         )
     } else if revisions_differ || updated < desired {
-        condition(
+        conditions.make(
             PROGRESSING,
             true,
             "RollingUpdate",
             format!("{updated}/{desired} replicas updated"),
         )
     } else {
-        condition(
+        conditions.make(
             PROGRESSING,
             false,
             "RolloutComplete",
             "all replicas are up to date".to_owned(),
         )
-    };
+    }
+}
 
+fn degraded_condition(
+    conditions: &ConditionFactory<'_>,
+    obs: &Observation<'_>,
+    not_logged_in: &[(&str, &'static str)],
+) -> Condition {
     let permanent: Vec<&str> = not_logged_in
         .iter()
         .filter(|(_, w)| is_permanent(w))
         .map(|(n, _)| *n)
         .collect();
-    let degraded = match &obs.accounts {
-        Err(problem) => condition(DEGRADED, true, problem.reason(), problem.message(instance)),
-        Ok(_) if !permanent.is_empty() => condition(
+    match &obs.accounts {
+        Err(problem) => conditions.make(
+            DEGRADED,
+            true,
+            problem.reason(),
+            problem.message(obs.instance),
+        ),
+        Ok(_) if !permanent.is_empty() => conditions.make(
             DEGRADED,
             true,
             "LoginRejected",
@@ -272,18 +388,7 @@ pub fn compute_status(obs: &Observation<'_>) -> LingmaInstanceStatus {
                 permanent.join(", ")
             ),
         ),
-        Ok(_) => condition(DEGRADED, false, "AsExpected", "no problem found".to_owned()),
-    };
-
-    LingmaInstanceStatus {
-        observed_generation: generation,
-        replicas,
-        ready_replicas,
-        logged_in_replicas: logged_in,
-        accounts: i32::try_from(accounts).unwrap_or(i32::MAX),
-        selector: obs.selector.clone(),
-        instances,
-        conditions: vec![ready, logged_in_condition, progressing, degraded],
+        Ok(_) => conditions.make(DEGRADED, false, "AsExpected", "no problem found".to_owned()),
     }
 }
 

@@ -47,6 +47,12 @@ pub enum LogFormat {
     Json,
 }
 
+/// Upper bounds of the time settings: past these a value is a typo (or an attempt to
+/// overflow a deadline), and start-up refuses it with clap's error naming the setting.
+const MAX_SECONDS_SHORT: u64 = 3600;
+const MAX_SECONDS_LONG: u64 = 86_400;
+const MAX_SESSION_TTL_SEC: u64 = 30 * 86_400;
+
 #[derive(Clone, Args)]
 pub struct Config {
     // --- listening for the gateway ---
@@ -65,11 +71,13 @@ pub struct Config {
     #[arg(long, env = "SIDECAR_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Seconds open chats may take to finish after SIGTERM.
-    #[arg(long, env = "SIDECAR_DRAIN_TIMEOUT_SEC", default_value_t = 30)]
+    #[arg(long, env = "SIDECAR_DRAIN_TIMEOUT_SEC", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_SHORT))]
     pub drain_timeout_sec: u64,
     /// Seconds between WebSocket pings to each gateway; a gateway silent for three times
     /// this long (no frame, not even a pong) is disconnected.
-    #[arg(long, env = "SIDECAR_KEEPALIVE_SEC", default_value_t = 15)]
+    #[arg(long, env = "SIDECAR_KEEPALIVE_SEC", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_SHORT))]
     pub keepalive_sec: u64,
 
     // --- the Lingma process ---
@@ -87,16 +95,19 @@ pub struct Config {
     #[arg(long, env = "LINGMA_HTTP_PORT", default_value_t = 37510)]
     pub lingma_http_port: u16,
     /// Seconds a started Lingma may take to accept WebSocket connections.
-    #[arg(long, env = "LINGMA_STARTUP_TIMEOUT", default_value_t = 40)]
+    #[arg(long, env = "LINGMA_STARTUP_TIMEOUT", default_value_t = 40,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_SHORT))]
     pub lingma_startup_timeout: u64,
     /// Deadline, in seconds, of one JSON-RPC call to Lingma.
-    #[arg(long, env = "LINGMA_RPC_TIMEOUT", default_value_t = 30)]
+    #[arg(long, env = "LINGMA_RPC_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_SHORT))]
     pub lingma_rpc_timeout: u64,
     /// Chats Lingma runs at once; 0 = unlimited.
     #[arg(long, env = "LINGMA_MAX_CONCURRENT_CHATS", default_value_t = 1)]
     pub lingma_max_concurrent_chats: u32,
     /// A chat that receives nothing from Lingma for this long ends with a timeout error.
-    #[arg(long, env = "LINGMA_CHAT_IDLE_TIMEOUT_SEC", default_value_t = 120)]
+    #[arg(long, env = "LINGMA_CHAT_IDLE_TIMEOUT_SEC", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_LONG))]
     pub lingma_chat_idle_timeout_sec: u64,
 
     // --- chat defaults ---
@@ -120,14 +131,36 @@ pub struct Config {
     /// browser (headless Chromium + chromedriver) or loopback (plain HTTP, the simulator).
     #[arg(long, env = "AUTO_LOGIN_DRIVER", value_enum, default_value = "auto")]
     pub auto_login_driver: LoginDriverChoice,
+    /// Hosts whose pages may receive the password in the browser login, comma-separated; each
+    /// matches itself and its subdomains, https only (empty = the default).
+    #[arg(
+        long,
+        env = "AUTO_LOGIN_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        default_value = "alibabacloud.com,aliyun.com"
+    )]
+    pub auto_login_allowed_hosts: Vec<String>,
+    /// Also let the browser type the password into plain-http pages on loopback hosts listed
+    /// in AUTO_LOGIN_ALLOWED_HOSTS: for the simulator's form and tests only.
+    #[arg(long, env = "AUTO_LOGIN_ALLOW_HTTP_LOOPBACK", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub auto_login_allow_http_loopback: bool,
+    /// Failure screenshots of the browser login kept in <LINGMA_WORK_DIR>/login-screenshots
+    /// (the newest; 0 = take none).
+    #[arg(long, env = "AUTO_LOGIN_SCREENSHOT_KEEP", default_value_t = browser_login::DEFAULT_SCREENSHOT_KEEP,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1000))]
+    pub auto_login_screenshot_keep: usize,
     /// Seconds one login attempt may take.
-    #[arg(long, env = "AUTO_LOGIN_TIMEOUT", default_value_t = 180)]
+    #[arg(long, env = "AUTO_LOGIN_TIMEOUT", default_value_t = 180,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_SHORT))]
     pub auto_login_timeout: u64,
     /// Attempts after the first failure before the login state becomes failed.
-    #[arg(long, env = "AUTO_LOGIN_MAX_RETRY", default_value_t = 2)]
+    #[arg(long, env = "AUTO_LOGIN_MAX_RETRY", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
     pub auto_login_max_retry: u32,
     /// Seconds between login checks (auth/status) while connected, to notice expiry.
-    #[arg(long, env = "SIDECAR_LOGIN_CHECK_INTERVAL_SEC", default_value_t = 30)]
+    #[arg(long, env = "SIDECAR_LOGIN_CHECK_INTERVAL_SEC", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_LONG))]
     pub login_check_interval_sec: u64,
     #[arg(long, env = "LINGMA_USERNAME")]
     pub lingma_username: Option<String>,
@@ -149,7 +182,8 @@ pub struct Config {
     pub session_reuse_enabled: bool,
     #[arg(long, env = "SESSION_CACHE_MAX_ENTRIES", default_value_t = 256)]
     pub session_cache_max_entries: usize,
-    #[arg(long, env = "SESSION_CACHE_TTL_SEC", default_value_t = 1800)]
+    #[arg(long, env = "SESSION_CACHE_TTL_SEC", default_value_t = 1800,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SESSION_TTL_SEC))]
     pub session_cache_ttl_sec: u64,
 
     // --- telemetry ---
@@ -199,6 +233,11 @@ impl std::fmt::Debug for Config {
             .field("default_ask_mode", &self.default_ask_mode)
             .field("auto_login_enabled", &self.auto_login_enabled)
             .field("auto_login_driver", &self.auto_login_driver)
+            .field("auto_login_allowed_hosts", &self.auto_login_allowed_hosts)
+            .field(
+                "auto_login_allow_http_loopback",
+                &self.auto_login_allow_http_loopback,
+            )
             .field("lingma_username", &self.lingma_username)
             .field("lingma_password", &redacted(&self.lingma_password))
             .field("lingma_accounts", &redacted(&self.lingma_accounts))
@@ -283,6 +322,29 @@ impl Config {
         Duration::from_secs(self.auto_login_timeout.max(1))
     }
 
+    /// AUTO_LOGIN_ALLOWED_HOSTS without blank entries; all blank = the default list.
+    pub fn login_allowed_hosts(&self) -> Vec<String> {
+        let hosts: Vec<String> = self
+            .auto_login_allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if hosts.is_empty() {
+            browser_login::DEFAULT_ALLOWED_HOSTS
+                .iter()
+                .map(|h| (*h).to_owned())
+                .collect()
+        } else {
+            hosts
+        }
+    }
+
+    /// Where the browser login's failure screenshots go.
+    pub fn login_screenshot_dir(&self) -> PathBuf {
+        self.lingma_work_dir.join("login-screenshots")
+    }
+
     pub fn login_check_interval(&self) -> Duration {
         Duration::from_secs(self.login_check_interval_sec.max(1))
     }
@@ -342,6 +404,9 @@ mod tests {
         assert_eq!(c.session_cache_max_entries, 256);
         assert_eq!(c.session_cache_ttl_sec, 1800);
         assert!(cli.command.is_none());
+        assert_eq!(c.login_allowed_hosts(), ["alibabacloud.com", "aliyun.com"]);
+        assert!(!c.auto_login_allow_http_loopback);
+        assert_eq!(c.auto_login_screenshot_keep, 10);
     }
 
     #[test]
@@ -387,6 +452,54 @@ mod tests {
             Some(std::path::Path::new("/x/Lingma"))
         );
         assert_eq!(c.auto_login_driver, LoginDriverChoice::Auto);
+    }
+
+    #[test]
+    fn login_hosts_are_a_list_and_blank_means_the_default() {
+        let c = parse(&[
+            "--auto-login-allowed-hosts",
+            " sso.example.com , ,127.0.0.1",
+        ])
+        .config;
+        assert_eq!(c.login_allowed_hosts(), ["sso.example.com", "127.0.0.1"]);
+        let c = parse(&["--auto-login-allowed-hosts", ""]).config;
+        assert_eq!(c.login_allowed_hosts(), ["alibabacloud.com", "aliyun.com"]);
+        let c = parse(&["--auto-login-allow-http-loopback"]).config;
+        assert!(c.auto_login_allow_http_loopback);
+    }
+
+    #[test]
+    fn out_of_range_values_are_start_up_errors_naming_the_setting() {
+        for (flag, env, bad) in [
+            (
+                "--lingma-rpc-timeout",
+                "LINGMA_RPC_TIMEOUT",
+                "18446744073709551615",
+            ),
+            ("--auto-login-timeout", "AUTO_LOGIN_TIMEOUT", "3601"),
+            ("--drain-timeout-sec", "SIDECAR_DRAIN_TIMEOUT_SEC", "100000"),
+            (
+                "--lingma-chat-idle-timeout-sec",
+                "LINGMA_CHAT_IDLE_TIMEOUT_SEC",
+                "86401",
+            ),
+            ("--session-cache-ttl-sec", "SESSION_CACHE_TTL_SEC", "1e20"),
+            ("--auto-login-max-retry", "AUTO_LOGIN_MAX_RETRY", "101"),
+            (
+                "--auto-login-screenshot-keep",
+                "AUTO_LOGIN_SCREENSHOT_KEEP",
+                "5000",
+            ),
+        ] {
+            let err = Cli::try_parse_from(["sidecar", flag, bad])
+                .err()
+                .unwrap_or_else(|| panic!("{flag}={bad} accepted"));
+            let text = err.to_string();
+            assert!(text.contains(env) || text.contains(flag), "{text}");
+        }
+        let c = parse(&["--lingma-rpc-timeout", "3600", "--auto-login-timeout", "0"]).config;
+        assert_eq!(c.rpc_timeout(), Duration::from_secs(3600));
+        assert_eq!(c.login_timeout(), Duration::from_secs(1));
     }
 
     #[test]

@@ -15,6 +15,14 @@ use tokio_util::sync::CancellationToken;
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// Grace period between SIGINT and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// What Lingma inherits on top of the basics (PATH, HOME, locale, TZ, TMPDIR, proxies, CA
+/// bundle): the simulator's own knobs, which tests and the local stack set on the sidecar.
+/// Never the sidecar's secrets (SIDECAR_TOKEN, LINGMA_PASSWORD, LINGMA_ACCOUNTS, API keys):
+/// Lingma is a closed binary and gets its ports and workDir on the command line.
+pub const LINGMA_ENV: child_env::Allowlist<'static> = child_env::Allowlist {
+    names: &[],
+    prefixes: &["LINGMA_SIM_"],
+};
 
 #[derive(Debug, Clone)]
 pub struct ProcessSpec {
@@ -29,6 +37,7 @@ pub struct ProcessSpec {
 impl ProcessSpec {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
+        child_env::restrict(cmd.as_std_mut(), &LINGMA_ENV);
         cmd.arg("start")
             .arg("--workDir")
             .arg(&self.work_dir)

@@ -111,6 +111,14 @@ impl Metrics {
                 "1 when connected, logged in and not draining",
             ),
         };
+        m.register_all();
+        m.set_connection_state(ConnectionState::Stopped);
+        m.set_login_state(&LoginState::Unknown);
+        m
+    }
+
+    fn register_all(&self) {
+        let m = self;
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.connection_state.clone()),
             Box::new(m.reconnects.clone()),
@@ -138,9 +146,6 @@ impl Metrics {
                 unreachable!("metric registration: {e}");
             }
         }
-        m.set_connection_state(ConnectionState::Stopped);
-        m.set_login_state(&LoginState::Unknown);
-        m
     }
 
     pub fn set_connection_state(&self, state: ConnectionState) {

@@ -1,7 +1,7 @@
 //! Wiring: build the shared state from the configuration, start the Lingma supervisor and
 //! the HTTP server, and shut down in order on a signal.
 
-use crate::accounts::{self, AccountSources};
+use crate::accounts::{self, Account, AccountSources};
 use crate::config::Config;
 use crate::config::LoginDriverChoice;
 use crate::lingma_process::{self, ProcessSpec};
@@ -11,9 +11,11 @@ use crate::login::{
 use crate::state::{ChatSettings, SidecarState};
 use crate::supervisor::{self, ConnectionSettings};
 use crate::{http, shutdown};
+use axum::serve::ListenerExt;
 use lingma_protocol::ClientOptions;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Why the sidecar could not start. Never carries a secret.
@@ -49,7 +51,33 @@ pub async fn serve(
             "no SIDECAR_TOKEN or SIDECAR_TOKEN_FILE: the gateway endpoint accepts anyone"
         );
     }
-    let name = config.instance_name();
+    let account = select_account(&config)?;
+    let process = process_spec(&config).await?;
+    let state = shared_state(&config);
+    let listener = bind(&config).await?;
+
+    let stop_lingma = CancellationToken::new();
+    let tasks = spawn_lingma_side(&config, account, process, &state, &stop_lingma);
+    let server = spawn_http(
+        listener,
+        http::router(http::HttpState::new(state.clone(), token.as_deref())),
+        state.closing.clone(),
+    );
+
+    shutdown.await;
+    shutdown::drain(&state, config.drain_timeout()).await;
+    state.closing.cancel();
+    stop_lingma.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    tracing::info!("sidecar stopped");
+    Ok(())
+}
+
+/// This replica's account: slot i of the configured accounts (mod their count).
+fn select_account(config: &Config) -> Result<Option<Account>, StartError> {
     let account_list = accounts::load_accounts(&AccountSources {
         file: config.lingma_accounts_file.as_deref(),
         list: config.lingma_accounts.as_deref(),
@@ -64,22 +92,27 @@ pub async fn serve(
         has_account = account.is_some(),
         "account selected"
     );
+    Ok(account)
+}
 
-    let process = if config.lingma_attach {
-        None
-    } else {
-        let bin = lingma_process::resolve_bin(&config.bootstrap_config()).await?;
-        Some(ProcessSpec {
-            bin,
-            work_dir: config.lingma_work_dir.clone(),
-            socket_port: config.lingma_socket_port,
-            http_port: config.lingma_http_port,
-            startup_timeout: config.startup_timeout(),
-        })
-    };
+/// The Lingma process to start and supervise; `None` when attaching to a running one.
+async fn process_spec(config: &Config) -> Result<Option<ProcessSpec>, StartError> {
+    if config.lingma_attach {
+        return Ok(None);
+    }
+    let bin = lingma_process::resolve_bin(&config.bootstrap_config()).await?;
+    Ok(Some(ProcessSpec {
+        bin,
+        work_dir: config.lingma_work_dir.clone(),
+        socket_port: config.lingma_socket_port,
+        http_port: config.lingma_http_port,
+        startup_timeout: config.startup_timeout(),
+    }))
+}
 
+fn shared_state(config: &Config) -> Arc<SidecarState> {
     let mut state = SidecarState::new(
-        name.clone(),
+        config.instance_name(),
         ChatSettings {
             default_model: config.default_model.clone(),
             ask_mode: config.default_ask_mode,
@@ -91,8 +124,10 @@ pub async fn serve(
         config.session_ttl(),
     );
     state.keepalive = config.keepalive();
-    let state = Arc::new(state);
+    Arc::new(state)
+}
 
+async fn bind(config: &Config) -> Result<tokio::net::TcpListener, StartError> {
     let addr = config.listen_addr()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -100,18 +135,38 @@ pub async fn serve(
             addr: addr.to_string(),
             reason: e.kind().to_string(),
         })?;
-    tracing::info!(%addr, name, attach = config.lingma_attach, "sidecar listening");
+    tracing::info!(%addr, name = config.instance_name(), attach = config.lingma_attach, "sidecar listening");
+    Ok(listener)
+}
 
-    let stop_lingma = CancellationToken::new();
+/// The Lingma side: the process supervisor (unless attaching), the connection and login
+/// supervisor, and the session-map purge; all stop when `stop` fires.
+fn spawn_lingma_side(
+    config: &Config,
+    account: Option<Account>,
+    process: Option<ProcessSpec>,
+    state: &Arc<SidecarState>,
+    stop: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     if let Some(spec) = process {
         tasks.push(tokio::spawn(lingma_process::supervise(
             spec,
             state.clone(),
-            stop_lingma.clone(),
+            stop.clone(),
         )));
     }
-    let connection = ConnectionSettings {
+    tasks.push(tokio::spawn(supervisor::run(
+        connection_settings(config, account),
+        state.clone(),
+        stop.clone(),
+    )));
+    tasks.push(tokio::spawn(purge_sessions(state.clone(), stop.clone())));
+    tasks
+}
+
+fn connection_settings(config: &Config, account: Option<Account>) -> ConnectionSettings {
+    ConnectionSettings {
         url: config.lingma_url(),
         root_uri: format!("file://{}", config.lingma_work_dir.display()),
         client: ClientOptions {
@@ -127,53 +182,38 @@ pub async fn serve(
             max_retry: config.auto_login_max_retry,
             check_interval: config.login_check_interval(),
             account,
-            driver: login_driver(&config),
+            driver: login_driver(config),
         },
-    };
-    tasks.push(tokio::spawn(supervisor::run(
-        connection,
-        state.clone(),
-        stop_lingma.clone(),
-    )));
-    tasks.push(tokio::spawn(purge_sessions(
-        state.clone(),
-        stop_lingma.clone(),
-    )));
+    }
+}
 
-    let app = http::router(http::HttpState::new(state.clone(), token.as_deref()));
-    let closing = state.closing.clone();
-    let server = tokio::spawn(async move {
+/// Serve HTTP until `closing` fires. Accepted sockets get TCP_NODELAY: mux frames and
+/// probe answers are small writes that must not wait for the peer's delayed ACK.
+fn spawn_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    closing: CancellationToken,
+) -> JoinHandle<()> {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { closing.cancelled().await })
             .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server failed");
         }
-    });
-
-    shutdown.await;
-    shutdown::drain(&state, config.drain_timeout()).await;
-    state.closing.cancel();
-    stop_lingma.cancel();
-    for task in tasks {
-        let _ = task.await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    tracing::info!("sidecar stopped");
-    Ok(())
+    })
 }
 
 /// AUTO_LOGIN_DRIVER: loopback follows the simulator's URLs with plain HTTP, browser runs
 /// headless Chromium (real Lingma), auto tries loopback and falls back to the browser.
 fn login_driver(config: &Config) -> Arc<dyn LoginDriver> {
     let loopback = || LoopbackLoginDriver::new(config.rpc_timeout());
-    let browser = || {
-        BrowserLoginDriver::new(
-            config.auto_login_headless,
-            config.login_timeout(),
-            config.lingma_work_dir.clone(),
-        )
-    };
+    let browser = || BrowserLoginDriver::from_config(config);
     match config.auto_login_driver {
         LoginDriverChoice::Loopback => Arc::new(loopback()),
         LoginDriverChoice::Browser => Arc::new(browser()),

@@ -60,6 +60,8 @@ async fn bootstrap_with_empty_lingma_bin_and_unreachable_vsix_fails_clearly() {
             format!("http://127.0.0.1:{port}/lingma.vsix"),
         ),
         ("LINGMA_DOWNLOAD_CONNECT_TIMEOUT_SEC", "3".into()),
+        // Plain http on 127.0.0.1: the test opt-out (downloads are https only otherwise).
+        ("LINGMA_DOWNLOAD_ALLOW_HTTP_LOOPBACK", "true".into()),
         ("LINGMA_WORK_DIR", dir.path().display().to_string()),
     ])
     .await;
@@ -116,6 +118,9 @@ async fn browser_driver_logs_the_simulator_in_through_its_form() {
     env.push(("LINGMA_USERNAME", USERNAME.into()));
     env.push(("LINGMA_PASSWORD", PASSWORD.into()));
     env.push(("AUTO_LOGIN_DRIVER", "browser".into()));
+    // The simulator's form is plain http on 127.0.0.1: allowed explicitly, as for tests.
+    env.push(("AUTO_LOGIN_ALLOWED_HOSTS", "127.0.0.1".into()));
+    env.push(("AUTO_LOGIN_ALLOW_HTTP_LOOPBACK", "true".into()));
     env.push(("AUTO_LOGIN_TIMEOUT", "80".into()));
     env.push(("AUTO_LOGIN_MAX_RETRY", "0".into()));
     env.push(("LOG_LEVEL", "debug".into()));
@@ -136,4 +141,53 @@ async fn browser_driver_logs_the_simulator_in_through_its_form() {
         "not logged in by the browser driver:\n{logs}"
     );
     assert!(!logs.contains(PASSWORD), "the password reached a log line");
+}
+
+/// By default only https pages on Alibaba Cloud's hosts get the password: the simulator's
+/// plain-http form on 127.0.0.1 is refused before any browser starts, with a clear reason.
+#[tokio::test]
+async fn the_default_allowlist_refuses_a_plain_http_login_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(
+        dir.path(),
+        free_port(),
+        free_port(),
+        &[
+            "--login-mode",
+            "form",
+            "--accept-username",
+            USERNAME,
+            "--accept-password",
+            PASSWORD,
+        ],
+    )
+    .await;
+    let mut env = attach_env(&sim);
+    env.push(("LINGMA_USERNAME", USERNAME.into()));
+    env.push(("LINGMA_PASSWORD", PASSWORD.into()));
+    env.push(("AUTO_LOGIN_DRIVER", "browser".into()));
+    env.push(("AUTO_LOGIN_MAX_RETRY", "0".into()));
+    // Would fail the test if anything tried to start it.
+    env.push(("CHROME", "/nonexistent/chromium".into()));
+    let sidecar = spawn_sidecar(&env).await;
+    let refused = test_support::wait_until(Duration::from_secs(30), || {
+        let logs = sidecar.proc.output();
+        async move { logs.contains("DisallowedHost") }
+    })
+    .await;
+    let logs = sidecar.proc.output();
+    assert!(refused.is_ok(), "no refusal logged:\n{logs}");
+    assert!(
+        logs.contains("AUTO_LOGIN_ALLOWED_HOSTS"),
+        "the reason names the setting:\n{logs}"
+    );
+    assert!(
+        !logs.contains("chromium not found"),
+        "a browser was looked for:\n{logs}"
+    );
+    assert_eq!(
+        SimControl::new(sim.http_port).stats().await["login_state"],
+        "logged_out"
+    );
+    assert!(!logs.contains(PASSWORD));
 }

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,7 +35,14 @@ RELEASE = "lingma-gateway"
 NAMESPACE = "lingma"
 KUBE_VERSIONS = ["1.30.0", "1.33.0", "1.36.0"]
 # Kinds the bundled Kubernetes schemas do not know; checked separately.
-CUSTOM_KINDS = {"LingmaInstance", "ServiceMonitor"}
+CUSTOM_KINDS = {"LingmaInstance", "ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject"}
+VALUES_SCHEMA = CHART / "values.schema.json"
+# Kinds each scenario must render (the new objects are checked, not only allowed).
+EXPECTED_KINDS = {
+    "default": {"Deployment", "NetworkPolicy", "PodDisruptionBudget", "Pod"},
+    "non-default": {"PrometheusRule", "PodMonitor", "ConfigMap", "ScaledObject", "ServiceMonitor"},
+    "hpa": {"HorizontalPodAutoscaler"},
+}
 # The checkov checks this project pins (docs/operator.md lists them with their meaning).
 CHECKOV_CHECKS = [
     "CKV_K8S_8",   # liveness probe
@@ -205,12 +214,154 @@ def check_instances(rendered: list[str]) -> None:
         "unknown source": lambda s: s.setdefault("lingma", {}).update(source="ftp"),
         "no secretRef": lambda s: s.update(accounts={}),
         "no accounts": lambda s: s.pop("accounts"),
+        "a storage size that is no quantity": lambda s: s.update(storage={"size": "lots"}),
+        "a Secret name that is no DNS name": lambda s: s.update(
+            accounts={"secretRef": {"name": "Bad_Name"}}),
+        "too many replicas": lambda s: s.update(replicas=100000),
     }
     for label, mutate in bad.items():
         doc = copy.deepcopy(base)
         mutate(doc["spec"])
         if validator.is_valid(doc):
             fail(f"the CRD schema accepts an instance with {label}")
+
+
+def check_expected_kinds(rendered: dict[str, str]) -> None:
+    step("each scenario renders its objects")
+    for label, kinds in EXPECTED_KINDS.items():
+        have = {d.get("kind") for d in objects(rendered[label])}
+        for kind in sorted(kinds - have):
+            fail(f"{label}: no {kind} rendered")
+
+
+def load_values_schema() -> dict:
+    return json.loads(VALUES_SCHEMA.read_text())
+
+
+def check_values_schema() -> None:
+    step("values.schema.json accepts the defaults and rejects wrong values")
+    schema = load_values_schema()
+    jsonschema.Draft7Validator.check_schema(schema)
+    validator = jsonschema.Draft7Validator(schema)
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    for error in validator.iter_errors(defaults):
+        fail(f"values.yaml does not match values.schema.json: {error.message} at {list(error.path)}")
+    wrong = {
+        "replicas as a string": {"gateway": {"replicas": "two"}},
+        "unknown routing": {"gateway": {"routing": "fastest"}},
+        "unknown top-level key": {"imageTag": "1.0"},
+        "digest that is not sha256": {"images": {"operator": {"digest": "latest"}}},
+        "autoscaling kind": {"autoscaling": {"kind": "vpa"}},
+        "port out of range": {"gateway": {"port": 70000}},
+        "http runbook": {"prometheusRule": {"runbookUrl": "http://x"}},
+    }
+    for label, override in wrong.items():
+        # Helm itself enforces the schema at install, lint and template time.
+        report = helm_python.lint(str(CHART), override, strict=True, namespace=NAMESPACE)
+        if not report.get("errors") and not any(
+            m.get("severity", 0) >= 2 for m in report.get("messages", [])
+        ):
+            fail(f"helm accepts values with {label}")
+    required = copy.deepcopy(defaults)
+    del required["images"]["gateway"]["repository"]
+    if validator.is_valid(required):
+        fail("values.schema.json accepts an image without repository")
+
+
+def check_monitoring(rendered: str, workdir: Path) -> None:
+    step("PrometheusRule and dashboard parse; promtool check rules")
+    docs = objects(rendered)
+    rules = [d for d in docs if d.get("kind") == "PrometheusRule"]
+    alerts = {r.get("alert") for d in rules for g in d["spec"]["groups"] for r in g["rules"]}
+    for alert in ["LingmaNoLoggedInInstance", "LingmaInstanceDegraded", "LingmaQueueSaturated",
+                  "LingmaSidecarEjections"]:
+        if alert not in alerts:
+            fail(f"PrometheusRule lacks {alert}")
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        fail("promtool not found (Debian package prometheus)")
+    else:
+        for i, rule in enumerate(rules):
+            path = workdir / f"rules-{i}.yaml"
+            path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
+            result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+            if result.returncode != 0:
+                fail(f"promtool check rules:\n{result.stdout}{result.stderr}")
+            check_alert_unit_tests(promtool, path, rule)
+    dashboards = [d for d in docs if d.get("kind") == "ConfigMap"
+                  and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    if not dashboards:
+        fail("no dashboard ConfigMap with label grafana_dashboard: \"1\"")
+    for d in dashboards:
+        for name, text in d["data"].items():
+            try:
+                board = json.loads(text)
+            except json.JSONDecodeError as error:
+                fail(f"dashboard {name} is not JSON: {error}")
+                continue
+            if not board.get("panels") or not all(p.get("targets") for p in board["panels"]):
+                fail(f"dashboard {name} has a panel without a query")
+
+
+def check_alert_unit_tests(promtool: str, rules_path: Path, rule: dict) -> None:
+    """`promtool test rules`: the alerts fire on the series that mean trouble, after their `for`,
+    and stay silent on a healthy pool."""
+    by_name = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+
+    def expected(name: str, labels: dict, annotations: dict | None = None) -> dict:
+        return {"exp_labels": {**by_name[name]["labels"], **labels},
+                "exp_annotations": annotations or by_name[name]["annotations"]}
+
+    ns = NAMESPACE
+    ejections = dict(by_name["LingmaSidecarEjections"]["annotations"])
+    ejections["summary"] = "Sidecar team-0 is ejected repeatedly"
+    test = {
+        "rule_files": [rules_path.name],
+        "evaluation_interval": "1m",
+        "tests": [
+            {   # Nothing logged in, the queue full, one sidecar ejected again and again.
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'gateway_pool_instance_ready{{namespace="{ns}",name="team-0"}}', "values": "0x20"},
+                    {"series": f'gateway_pool_instance_connected{{namespace="{ns}",name="team-0"}}', "values": "1x20"},
+                    {"series": f'gateway_queued{{namespace="{ns}"}}', "values": "5x20"},
+                    {"series": f'gateway_in_flight{{namespace="{ns}"}}', "values": "64x20"},
+                    {"series": f'gateway_max_in_flight{{namespace="{ns}"}}', "values": "64x20"},
+                    {"series": f'gateway_pool_ejections_total{{namespace="{ns}",name="team-0"}}', "values": "0+1x20"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "LingmaNoLoggedInInstance", "exp_alerts": []},
+                    {"eval_time": "12m", "alertname": "LingmaNoLoggedInInstance",
+                     "exp_alerts": [expected("LingmaNoLoggedInInstance", {})]},
+                    {"eval_time": "12m", "alertname": "LingmaQueueSaturated",
+                     "exp_alerts": [expected("LingmaQueueSaturated", {})]},
+                    {"eval_time": "12m", "alertname": "LingmaSidecarEjections",
+                     "exp_alerts": [expected("LingmaSidecarEjections", {"name": "team-0"}, ejections)]},
+                ],
+            },
+            {   # A healthy pool: every sidecar ready, no queue, no ejection.
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'gateway_pool_instance_ready{{namespace="{ns}",name="team-0"}}', "values": "1x20"},
+                    {"series": f'gateway_pool_instance_connected{{namespace="{ns}",name="team-0"}}', "values": "1x20"},
+                    {"series": f'gateway_queued{{namespace="{ns}"}}', "values": "0x20"},
+                    {"series": f'gateway_in_flight{{namespace="{ns}"}}', "values": "3x20"},
+                    {"series": f'gateway_max_in_flight{{namespace="{ns}"}}', "values": "64x20"},
+                    {"series": f'gateway_pool_ejections_total{{namespace="{ns}",name="team-0"}}', "values": "0x20"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "20m", "alertname": name, "exp_alerts": []}
+                    for name in ["LingmaNoLoggedInInstance", "LingmaInstanceDegraded",
+                                 "LingmaQueueSaturated", "LingmaSidecarEjections"]
+                ],
+            },
+        ],
+    }
+    path = rules_path.with_name(f"{rules_path.stem}-test.yaml")
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
+    if result.returncode != 0:
+        fail(f"promtool test rules:\n{result.stdout}{result.stderr}")
 
 
 def check_yamllint(paths: list[Path]) -> None:
@@ -251,8 +402,10 @@ def main() -> int:
         print(f"wrote {len(generated_manifests())} files to manifests/")
 
     nondefault = yaml.safe_load((HERE / "values-nondefault.yaml").read_text())
-    scenarios = {"default": None, "non-default": nondefault}
+    hpa = yaml.safe_load((HERE / "values-hpa.yaml").read_text())
+    scenarios = {"default": None, "non-default": nondefault, "hpa": hpa}
     check_lint(scenarios)
+    check_values_schema()
     check_crd_copies()
     check_crd_structural()
     check_manifests_fresh()
@@ -262,11 +415,15 @@ def main() -> int:
         rendered_dir = work / "rendered"
         rendered_dir.mkdir()
         rendered = []
+        by_label = {}
         for label, values in scenarios.items():
             step(f"render ({label})")
             text = render(values)
             rendered.append(text)
+            by_label[label] = text
             (rendered_dir / f"{label}.yaml").write_text(text)
+        check_expected_kinds(by_label)
+        check_monitoring(by_label["non-default"], work)
         (rendered_dir / OPERATOR_OBJECTS.name).write_text(OPERATOR_OBJECTS.read_text())
         rendered_files = sorted(rendered_dir.glob("*.yaml"))
         check_kubernetes_validate(rendered_files + sorted(MANIFESTS.glob("*.yaml")), work)
@@ -274,7 +431,8 @@ def main() -> int:
         check_yamllint(
             rendered_files
             + sorted(MANIFESTS.glob("*.yaml"))
-            + [CRD, CHART / "Chart.yaml", CHART / "values.yaml", HERE / "values-nondefault.yaml"]
+            + [CRD, CHART / "Chart.yaml", CHART / "values.yaml", HERE / "values-nondefault.yaml",
+               HERE / "values-hpa.yaml"]
             + sorted((CHART / "examples").glob("*.yaml"))
         )
         check_checkov(rendered_dir)

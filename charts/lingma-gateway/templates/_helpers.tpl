@@ -7,12 +7,29 @@
 {{- end -}}
 {{- end -}}
 
-{{- define "lingma.tag" -}}
-{{- default .Chart.AppVersion .Values.imageTag -}}
+{{/*
+An image reference from images.<key>: repository, tag (default: the chart's appVersion) and,
+when set, digest (repository:tag@digest: the digest is what runs, the tag documents it).
+*/}}
+{{- define "lingma.image" -}}
+{{- $image := index .root.Values.images .key -}}
+{{- $ref := printf "%s:%s" $image.repository (default .root.Chart.AppVersion $image.tag) -}}
+{{- if $image.digest -}}
+{{- $ref = printf "%s@%s" $ref $image.digest -}}
+{{- end -}}
+{{- $ref -}}
 {{- end -}}
 
-{{- define "lingma.image" -}}
-{{- printf "%s/%s:%s" .root.Values.imageRegistry .name (include "lingma.tag" .root) -}}
+{{/* Pod anti-affinity spreading a component's replicas over nodes (when none is given). */}}
+{{- define "lingma.spread" -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "lingma.selector" . | nindent 12 }}
 {{- end -}}
 
 {{- define "lingma.labels" -}}

@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{BrowserLoginError, FailureReason};
+use crate::host_policy::DEFAULT_ALLOWED_HOSTS;
+
+/// Failure screenshots kept in `screenshot_dir` (AUTO_LOGIN_SCREENSHOT_KEEP).
+pub const DEFAULT_SCREENSHOT_KEEP: usize = 10;
 
 /// Browser names tried on `PATH` when no path is configured, in this order.
 const CHROMIUM_NAMES: &[&str] = &[
@@ -30,12 +34,23 @@ pub struct BrowserLoginConfig {
     pub headless: bool,
     /// Time budget for the whole attempt, browser start included (AUTO_LOGIN_TIMEOUT).
     pub timeout: Duration,
-    /// Where the failure screenshot goes (the Lingma workDir).
+    /// Where the failure screenshots go (created 0700; each file 0600).
     pub screenshot_dir: PathBuf,
+    /// How many failure screenshots to keep; older ones are deleted after each new one
+    /// (AUTO_LOGIN_SCREENSHOT_KEEP; 0 = take none).
+    pub screenshot_keep: usize,
+    /// Hosts whose pages may receive the credentials (AUTO_LOGIN_ALLOWED_HOSTS): each entry
+    /// matches the host and its subdomains. The login URL, every page the browser is sent
+    /// to before the callback, and the frame holding the form must be https on one of them.
+    pub allowed_hosts: Vec<String>,
+    /// Also accept plain http on loopback hosts of `allowed_hosts`
+    /// (AUTO_LOGIN_ALLOW_HTTP_LOOPBACK): for local test pages and the simulator only.
+    pub allow_http_loopback: bool,
 }
 
 impl BrowserLoginConfig {
-    /// Headless, 180 s (the `.env.example` default), binaries found on `PATH`.
+    /// The `.env.example` defaults: headless, 180 s, binaries found on `PATH`, Alibaba
+    /// Cloud's hosts over https only, the newest 10 screenshots kept.
     pub fn new(screenshot_dir: impl Into<PathBuf>) -> Self {
         Self {
             chromium_path: None,
@@ -43,6 +58,12 @@ impl BrowserLoginConfig {
             headless: true,
             timeout: Duration::from_secs(180),
             screenshot_dir: screenshot_dir.into(),
+            screenshot_keep: DEFAULT_SCREENSHOT_KEEP,
+            allowed_hosts: DEFAULT_ALLOWED_HOSTS
+                .iter()
+                .map(|h| (*h).to_owned())
+                .collect(),
+            allow_http_loopback: false,
         }
     }
 }

@@ -24,6 +24,19 @@ use crate::error::{BrowserLoginError, FailureReason};
 const READY_MARKER: &str = "started successfully on port ";
 /// A clean quit takes well under a second; a stuck browser is killed after this.
 const QUIT_BUDGET: Duration = Duration::from_secs(3);
+/// What chromedriver (and Chromium, which inherits its environment) gets on top of the
+/// basics (PATH, HOME, locale, TZ, TMPDIR, proxies, CA bundle): the display, for
+/// `headless = false`. Never the caller's secrets: a sidecar's environment holds its token
+/// and the account passwords.
+pub const BROWSER_ENV: child_env::Allowlist<'static> = child_env::Allowlist {
+    names: &[
+        "DISPLAY",
+        "WAYLAND_DISPLAY",
+        "XAUTHORITY",
+        "XDG_RUNTIME_DIR",
+    ],
+    prefixes: &[],
+};
 
 /// A running chromedriver with one session. chromedriver runs in its own process group,
 /// which Chromium and its helpers inherit: [`BrowserSession::close`] and `Drop` kill the
@@ -69,7 +82,9 @@ impl BrowserSession {
             .tempdir()
             .map_err(|e| unavailable(format!("cannot create a browser profile dir: {e}")))?;
 
-        let child = Command::new(&binaries.chromedriver)
+        let mut command = Command::new(&binaries.chromedriver);
+        child_env::restrict(command.as_std_mut(), &BROWSER_ENV);
+        let child = command
             .arg("--port=0")
             .process_group(0)
             .stdin(Stdio::null())

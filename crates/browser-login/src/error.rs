@@ -15,6 +15,9 @@ pub enum FailureReason {
     Timeout,
     /// The browser or its driver is missing, failed to start or crashed.
     Unavailable,
+    /// The login URL, a page it led to, or the login form is not https on an allowed host
+    /// (AUTO_LOGIN_ALLOWED_HOSTS): nothing was typed there.
+    DisallowedHost,
 }
 
 impl FailureReason {
@@ -25,6 +28,7 @@ impl FailureReason {
             FailureReason::ChallengeRequired => "ChallengeRequired",
             FailureReason::Timeout => "Timeout",
             FailureReason::Unavailable => "Unavailable",
+            FailureReason::DisallowedHost => "DisallowedHost",
         }
     }
 }

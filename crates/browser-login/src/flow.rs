@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::config::{BrowserLoginConfig, locate_browser};
 use crate::driver::BrowserSession;
 use crate::error::{BrowserLoginError, FailureReason};
+use crate::host_policy::HostPolicy;
 use crate::network_log;
 use crate::probe::{PageScan, enter_frame_path, is_fatal, scan_page};
 use crate::screenshot;
@@ -62,7 +63,8 @@ pub async fn login(
 ) -> Result<LoginOutcome, BrowserLoginError> {
     let started = Instant::now();
     let deadline = started + cfg.timeout;
-    check_login_url(login_url)?;
+    let policy = HostPolicy::new(&cfg.allowed_hosts, cfg.allow_http_loopback);
+    policy.check(&check_login_url(login_url)?, "the login URL")?;
     let binaries = locate_browser(cfg)?;
     tracing::info!(
         step = "start browser",
@@ -71,7 +73,14 @@ pub async fn login(
     );
     let session = BrowserSession::start(cfg, &binaries, deadline).await?;
 
-    let result = drive(&session.client, login_url, username, password, deadline).await;
+    let result = drive(
+        &session.client,
+        policy,
+        login_url,
+        Credentials { username, password },
+        deadline,
+    )
+    .await;
     let result = match result {
         Ok(callback) => Ok(LoginOutcome {
             state: query_param(&callback, "state"),
@@ -119,11 +128,18 @@ impl From<BrowserLoginError> for StepError {
     }
 }
 
+/// What is typed, and only into pages [`HostPolicy`] accepts.
+#[derive(Clone, Copy)]
+struct Credentials<'a> {
+    username: &'a str,
+    password: &'a SecretString,
+}
+
 async fn drive(
     client: &Client,
+    policy: HostPolicy<'_>,
     login_url: &str,
-    username: &str,
-    password: &SecretString,
+    credentials: Credentials<'_>,
     deadline: Instant,
 ) -> Result<String, BrowserLoginError> {
     tracing::info!(step = "open login page", "browser login");
@@ -147,9 +163,9 @@ async fn drive(
                 timeout_detail(phase),
             ));
         }
-        let step = match look(client, deadline).await {
+        let step = match look(client, policy, phase, deadline).await {
             Ok(Look::Callback(url)) => return Ok(url),
-            Ok(Look::Page(scan)) => act(client, &scan, phase, username, password, deadline).await,
+            Ok(Look::Page(scan)) => act(client, policy, &scan, phase, credentials, deadline).await,
             Err(e) => Err(e),
         };
         match step {
@@ -196,7 +212,12 @@ enum Look {
     Page(PageScan),
 }
 
-async fn look(client: &Client, deadline: Instant) -> Result<Look, StepError> {
+async fn look(
+    client: &Client,
+    policy: HostPolicy<'_>,
+    phase: Phase,
+    deadline: Instant,
+) -> Result<Look, StepError> {
     // The network log first: it also sees a callback the browser has already left.
     match run(deadline, network_log::find_request(client, is_callback)).await {
         Ok(Some(url)) => {
@@ -214,6 +235,13 @@ async fn look(client: &Client, deadline: Instant) -> Result<Look, StepError> {
     if is_callback(&url) {
         tracing::info!(step = "callback reached", "browser login");
         return Ok(Look::Callback(url.to_string()));
+    }
+    // Until the password is submitted, every page the login leads to must be allowed: a
+    // redirect elsewhere ends the attempt before anything is typed there. (about:blank and
+    // Chromium's error page have no document to type into; the form's own origin is checked
+    // in `act` in any case.)
+    if phase != Phase::CredentialsSubmitted && matches!(url.scheme(), "http" | "https") {
+        policy.check(&url, "a page the login led to")?;
     }
     Ok(Look::Page(run(deadline, scan_page(client)).await?))
 }
@@ -234,12 +262,13 @@ fn is_callback(url: &url::Url) -> bool {
 /// shows "please slide to verify" as an error).
 async fn act(
     client: &Client,
+    policy: HostPolicy<'_>,
     scan: &PageScan,
     phase: Phase,
-    username: &str,
-    password: &SecretString,
+    credentials: Credentials<'_>,
     deadline: Instant,
 ) -> Result<Phase, StepError> {
+    let Credentials { username, password } = credentials;
     if phase == Phase::CredentialsSubmitted {
         return if scan.captcha {
             Err(challenge("captcha or slider shown after submitting").into())
@@ -271,6 +300,7 @@ async fn act(
         )
         .into());
     }
+    check_form_targets(policy, scan)?;
     let in_frame = !frame.is_empty();
     run(deadline, enter_frame_path(client, frame)).await?;
     if scan.pass {
@@ -292,6 +322,19 @@ async fn act(
     } else {
         Ok(phase)
     }
+}
+
+/// The frame holding the form, and where the form posts, must both be allowed before a
+/// key is typed (a cross-origin frame can sit inside an allowed page).
+fn check_form_targets(policy: HostPolicy<'_>, scan: &PageScan) -> Result<(), BrowserLoginError> {
+    policy.check_origin(
+        scan.form_origin.as_deref().unwrap_or("null"),
+        "the login form",
+    )?;
+    if let Some(action) = &scan.form_action_origin {
+        policy.check_origin(action, "the login form's target")?;
+    }
+    Ok(())
 }
 
 fn challenge(detail: &'static str) -> BrowserLoginError {
@@ -362,6 +405,9 @@ async fn take_screenshot(
     cfg: &BrowserLoginConfig,
     budget: Duration,
 ) -> Option<std::path::PathBuf> {
+    if cfg.screenshot_keep == 0 {
+        return None;
+    }
     let png = match tokio::time::timeout(budget, client.screenshot()).await {
         Ok(Ok(png)) => png,
         _ => {
@@ -369,7 +415,7 @@ async fn take_screenshot(
             return None;
         }
     };
-    match screenshot::save(&cfg.screenshot_dir, &png).await {
+    match screenshot::save(&cfg.screenshot_dir, &png, cfg.screenshot_keep).await {
         Ok(path) => Some(path),
         Err(e) => {
             tracing::warn!(step = "screenshot", error = %e, dir = %cfg.screenshot_dir.display(), "could not save the failure screenshot");
@@ -378,18 +424,16 @@ async fn take_screenshot(
     }
 }
 
-fn check_login_url(login_url: &str) -> Result<(), BrowserLoginError> {
-    let ok = login_url.parse::<http::Uri>().ok().is_some_and(|uri| {
-        matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(BrowserLoginError::new(
-            FailureReason::Unavailable,
-            "the login URL is not an absolute http(s) URL",
-        ))
-    }
+fn check_login_url(login_url: &str) -> Result<url::Url, BrowserLoginError> {
+    url::Url::parse(login_url)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+        .ok_or_else(|| {
+            BrowserLoginError::new(
+                FailureReason::Unavailable,
+                "the login URL is not an absolute http(s) URL",
+            )
+        })
 }
 
 fn query_param(url: &str, name: &str) -> Option<String> {

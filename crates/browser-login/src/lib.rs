@@ -13,17 +13,24 @@
 //! two-step, a callback that redirects onwards, slow page); the selectors for Alibaba's real page are assumptions, since that
 //! page is not reachable from here. See `docs/auto-login.md`.
 //!
+//! The password goes only to https pages on the configured hosts (`allowed_hosts`): the
+//! login URL, any page it redirects to, and the frame holding the form are checked, and the
+//! attempt ends with [`FailureReason::DisallowedHost`] before anything is typed elsewhere.
+//!
 //! Nothing here logs the password, the username, a URL or page text: log lines name steps.
 
 mod config;
 mod driver;
 mod error;
 mod flow;
+mod host_policy;
 mod network_log;
 mod probe;
 mod screenshot;
 
-pub use config::{BrowserBinaries, BrowserLoginConfig, locate_browser};
+pub use config::{BrowserBinaries, BrowserLoginConfig, DEFAULT_SCREENSHOT_KEEP, locate_browser};
+pub use driver::BROWSER_ENV;
 pub use error::{BrowserLoginError, FailureReason};
 pub use flow::{LoginOutcome, login};
+pub use host_policy::DEFAULT_ALLOWED_HOSTS;
 pub use secrecy::{ExposeSecret, SecretString};

@@ -1,5 +1,6 @@
 // Runs inside one browsing context (the top page or one frame) and reports what it sees as
-// booleans only: no page text ever leaves the browser. It tags the elements the login loop
+// booleans, plus two origins (scheme://host:port, never a path or query) for the host
+// allowlist: no page text ever leaves the browser. It tags the elements the login loop
 // acts on with data-browser-login="user|pass|submit" so WebDriver can find them by CSS.
 //
 // The selectors are TESTED against this crate's local login pages and are otherwise
@@ -74,7 +75,20 @@ const mfa = pick(document, MFA) !== null;
 const error = Array.from(document.querySelectorAll(ERROR.join(','))).some(
   (el) => visible(el) && el.textContent.trim().length > 0
 );
+// Where the form's page lives and where it posts to (origins only: a path or query can
+// carry tokens). An action that is not http(s) (e.g. a script-driven form) is not a target.
+const httpOrigin = (href) => {
+  try {
+    const u = new URL(href, document.baseURI);
+    return (u.protocol === 'http:' || u.protocol === 'https:') ? u.origin : null;
+  } catch (e) {
+    return null;
+  }
+};
+const form = (pass && pass.form) || (user && user.form) || null;
 return {
+  origin: String(window.location.origin),
+  actionOrigin: form && form.getAttribute('action') !== null ? httpOrigin(form.action) : null,
   user: user !== null,
   pass: pass !== null,
   submit: submit !== null && submit !== user && submit !== pass,

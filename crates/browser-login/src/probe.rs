@@ -12,8 +12,13 @@ const MAX_FRAME_DEPTH: usize = 2;
 const MAX_CONTEXTS: usize = 16;
 
 /// What one browsing context showed.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ContextProbe {
+    /// `location.origin` of the context (`"null"` for an opaque one).
+    origin: Option<String>,
+    /// Origin of the form's explicit http(s) `action`, if it has one.
+    action_origin: Option<String>,
     user: bool,
     pass: bool,
     submit: bool,
@@ -28,6 +33,10 @@ struct ContextProbe {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PageScan {
     pub(crate) form_frame: Option<Vec<u16>>,
+    /// Origin of the context holding the form.
+    pub(crate) form_origin: Option<String>,
+    /// Origin the form posts to, when its `action` names one.
+    pub(crate) form_action_origin: Option<String>,
     pub(crate) user: bool,
     pub(crate) pass: bool,
     pub(crate) submit: bool,
@@ -61,6 +70,8 @@ pub(crate) async fn scan_page(client: &Client) -> Result<PageScan, CmdError> {
         };
         if scan.form_frame.is_none() && (probe.user || probe.pass) {
             scan.form_frame = Some(path.clone());
+            scan.form_origin = probe.origin.clone();
+            scan.form_action_origin = probe.action_origin.clone();
             scan.user = probe.user;
             scan.pass = probe.pass;
             scan.submit = probe.submit;

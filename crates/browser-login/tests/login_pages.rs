@@ -131,6 +131,15 @@ async fn expect_failure(
         );
         let png = std::fs::read(shot).expect("screenshot file exists");
         assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(shot), 0o600, "the screenshot is owner-only");
+        assert_eq!(
+            mode(shots.path()),
+            0o700,
+            "the screenshot dir is owner-only"
+        );
     }
     let message = err.to_string();
     assert!(!message.contains(typed_password) && !message.contains("Incorrect account"));
@@ -225,6 +234,72 @@ async fn a_page_that_never_loads_gives_timeout() {
         assert!(
             took < timeout + Duration::from_secs(10),
             "overran: {took:?}"
+        );
+    }
+}
+
+/// Runs a login against `variant` with only 127.0.0.1 allowed; it must be refused as
+/// `DisallowedHost` naming `localhost`, with nothing submitted.
+async fn expect_disallowed(variant: Variant) {
+    support::capture_logs();
+    if !support::browser_installed() {
+        return;
+    }
+    let _slot = support::browser_slot().await;
+    let site = Site::start(variant, USERNAME, PASSWORD).await;
+    let shots = tempfile::tempdir().expect("screenshot dir");
+    let mut cfg = support::config(shots.path(), ATTEMPT);
+    cfg.allowed_hosts = vec!["127.0.0.1".into()];
+
+    let err = login(&cfg, &site.login_url(STATE), USERNAME, &password())
+        .await
+        .expect_err("a page on a host outside the allowlist gets no password");
+    support::assert_no_browser_left().await;
+    assert_eq!(
+        err.reason(),
+        FailureReason::DisallowedHost,
+        "{variant:?}: {err}"
+    );
+    assert!(
+        err.detail().contains("localhost") && err.detail().contains("AUTO_LOGIN_ALLOWED_HOSTS"),
+        "the reason names the host and the setting: {err}"
+    );
+    assert_eq!(site.posts(), 0, "nothing was submitted");
+    assert!(site.callbacks().is_empty());
+    assert_logs_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_a_host_outside_the_allowlist_is_refused() {
+    expect_disallowed(Variant::RedirectsToOtherHost).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_in_a_frame_from_a_host_outside_the_allowlist_gets_nothing_typed() {
+    expect_disallowed(Variant::Iframe).await;
+}
+
+#[tokio::test]
+async fn a_login_url_outside_the_allowlist_or_over_http_is_refused_before_any_browser() {
+    support::capture_logs();
+    let dir = tempfile::tempdir().expect("screenshot dir");
+    // The defaults: Alibaba Cloud's hosts, https only. No browser path is needed: the URL
+    // is refused before one is looked for.
+    let mut cfg = browser_login::BrowserLoginConfig::new(dir.path());
+    cfg.chromium_path = Some(dir.path().join("no-such-chromium"));
+    for url in [
+        "https://login.evil.example/lingma/login?state=x",
+        "https://alibabacloud.com.evil.example/login",
+        "http://account.alibabacloud.com/login",
+        "http://127.0.0.1:9/login?state=x",
+    ] {
+        let err = login(&cfg, url, USERNAME, &password())
+            .await
+            .expect_err("refused");
+        assert_eq!(err.reason(), FailureReason::DisallowedHost, "{url}: {err}");
+        assert!(
+            !err.detail().contains("state="),
+            "no URL in the detail: {err}"
         );
     }
 }

@@ -22,7 +22,23 @@ pub const SIDECAR_PORT: i32 = 8318;
 /// Key of the per-instance token Secret that holds the gateway-to-sidecar bearer token.
 pub const TOKEN_KEY: &str = "token";
 
-/// Name of the Secret holding an instance's sidecar token.
+/// Name of the Secret holding an instance's sidecar token (mounted by its pods).
 pub fn token_secret_name(instance: &str) -> String {
     format!("{instance}-sidecar-token")
+}
+
+/// The one Secret per namespace the gateway may read (`get` by this name only): the operator
+/// copies each instance's token into it, keyed by instance name, with the uid of the
+/// instance's Service. Account passwords never live there.
+pub const SIDECAR_TOKENS_SECRET: &str = "lingma-sidecar-tokens";
+
+/// One entry of [`SIDECAR_TOKENS_SECRET`] (JSON under the instance's key).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenEntry {
+    /// The gateway-to-sidecar bearer token of the instance.
+    pub token: String,
+    /// Uid of the instance's headless Service: only EndpointSlices owned by this Service are
+    /// trusted with the token, so a slice someone else labels like ours receives nothing.
+    pub service_uid: String,
 }

@@ -14,8 +14,10 @@ pub struct ReadyAddress {
     pub name: String,
     /// `ws://ip:port`.
     pub url: String,
-    /// The LingmaInstance (its token Secret is named after it).
+    /// The LingmaInstance (its token entry is keyed by it).
     pub instance: String,
+    /// Uid of the Service controlling the slice (None when no Service controls it).
+    pub service_uid: Option<String>,
 }
 
 /// The EndpointSlices seen so far, by name; rebuilt into addresses on demand.
@@ -71,6 +73,11 @@ fn ready_addresses(slice: &EndpointSlice, instance: &str) -> Vec<ReadyAddress> {
         .and_then(|p| p.port)
         .unwrap_or(SIDECAR_PORT);
     let ipv6 = slice.address_type == "IPv6";
+    let service_uid = slice
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "Service" && o.controller == Some(true))
+        .map(|o| o.uid.clone());
     slice
         .endpoints
         .iter()
@@ -93,6 +100,7 @@ fn ready_addresses(slice: &EndpointSlice, instance: &str) -> Vec<ReadyAddress> {
                 name,
                 url: format!("ws://{host}:{port}"),
                 instance: instance.to_owned(),
+                service_uid: service_uid.clone(),
             })
         })
         .collect()
@@ -109,7 +117,8 @@ mod tests {
     #[test]
     fn keeps_only_ready_endpoints_with_pod_names_and_mux_port() {
         let s = slice(serde_json::json!({
-            "metadata": {"name": "a-xyz", "labels": {"app.kubernetes.io/instance": "a"}},
+            "metadata": {"name": "a-xyz", "labels": {"app.kubernetes.io/instance": "a"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "a", "uid": "svc-a", "controller": true}]},
             "addressType": "IPv4",
             "ports": [{"name": "metrics", "port": 9000}, {"name": "mux", "port": 8318}],
             "endpoints": [
@@ -120,6 +129,7 @@ mod tests {
         }));
         let mut set = SliceSet::default();
         assert_eq!(set.apply(&s).as_deref(), Some("a"));
+        assert_eq!(set.ready()[0].service_uid.as_deref(), Some("svc-a"));
         let names: Vec<_> = set.ready().into_iter().map(|a| (a.name, a.url)).collect();
         assert_eq!(
             names,
@@ -142,6 +152,7 @@ mod tests {
         set.apply(&s);
         assert_eq!(set.ready()[0].url, "ws://[fd00::1]:8318");
         assert_eq!(set.ready()[0].instance, "b");
+        assert_eq!(set.ready()[0].service_uid, None, "no Service controls it");
         set.delete(&s);
         assert!(set.ready().is_empty());
     }

@@ -24,6 +24,10 @@ pub const DEFAULT_IMAGE_BIN: &str = "/opt/lingma/bin/Lingma";
 pub const DEFAULT_MARKETPLACE_URL: &str = "https://marketplace.visualstudio.com";
 pub const DEFAULT_PUBLISHER: &str = "Alibaba-Cloud";
 pub const DEFAULT_EXTENSION: &str = "tongyi-lingma";
+/// The extension version downloaded when `LINGMA_VERSION` is empty: a pin, not `latest`, so
+/// a restart never brings an untested upgrade (set `LINGMA_VERSION=latest` to opt in). 2.6.10
+/// is the newest VSIX whose layout this project's sources describe (lingma-protocol.md 2.1).
+pub const DEFAULT_LINGMA_VERSION: &str = "2.6.10";
 pub const DEFAULT_WORK_DIR: &str = "/data/lingma";
 /// 1 GiB: the 2.6 package is ~200 MB (compressed nested zip), the cap only stops runaways.
 pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
@@ -64,9 +68,43 @@ pub struct BootstrapArgs {
     )]
     pub marketplace_extension: String,
 
-    /// Extension version to download from the marketplace (empty = latest). Pin it in production.
+    /// Extension version to download from the marketplace (empty = the built-in pin,
+    /// DEFAULT_LINGMA_VERSION; `latest` only when asked for by name).
     #[arg(id = "lingma_version", long = "lingma-version", env = "LINGMA_VERSION")]
     pub pinned_version: Option<String>,
+
+    /// sha256 (hex) the downloaded package must have; a mismatch fails the bootstrap and
+    /// keeps the previous install (empty = not checked).
+    #[arg(
+        id = "lingma_download_sha256",
+        long = "lingma-download-sha256",
+        env = "LINGMA_DOWNLOAD_SHA256"
+    )]
+    pub expected_sha256: Option<String>,
+
+    /// Extra CA certificate(s), PEM, trusted for the download besides the built-in roots (a
+    /// private mirror, a TLS-inspecting proxy; empty = none).
+    #[arg(
+        id = "lingma_download_ca_file",
+        long = "lingma-download-ca-file",
+        env = "LINGMA_DOWNLOAD_CA_FILE",
+        value_parser = any_path,
+    )]
+    pub ca_file: Option<PathBuf>,
+
+    /// Also accept plain-http download URLs (and redirects) on loopback hosts: for local
+    /// test servers only. An https->http redirect is never followed, whatever this says.
+    #[arg(
+        id = "lingma_download_allow_http_loopback",
+        long = "lingma-download-allow-http-loopback",
+        env = "LINGMA_DOWNLOAD_ALLOW_HTTP_LOOPBACK",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+    )]
+    pub allow_http_loopback: bool,
 
     /// Base URL of the marketplace gallery API (tests point it at a local server).
     #[arg(
@@ -136,6 +174,7 @@ pub struct BootstrapArgs {
         long = "lingma-download-connect-timeout-sec",
         env = "LINGMA_DOWNLOAD_CONNECT_TIMEOUT_SEC",
         default_value_t = DEFAULT_CONNECT_TIMEOUT_SEC,
+        value_parser = clap::value_parser!(u64).range(0..=3600),
     )]
     pub connect_timeout_sec: u64,
 
@@ -145,6 +184,7 @@ pub struct BootstrapArgs {
         long = "lingma-download-idle-timeout-sec",
         env = "LINGMA_DOWNLOAD_IDLE_TIMEOUT_SEC",
         default_value_t = DEFAULT_IDLE_TIMEOUT_SEC,
+        value_parser = clap::value_parser!(u64).range(0..=3600),
     )]
     pub idle_timeout_sec: u64,
 
@@ -213,6 +253,9 @@ impl BootstrapArgs {
             marketplace_publisher: DEFAULT_PUBLISHER.to_owned(),
             marketplace_extension: DEFAULT_EXTENSION.to_owned(),
             pinned_version: None,
+            expected_sha256: None,
+            ca_file: None,
+            allow_http_loopback: false,
             marketplace_url: DEFAULT_MARKETPLACE_URL.to_owned(),
             vsix_url: None,
             bootstrap_always: false,
@@ -236,7 +279,7 @@ impl BootstrapArgs {
     /// The URL the package is downloaded from (`None` for the image source).
     ///
     /// Marketplace: `<base>/_apis/public/gallery/publishers/<p>/vsextensions/<e>/<version>/vspackage`,
-    /// with `latest` when no version is pinned.
+    /// with [`DEFAULT_LINGMA_VERSION`] when `LINGMA_VERSION` is empty.
     pub fn download_url(&self) -> Result<Option<String>, BootstrapError> {
         match self.source {
             SourceType::Image => Ok(None),
@@ -251,7 +294,7 @@ impl BootstrapArgs {
                             "LINGMA_SOURCE_TYPE=vsix needs LINGMA_VSIX_URL".to_owned(),
                         )
                     })?;
-                check_http_url(url)?;
+                check_download_url(url, self.allow_http_loopback)?;
                 Ok(Some(url.to_owned()))
             }
             SourceType::Marketplace => {
@@ -261,16 +304,44 @@ impl BootstrapArgs {
                     path_segment("LINGMA_MARKETPLACE_EXTENSION", &self.marketplace_extension)?;
                 let version = match self.pinned_version.as_deref().map(str::trim) {
                     Some(v) if !v.is_empty() => path_segment("LINGMA_VERSION", v)?,
-                    _ => "latest",
+                    _ => DEFAULT_LINGMA_VERSION,
                 };
                 let base = self.marketplace_url.trim().trim_end_matches('/');
                 let url = format!(
                     "{base}/_apis/public/gallery/publishers/{publisher}/vsextensions/{extension}/{version}/vspackage"
                 );
-                check_http_url(&url)?;
+                check_download_url(&url, self.allow_http_loopback)?;
                 Ok(Some(url))
             }
         }
+    }
+
+    /// LINGMA_DOWNLOAD_SHA256, lowercased; `None` when empty. Anything but 64 hex digits is
+    /// a configuration error (a typo must not silently disable the check).
+    pub fn expected_sha256(&self) -> Result<Option<String>, BootstrapError> {
+        let Some(text) = self
+            .expected_sha256
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
+            return Ok(None);
+        };
+        if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+            Ok(Some(text.to_ascii_lowercase()))
+        } else {
+            Err(BootstrapError::Config(
+                "LINGMA_DOWNLOAD_SHA256 must be 64 hex digits (the sha256 of the package)"
+                    .to_owned(),
+            ))
+        }
+    }
+
+    /// LINGMA_DOWNLOAD_CA_FILE, empty = unset.
+    pub(crate) fn ca_file(&self) -> Option<&std::path::Path> {
+        self.ca_file
+            .as_deref()
+            .filter(|path| !path.as_os_str().is_empty())
     }
 
     pub(crate) fn connect_timeout(&self) -> Duration {
@@ -319,16 +390,39 @@ fn path_segment<'a>(name: &str, value: &'a str) -> Result<&'a str, BootstrapErro
     }
 }
 
-fn check_http_url(url: &str) -> Result<(), BootstrapError> {
-    match reqwest::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
-        Ok(_) => Err(BootstrapError::Config(format!(
-            "download URL must be http(s): {}",
+/// Where a package may come from: https, or plain http on a loopback host when the test
+/// opt-out is set.
+pub(crate) fn check_download_url(
+    url: &str,
+    allow_http_loopback: bool,
+) -> Result<(), BootstrapError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|err| BootstrapError::Config(format!("download URL does not parse: {err}")))?;
+    if is_acceptable(&parsed, allow_http_loopback) {
+        Ok(())
+    } else {
+        Err(BootstrapError::Config(format!(
+            "download URL must be https (plain http only on loopback, with LINGMA_DOWNLOAD_ALLOW_HTTP_LOOPBACK=true for tests): {}",
             crate::error::redact_url(url)
-        ))),
-        Err(err) => Err(BootstrapError::Config(format!(
-            "download URL does not parse: {err}"
-        ))),
+        )))
+    }
+}
+
+/// https anywhere; http only on a loopback host and only with the opt-out.
+pub(crate) fn is_acceptable(url: &reqwest::Url, allow_http_loopback: bool) -> bool {
+    match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => allow_http_loopback && is_loopback(url),
+        _ => false,
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -374,22 +468,82 @@ mod tests {
     }
 
     #[test]
-    fn marketplace_url_uses_latest_unless_pinned() {
+    fn marketplace_url_uses_the_built_in_pin_unless_a_version_is_set() {
         let mut config = BootstrapConfig::new(SourceType::Marketplace, "/tmp/x");
         assert_eq!(
             config.args.download_url().expect("url").as_deref(),
             Some(
-                "https://marketplace.visualstudio.com/_apis/public/gallery/publishers/Alibaba-Cloud/vsextensions/tongyi-lingma/latest/vspackage"
+                "https://marketplace.visualstudio.com/_apis/public/gallery/publishers/Alibaba-Cloud/vsextensions/tongyi-lingma/2.6.10/vspackage"
             )
+        );
+        config.args.pinned_version = Some(" ".into());
+        assert!(
+            config
+                .args
+                .download_url()
+                .expect("url")
+                .is_some_and(|u| u.contains(&format!("/{DEFAULT_LINGMA_VERSION}/")))
+        );
+        config.args.pinned_version = Some("latest".into());
+        assert!(
+            config
+                .args
+                .download_url()
+                .expect("url")
+                .is_some_and(|u| u.contains("/latest/"))
         );
         config.args.pinned_version = Some("2.5.20".into());
         config.args.marketplace_url = "http://127.0.0.1:9/".into();
+        assert!(
+            matches!(config.args.download_url(), Err(BootstrapError::Config(ref m)) if m.contains("https")),
+            "plain http needs the loopback opt-out"
+        );
+        config.args.allow_http_loopback = true;
         assert_eq!(
             config.args.download_url().expect("url").as_deref(),
             Some(
                 "http://127.0.0.1:9/_apis/public/gallery/publishers/Alibaba-Cloud/vsextensions/tongyi-lingma/2.5.20/vspackage"
             )
         );
+    }
+
+    #[test]
+    fn http_is_accepted_only_on_loopback_with_the_opt_out() {
+        let mut config = BootstrapConfig::new(SourceType::Vsix, "/tmp/x");
+        config.args.allow_http_loopback = true;
+        for (url, ok) in [
+            ("https://cdn.example.com/l.vsix", true),
+            ("http://127.0.0.1:8/l.vsix", true),
+            ("http://[::1]:8/l.vsix", true),
+            ("http://localhost:8/l.vsix", true),
+            ("http://cdn.example.com/l.vsix", false),
+            ("http://127.0.0.1.example.com/l.vsix", false),
+            ("ftp://127.0.0.1/l.vsix", false),
+        ] {
+            config.args.vsix_url = Some(url.into());
+            assert_eq!(config.args.download_url().is_ok(), ok, "{url}");
+        }
+        config.args.allow_http_loopback = false;
+        config.args.vsix_url = Some("http://127.0.0.1:8/l.vsix".into());
+        assert!(config.args.download_url().is_err());
+    }
+
+    #[test]
+    fn a_pinned_digest_must_be_64_hex_digits() {
+        let mut args = BootstrapArgs::defaults(SourceType::Marketplace);
+        assert_eq!(args.expected_sha256().expect("unset"), None);
+        args.expected_sha256 = Some(String::new());
+        assert_eq!(args.expected_sha256().expect("empty = unset"), None);
+        let digest = "AB".repeat(32);
+        args.expected_sha256 = Some(format!(" {digest} "));
+        assert_eq!(
+            args.expected_sha256().expect("valid"),
+            Some("ab".repeat(32))
+        );
+        for bad in ["abc", &"g".repeat(64), &"a".repeat(65)] {
+            args.expected_sha256 = Some(bad.to_owned());
+            assert!(args.expected_sha256().is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -454,6 +608,14 @@ mod tests {
         .expect("empty values mean unset");
         assert_eq!(cli.config.args.platform, PlatformChoice(None));
         assert_eq!(cli.config.args.vsix_url.as_deref(), Some(""));
+        let err = Cli::try_parse_from(["x", "--lingma-download-idle-timeout-sec", "1e20"])
+            .err()
+            .expect("out of range");
+        assert!(err.to_string().contains("idle-timeout"), "{err}");
+        let err = Cli::try_parse_from(["x", "--lingma-download-connect-timeout-sec", "3601"])
+            .err()
+            .expect("out of range");
+        assert!(err.to_string().contains("3601"), "{err}");
         let err = Cli::try_parse_from(["x", "--lingma-platform", "mips"])
             .err()
             .expect("unknown platform");

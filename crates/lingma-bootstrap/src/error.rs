@@ -21,6 +21,26 @@ pub enum BootstrapError {
     #[error("download of {url} failed: {detail}")]
     Network { url: String, detail: String },
 
+    /// A redirect led away from https (or to plain http off loopback); it was not followed.
+    #[error(
+        "download of {url} refused: redirected from {from} to {to}, which is not https (an https->http downgrade is never followed)"
+    )]
+    InsecureRedirect {
+        url: String,
+        from: String,
+        to: String,
+    },
+
+    /// The package's sha256 is not the pinned one (LINGMA_DOWNLOAD_SHA256).
+    #[error(
+        "the package at {url} has sha256 {actual}, not the pinned LINGMA_DOWNLOAD_SHA256 {expected}; nothing was installed"
+    )]
+    DigestMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+
     /// No byte arrived for `idle_secs` seconds.
     #[error("download of {url} stalled: nothing received for {idle_secs} s")]
     Stalled { url: String, idle_secs: u64 },

@@ -19,14 +19,15 @@ use serde::Serialize;
 
 pub use config::{
     BootstrapArgs, BootstrapConfig, DEFAULT_CONNECT_TIMEOUT_SEC, DEFAULT_EXTENSION,
-    DEFAULT_IDLE_TIMEOUT_SEC, DEFAULT_IMAGE_BIN, DEFAULT_MARKETPLACE_URL, DEFAULT_MAX_BYTES,
-    DEFAULT_PROGRESS_STEP_BYTES, DEFAULT_PUBLISHER, DEFAULT_WORK_DIR, PlatformChoice, SourceType,
+    DEFAULT_IDLE_TIMEOUT_SEC, DEFAULT_IMAGE_BIN, DEFAULT_LINGMA_VERSION, DEFAULT_MARKETPLACE_URL,
+    DEFAULT_MAX_BYTES, DEFAULT_PROGRESS_STEP_BYTES, DEFAULT_PUBLISHER, DEFAULT_WORK_DIR,
+    PlatformChoice, SourceType,
 };
 pub use error::{BootstrapError, redact_url};
 pub use install::{FileRecord, Manifest, SourceRecord};
 pub use platform::Platform;
 
-use download::{DownloadLimits, download_to_file};
+use download::{DownloadLimits, DownloadTrust, download_to_file};
 use install::{Layout, WorkDirLock};
 use package::{LINGMA, LINGMA_LOCAL};
 
@@ -88,6 +89,10 @@ impl InstalledBinary {
 ///   the installed version when the check fails; `force_refresh` downloads and reinstalls every
 ///   time and fails when it cannot.
 ///
+/// Downloads are https only (see [`BootstrapArgs::allow_http_loopback`] for tests), never
+/// follow a redirect to http, and must match `LINGMA_DOWNLOAD_SHA256` when it is set (an
+/// install whose package has another digest is not reused either).
+///
 /// On any error the previously active install stays active.
 pub async fn ensure_binary(config: &BootstrapConfig) -> Result<InstalledBinary, BootstrapError> {
     if let Some(bin) = config.explicit_bin() {
@@ -102,6 +107,7 @@ pub async fn ensure_binary(config: &BootstrapConfig) -> Result<InstalledBinary, 
             .await;
     };
     let platform = config.args.platform()?;
+    let expected_sha256 = config.args.expected_sha256()?;
     let layout = Layout::new(&config.work_dir);
     let lock = {
         let layout = layout.clone();
@@ -119,7 +125,12 @@ pub async fn ensure_binary(config: &BootstrapConfig) -> Result<InstalledBinary, 
             }
         }
     };
-    let reusable = active.filter(|(_, manifest)| manifest.source.url == shown);
+    let reusable = active.filter(|(_, manifest)| {
+        manifest.source.url == shown
+            && expected_sha256
+                .as_deref()
+                .is_none_or(|pinned| manifest.package_sha256 == pinned)
+    });
     if let Some((dir, manifest)) = &reusable
         && !config.args.force_refresh
         && !config.args.bootstrap_always
@@ -135,6 +146,7 @@ pub async fn ensure_binary(config: &BootstrapConfig) -> Result<InstalledBinary, 
         url: &url,
         shown: &shown,
         platform,
+        expected_sha256: expected_sha256.as_deref(),
         installed: if config.args.force_refresh {
             None
         } else {
@@ -179,6 +191,8 @@ struct Fetch<'a> {
     url: &'a str,
     shown: &'a str,
     platform: Platform,
+    /// LINGMA_DOWNLOAD_SHA256, when set.
+    expected_sha256: Option<&'a str>,
     /// The active install from the same source, when identical content may be kept.
     installed: Option<&'a (PathBuf, Manifest)>,
 }
@@ -193,7 +207,20 @@ impl Fetch<'_> {
             idle_timeout: self.config.args.idle_timeout(),
             progress_step_bytes: self.config.args.progress_step_bytes,
         };
-        let downloaded = download_to_file(self.url, &package, &limits).await?;
+        let trust = DownloadTrust {
+            allow_http_loopback: self.config.args.allow_http_loopback,
+            ca_file: self.config.args.ca_file().map(Path::to_path_buf),
+        };
+        let downloaded = download_to_file(self.url, &package, &limits, &trust).await?;
+        if let Some(expected) = self.expected_sha256
+            && downloaded.sha256 != expected
+        {
+            return Err(BootstrapError::DigestMismatch {
+                url: self.shown.to_owned(),
+                expected: expected.to_owned(),
+                actual: downloaded.sha256,
+            });
+        }
 
         if let Some((dir, manifest)) = self.installed
             && manifest.package_sha256 == downloaded.sha256

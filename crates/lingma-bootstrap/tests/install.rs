@@ -7,8 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use bytes::Bytes;
 use lingma_bootstrap::{
-    BootstrapConfig, Manifest, Origin, Platform, PlatformChoice, SourceType, active_install,
-    ensure_binary,
+    BootstrapConfig, DEFAULT_LINGMA_VERSION, Manifest, Origin, Platform, PlatformChoice,
+    SourceType, active_install, ensure_binary,
 };
 use support::{
     PackageServer, Reply, marketplace_config, run, script, sha256_hex, tmp_leftovers, vsix,
@@ -66,7 +66,9 @@ async fn installs_this_platforms_binaries_with_exec_bits_and_manifest() {
         manifest
             .source
             .url
-            .ends_with("/publishers/Alibaba-Cloud/vsextensions/tongyi-lingma/latest/vspackage"),
+            .ends_with(&format!(
+                "/publishers/Alibaba-Cloud/vsextensions/tongyi-lingma/{DEFAULT_LINGMA_VERSION}/vspackage"
+            )),
         "{}",
         manifest.source.url
     );
@@ -78,7 +80,9 @@ async fn installs_this_platforms_binaries_with_exec_bits_and_manifest() {
     assert_eq!(current["platform"], "x86_64_linux");
     assert_eq!(
         server.paths(),
-        vec!["/_apis/public/gallery/publishers/Alibaba-Cloud/vsextensions/tongyi-lingma/latest/vspackage".to_owned()]
+        vec![format!(
+            "/_apis/public/gallery/publishers/Alibaba-Cloud/vsextensions/tongyi-lingma/{DEFAULT_LINGMA_VERSION}/vspackage"
+        )]
     );
     assert!(
         tmp_leftovers(work.path()).is_empty(),
@@ -106,6 +110,7 @@ async fn unwraps_gzip_and_installs_the_requested_platform_from_a_vsix_url() {
         server.base_url
     ));
     config.args.platform = PlatformChoice(Some(Platform::Aarch64Linux));
+    config.args.allow_http_loopback = true;
 
     let installed = ensure_binary(&config)
         .await

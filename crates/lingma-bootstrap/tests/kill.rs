@@ -28,6 +28,7 @@ fn bootstrap_process(
         .env("LINGMA_PLATFORM", "x86_64_linux")
         .env("LINGMA_FORCE_REFRESH", if force { "true" } else { "false" })
         .env("LINGMA_BIN", "")
+        .env("LINGMA_DOWNLOAD_ALLOW_HTTP_LOOPBACK", "true")
         .env("LOG_LEVEL", "info")
 }
 

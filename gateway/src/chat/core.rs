@@ -1,17 +1,20 @@
 //! The typed core of a chat: admission, routing, the mux stream, retry before output, pin
 //! learning, and timing. The HTTP edge turns [`AcceptedChat`] into SSE or one JSON body.
+//!
+//! [`ChatService::start`] runs named steps: the pin decision, global admission, then up to
+//! two attempts (sidecar admission, open the mux stream, wait for `Started`), and on a
+//! failure its classification (metrics, ejection, whether to try elsewhere).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mux_protocol::{
-    ChatMessage, ChatRequest, ErrorKind, FinishReason, ServerMessage, SessionOutcome, Usage,
-};
+use mux_protocol::{ChatMessage, ChatRequest, ErrorKind, ServerMessage, SessionOutcome};
 
-use crate::backpressure::{Admission, InFlightLimiter};
+pub use super::accepted::{AcceptedChat, ChatEvent, SessionHeader, Timing};
+use crate::backpressure::{Admission, GlobalPermit, InFlightLimiter};
 use crate::errors::GatewayError;
 use crate::observability::metrics::Metrics;
-use crate::pool::{ChatStream, Pool};
+use crate::pool::{ChatStream, Pool, Sidecar};
 use crate::routing::router::Router;
 use crate::routing::{PinDecision, PinMap, check_pin};
 
@@ -44,64 +47,50 @@ pub struct PreparedChat {
     pub stream: bool,
 }
 
-/// One event of an accepted chat.
-#[derive(Debug)]
-pub enum ChatEvent {
-    Delta {
-        content: Option<String>,
-        reasoning: Option<String>,
-    },
-    Finish {
-        finish_reason: FinishReason,
-        usage: Usage,
-    },
-    Error(GatewayError),
+/// Where a follow-up turn should go, from this gateway's pins.
+struct PinChoice {
+    /// The pinned sidecar, when it can take the turn.
+    sidecar: Option<Arc<str>>,
+    /// The turn was pinned to a sidecar that cannot take it now.
+    migrated: bool,
 }
 
-/// How the upstream session of this turn came about (`x-lingma-session`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionHeader {
-    Reused,
-    New,
-    Migrated,
+/// Time spent waiting so far: for slots (`queued`), and for slots or the sidecar
+/// (`waited`, which the overhead metric leaves out).
+#[derive(Default, Clone, Copy)]
+pub(super) struct Waits {
+    pub(super) queued: Duration,
+    pub(super) waited: Duration,
 }
 
-impl SessionHeader {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reused => "reused",
-            Self::New => "new",
-            Self::Migrated => "migrated",
-        }
+impl Waits {
+    fn add_queue(&mut self, since: Instant) {
+        let d = since.elapsed();
+        self.queued += d;
+        self.waited += d;
     }
 }
 
-/// Time bookkeeping for the overhead metric: total minus what was spent waiting.
-pub struct Timing {
-    pub arrival: Instant,
-    pub waited: Duration,
-    pub first_token: Option<Instant>,
+/// A chat the sidecar took: its stream, its admission and how its session came about.
+pub(super) struct Opened {
+    pub(super) stream: ChatStream,
+    pub(super) admission: Admission,
+    pub(super) outcome: SessionOutcome,
+    /// The first message when it was not `Started` (served as a fresh session).
+    pub(super) pending: Option<ServerMessage>,
 }
 
-impl Timing {
-    pub fn overhead(&self) -> Duration {
-        self.arrival.elapsed().saturating_sub(self.waited)
-    }
+/// How one attempt on one sidecar ended.
+enum Attempt {
+    Accepted(Opened),
+    Failed {
+        admission: Admission,
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
-/// A chat the sidecar accepted (`Started` received). Owns its admission: dropping it
-/// frees the slots and cancels the chat upstream.
-pub struct AcceptedChat {
-    pub session: SessionHeader,
-    pub sidecar: Arc<str>,
-    pub timing: Timing,
-    service: Arc<ChatService>,
-    stream: ChatStream,
-    admission: Admission,
-    continuation_key: Option<String>,
-    pending: Option<ServerMessage>,
-    done: bool,
-}
+pub(super) const CONNECTION_LOST: &str = "The connection to the upstream instance was lost.";
 
 impl ChatService {
     /// Admit, route and start the chat; returns once the sidecar said `Started`. A failure
@@ -112,6 +101,57 @@ impl ChatService {
         arrival: Instant,
     ) -> Result<AcceptedChat, GatewayError> {
         let deadline = tokio::time::Instant::from_std(arrival + self.settings.queue_timeout);
+        let pin = self.pin_choice(&chat);
+        let mut waits = Waits::default();
+        let queue_started = Instant::now();
+        let mut global = self
+            .limiter
+            .acquire_global(deadline)
+            .await
+            .map_err(|r| self.refuse(r.into_error()))?;
+        waits.add_queue(queue_started);
+        let mut exclude: Option<Arc<str>> = None;
+        let mut last_error = GatewayError::Unavailable {
+            message: "No upstream Lingma instance is ready to take requests.",
+        };
+        for attempt in 0..2 {
+            let admission = self
+                .admit_sidecar(
+                    global,
+                    &chat,
+                    &pin,
+                    exclude.as_deref(),
+                    deadline,
+                    &mut waits,
+                )
+                .await?;
+            match self.attempt(&chat, admission, deadline, &mut waits).await {
+                Attempt::Accepted(opened) => {
+                    return Ok(self.accepted(chat, arrival, waits, opened, pin.migrated));
+                }
+                Attempt::Failed {
+                    admission,
+                    kind,
+                    message,
+                } => {
+                    let sidecar = admission.sidecar().clone();
+                    self.classify_failure(&chat, &sidecar, kind, attempt);
+                    last_error = GatewayError::from_upstream(kind, &message);
+                    global = admission.into_global();
+                    if attempt == 0 && kind.retriable_elsewhere() {
+                        self.metrics.retries.inc();
+                        exclude = Some(sidecar.name.clone());
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        Err(self.refuse(last_error))
+    }
+
+    /// Step 1: use this gateway's pin of the conversation only if its sidecar can take it.
+    fn pin_choice(&self, chat: &PreparedChat) -> PinChoice {
         let pinned = chat
             .conversation_key
             .as_deref()
@@ -119,125 +159,117 @@ impl ChatService {
         let decision = check_pin(pinned, |name| {
             self.pool.find(name).is_some_and(|s| s.usable())
         });
-        let (pinned, migrated) = match decision {
-            PinDecision::Use(name) => (Some(name), false),
-            PinDecision::Migrate => (None, true),
-            PinDecision::Unpinned => (None, false),
-        };
+        match decision {
+            PinDecision::Use(name) => PinChoice {
+                sidecar: Some(name),
+                migrated: false,
+            },
+            PinDecision::Migrate => PinChoice {
+                sidecar: None,
+                migrated: true,
+            },
+            PinDecision::Unpinned => PinChoice {
+                sidecar: None,
+                migrated: false,
+            },
+        }
+    }
 
+    /// Step 2: a slot on the first sidecar of the ranking that has one (waiting until
+    /// `deadline`), skipping the one that just failed.
+    async fn admit_sidecar(
+        &self,
+        global: GlobalPermit,
+        chat: &PreparedChat,
+        pin: &PinChoice,
+        exclude: Option<&str>,
+        deadline: tokio::time::Instant,
+        waits: &mut Waits,
+    ) -> Result<Admission, GatewayError> {
         let queue_started = Instant::now();
-        let mut global = self
+        let admission = self
             .limiter
-            .acquire_global(deadline)
+            .acquire_sidecar(global, &self.pool, deadline, || {
+                self.router
+                    .order(&self.pool, chat.affinity, pin.sidecar.as_deref(), exclude)
+            })
             .await
             .map_err(|r| self.refuse(r.into_error()))?;
-        let mut queued = queue_started.elapsed();
-        let mut waited = queued;
-        let mut exclude: Option<Arc<str>> = None;
-        let mut last_error = GatewayError::Unavailable {
-            message: "No upstream Lingma instance is ready to take requests.",
+        waits.add_queue(queue_started);
+        Ok(admission)
+    }
+
+    /// Step 3: send the chat on the admitted sidecar's mux link and wait for its first
+    /// message.
+    async fn attempt(
+        &self,
+        chat: &PreparedChat,
+        admission: Admission,
+        deadline: tokio::time::Instant,
+        waits: &mut Waits,
+    ) -> Attempt {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let request = ChatRequest {
+            request_id: chat.request_id.to_string(),
+            model: chat.lingma_model.clone(),
+            messages: chat.messages.clone(),
+            scope: chat.scope.to_string(),
+            session_reuse: self.settings.session_reuse,
+            queue_timeout_ms: u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
         };
-        for attempt in 0..2 {
-            let queue_started = Instant::now();
-            let admission = self
-                .limiter
-                .acquire_sidecar(global, &self.pool, deadline, || {
-                    self.router.order(
-                        &self.pool,
-                        chat.affinity,
-                        pinned.as_deref(),
-                        exclude.as_deref(),
-                    )
-                })
-                .await
-                .map_err(|r| self.refuse(r.into_error()))?;
-            queued += queue_started.elapsed();
-            waited += queue_started.elapsed();
-            let sidecar = admission.sidecar().clone();
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let request = ChatRequest {
-                request_id: chat.request_id.to_string(),
-                model: chat.lingma_model.clone(),
-                messages: chat.messages.clone(),
-                scope: chat.scope.to_string(),
-                session_reuse: self.settings.session_reuse,
-                queue_timeout_ms: u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
-            };
-            let link = sidecar.link.load_full();
-            let opened = match link {
-                Some(link) => link.open(request).await.ok(),
-                None => None,
-            };
-            let first = match opened {
-                Some(mut stream) => {
-                    let t = Instant::now();
-                    let first = stream.next().await;
-                    waited += t.elapsed();
-                    first.map(|m| (stream, m))
-                }
-                None => None,
-            };
-            let failure = match first {
-                Some((stream, ServerMessage::Started { session, .. })) => {
-                    self.metrics.queue_wait.observe(queued.as_secs_f64());
-                    return Ok(self.accepted(
-                        chat,
-                        arrival,
-                        waited,
-                        sidecar.name.clone(),
-                        stream,
-                        admission,
-                        session,
-                        migrated,
-                        None,
-                    ));
-                }
-                Some((
-                    stream,
-                    m @ (ServerMessage::Delta { .. } | ServerMessage::Finish { .. }),
-                )) => {
-                    // A sidecar that skipped `Started`: serve it as a fresh session.
-                    return Ok(self.accepted(
-                        chat,
-                        arrival,
-                        waited,
-                        sidecar.name.clone(),
-                        stream,
-                        admission,
-                        SessionOutcome::New,
-                        migrated,
-                        Some(m),
-                    ));
-                }
-                Some((_, ServerMessage::Error { kind, message, .. })) => (kind, message),
-                Some((_, ServerMessage::Status(_))) | None => (
-                    ErrorKind::ConnectionLost,
-                    "The connection to the upstream instance was lost.".to_owned(),
-                ),
-            };
-            let (kind, message) = failure;
-            self.metrics
-                .upstream_errors
-                .with_label_values(&[kind.as_str()])
-                .inc();
-            if kind.blames_instance() {
-                self.eject_check(&sidecar);
+        let link = admission.sidecar().link.load_full();
+        let opened = match link {
+            Some(link) => link.open(request).await.ok(),
+            None => None,
+        };
+        let Some(mut stream) = opened else {
+            return lost(admission);
+        };
+        let t = Instant::now();
+        let first = stream.next().await;
+        waits.waited += t.elapsed();
+        let (outcome, pending) = match first {
+            Some(ServerMessage::Started { session, .. }) => {
+                self.metrics.queue_wait.observe(waits.queued.as_secs_f64());
+                (session, None)
             }
-            tracing::warn!(request_id = %chat.request_id, sidecar = %sidecar.name, kind = kind.as_str(), attempt, "chat failed before output");
-            last_error = GatewayError::from_upstream(kind, &message);
-            global = admission.into_global();
-            if attempt == 0 && kind.retriable_elsewhere() {
-                self.metrics.retries.inc();
-                exclude = Some(sidecar.name.clone());
-                continue;
+            // A sidecar that skipped `Started`: serve it as a fresh session.
+            Some(m @ (ServerMessage::Delta { .. } | ServerMessage::Finish { .. })) => {
+                (SessionOutcome::New, Some(m))
             }
-            break;
-        }
+            Some(ServerMessage::Error { kind, message, .. }) => {
+                return Attempt::Failed {
+                    admission,
+                    kind,
+                    message,
+                };
+            }
+            Some(ServerMessage::Status(_)) | None => return lost(admission),
+        };
+        Attempt::Accepted(Opened {
+            stream,
+            admission,
+            outcome,
+            pending,
+        })
+    }
+
+    /// Step 4: count a failure before output, and eject the sidecar when it was its fault.
+    fn classify_failure(
+        &self,
+        chat: &PreparedChat,
+        sidecar: &Sidecar,
+        kind: ErrorKind,
+        attempt: u32,
+    ) {
         self.metrics
-            .rejected
-            .with_label_values(&[last_error.reason()])
+            .upstream_errors
+            .with_label_values(&[kind.as_str()])
             .inc();
-        Err(last_error)
+        if kind.blames_instance() {
+            self.eject_check(sidecar);
+        }
+        tracing::warn!(request_id = %chat.request_id, sidecar = %sidecar.name, kind = kind.as_str(), attempt, "chat failed before output");
     }
 
     fn refuse(&self, e: GatewayError) -> GatewayError {
@@ -245,28 +277,23 @@ impl ChatService {
         e
     }
 
-    fn eject_check(&self, sidecar: &crate::pool::Sidecar) {
+    pub(super) fn eject_check(&self, sidecar: &Sidecar) {
         let s = self.pool.settings();
         if sidecar.record_failure(s.eject_failures, s.eject_cooldown) {
             tracing::warn!(sidecar = %sidecar.name, cooldown_s = s.eject_cooldown.as_secs_f64(), "sidecar ejected after consecutive failures");
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn accepted(
         self: &Arc<Self>,
         chat: PreparedChat,
         arrival: Instant,
-        waited: Duration,
-        sidecar: Arc<str>,
-        stream: ChatStream,
-        admission: Admission,
-        outcome: SessionOutcome,
+        waits: Waits,
+        opened: Opened,
         migrated: bool,
-        pending: Option<ServerMessage>,
     ) -> AcceptedChat {
         self.metrics.accepted.inc();
-        let session = match (migrated, outcome) {
+        let session = match (migrated, opened.outcome) {
             (true, _) => SessionHeader::Migrated,
             (false, SessionOutcome::Reused) => SessionHeader::Reused,
             (false, SessionOutcome::New) => SessionHeader::New,
@@ -277,117 +304,24 @@ impl ChatService {
                 .with_label_values(&[session.as_str()])
                 .inc();
         }
-        AcceptedChat {
+        AcceptedChat::new(
+            self.clone(),
             session,
-            sidecar,
-            timing: Timing {
+            Timing {
                 arrival,
-                waited,
+                waited: waits.waited,
                 first_token: None,
             },
-            service: self.clone(),
-            stream,
-            admission,
-            continuation_key: chat.continuation_key,
-            pending,
-            done: false,
-        }
+            opened,
+            chat.continuation_key,
+        )
     }
 }
 
-impl AcceptedChat {
-    /// The next event; `None` after the end.
-    pub async fn next(&mut self) -> Option<ChatEvent> {
-        if self.done {
-            return None;
-        }
-        let message = match self.pending.take() {
-            Some(m) => Some(m),
-            None => {
-                let t = Instant::now();
-                let m = self.stream.next().await;
-                self.timing.waited += t.elapsed();
-                m
-            }
-        };
-        let event = match message {
-            Some(ServerMessage::Delta {
-                content,
-                reasoning_content,
-                ..
-            }) => {
-                if self.timing.first_token.is_none() {
-                    self.timing.first_token = Some(Instant::now());
-                    self.service
-                        .metrics
-                        .time_to_first_token
-                        .observe(self.timing.arrival.elapsed().as_secs_f64());
-                }
-                ChatEvent::Delta {
-                    content,
-                    reasoning: reasoning_content,
-                }
-            }
-            Some(ServerMessage::Finish {
-                finish_reason,
-                usage,
-                ..
-            }) => {
-                self.done = true;
-                self.admission.sidecar().record_success();
-                if let Some(key) = self.continuation_key.take() {
-                    self.service.pins.insert(key, self.sidecar.clone());
-                }
-                ChatEvent::Finish {
-                    finish_reason,
-                    usage,
-                }
-            }
-            Some(ServerMessage::Error { kind, message, .. }) => {
-                self.done = true;
-                self.fail(kind);
-                ChatEvent::Error(GatewayError::from_upstream(kind, &message))
-            }
-            Some(ServerMessage::Started { .. } | ServerMessage::Status(_)) => {
-                // Not expected mid-stream; skip it.
-                return Box::pin(self.next()).await;
-            }
-            None => {
-                self.done = true;
-                self.fail(ErrorKind::ConnectionLost);
-                ChatEvent::Error(GatewayError::from_upstream(
-                    ErrorKind::ConnectionLost,
-                    "The connection to the upstream instance was lost.",
-                ))
-            }
-        };
-        Some(event)
-    }
-
-    fn fail(&self, kind: ErrorKind) {
-        self.service
-            .metrics
-            .upstream_errors
-            .with_label_values(&[kind.as_str()])
-            .inc();
-        if kind.blames_instance() {
-            self.service.eject_check(self.admission.sidecar());
-        }
-    }
-
-    pub fn finished(&self) -> bool {
-        self.done
-    }
-
-    /// Record duration and overhead; call once at the end of the response.
-    pub fn observe_end(&self, stream: bool) {
-        let m = &self.service.metrics;
-        let duration = if stream {
-            &m.duration_stream
-        } else {
-            &m.duration_plain
-        };
-        duration.observe(self.timing.arrival.elapsed().as_secs_f64());
-        m.overhead.observe(self.timing.overhead().as_secs_f64());
+fn lost(admission: Admission) -> Attempt {
+    Attempt::Failed {
+        admission,
+        kind: ErrorKind::ConnectionLost,
+        message: CONNECTION_LOST.to_owned(),
     }
 }

@@ -1,5 +1,7 @@
-//! Chat completions: the typed core and SSE framing. The HTTP handler is `http::chat`.
+//! Chat completions: the typed core (`core`: admission, routing, retry; `accepted`: the
+//! event stream of an accepted chat) and SSE framing. The HTTP handler is `http::chat`.
 
+mod accepted;
 pub mod core;
 pub mod sse;
 

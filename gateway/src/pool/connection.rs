@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use http::HeaderValue;
 use mux_protocol::{ClientMessage, MUX_PATH, PROTOCOL_VERSION, SUBPROTOCOL, ServerMessage};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 use tokio_util::sync::CancellationToken;
 
 use super::Deadlines;
@@ -89,9 +89,11 @@ async fn connect(sidecar: &Sidecar, token: Option<&str>) -> Result<Ws, ConnectEr
     if let Some(token) = sidecar.endpoint.token.as_deref().or(token) {
         let value =
             HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ConnectError::Url)?;
-        headers.insert(http::header::AUTHORIZATION, value);
+        headers.insert(header::AUTHORIZATION, value);
     }
-    let (ws, _response) = tokio_tungstenite::connect_async(request).await?;
+    // TCP_NODELAY: a `Chat` or `Cancel` frame is one small write that must not wait for
+    // the sidecar's delayed ACK.
+    let (ws, _response) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
     Ok(ws)
 }
 

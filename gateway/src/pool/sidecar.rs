@@ -62,7 +62,7 @@ impl Sidecar {
         let name: Arc<str> = Arc::from(endpoint.name.as_str());
         let label = [endpoint.name.as_str()];
         Self {
-            name_hash: crate::routing::name_hash(&name),
+            name_hash: crate::hash::name_hash(&name),
             gauge_in_flight: metrics.pool_in_flight.with_label_values(&label),
             gauge_ready: metrics.pool_ready.with_label_values(&label),
             gauge_connected: metrics.pool_connected.with_label_values(&label),

@@ -3,7 +3,6 @@
 
 pub mod affinity;
 pub mod choose;
-pub mod hash;
 pub mod pins;
 pub mod router;
 
@@ -11,7 +10,4 @@ pub use affinity::affinity_key;
 pub use choose::{Candidate, rank};
 pub use pins::{PinDecision, PinMap, check_pin};
 
-/// Hash of a sidecar name, as used in rendezvous scores.
-pub fn name_hash(name: &str) -> u64 {
-    hash::fnv1a(&[name.as_bytes()])
-}
+pub use crate::hash::{self, name_hash};

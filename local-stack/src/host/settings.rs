@@ -104,11 +104,6 @@ pub fn load_env_file(path: Option<&Path>) -> Result<EnvFile, SettingsError> {
 }
 
 impl EnvFile {
-    /// What the children get on top of the inherited environment.
-    pub fn vars(&self) -> &[(String, String)] {
-        &self.vars
-    }
-
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars
             .iter()
@@ -147,6 +142,22 @@ impl Environment {
 
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str)
+    }
+
+    /// Every set variable, by name.
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// These variables only (tests; empty values dropped like [`Environment::new`] does).
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        let mut vars: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        vars.retain(|_, v| !v.is_empty());
+        Self { vars }
     }
 
     /// Parse `T` (a clap parser whose flags name their env variables) from these settings
@@ -194,17 +205,8 @@ fn clap_error(e: clap::Error) -> SettingsError {
     SettingsError::Invalid(first.trim_start_matches("error: ").to_owned())
 }
 
-/// Project settings set to an empty value: the settings treat empty as unset, but some
-/// parsers would read an empty path, so the children do not inherit them.
-pub fn empty_settings() -> Vec<String> {
-    std::env::vars_os()
-        .filter(|(_, v)| v.is_empty())
-        .filter_map(|(k, _)| k.into_string().ok())
-        .filter(|k| is_project_setting(k))
-        .collect()
-}
-
-fn is_project_setting(name: &str) -> bool {
+/// Whether `name` is one of the project's settings (what the gateway child may get).
+pub(crate) fn is_project_setting(name: &str) -> bool {
     const PREFIXES: &[&str] = &[
         "LINGMA_",
         "GATEWAY_",
@@ -225,12 +227,7 @@ mod tests {
     use super::*;
 
     fn environment(pairs: &[(&str, &str)]) -> Environment {
-        let mut vars: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        vars.retain(|_, v| !v.is_empty());
-        Environment { vars }
+        Environment::from_pairs(pairs)
     }
 
     #[test]

@@ -310,3 +310,84 @@ pub fn entry<'a>(pool: &'a [Value], name: &str) -> &'a Value {
         .find(|s| s["name"] == name)
         .unwrap_or_else(|| panic!("{name} not in the pool: {}", Value::Array(pool.to_vec())))
 }
+
+/// A running child process of `parent`: its program's file name and its environment.
+#[derive(Debug, Clone)]
+pub struct ChildEnv {
+    pub pid: i32,
+    pub program: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl ChildEnv {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every `NAME=value` joined, to search for a secret anywhere.
+    pub fn text(&self) -> String {
+        self.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    }
+}
+
+/// The live children of `parent` with their environments (from /proc).
+pub fn children_of(parent: u32) -> Vec<ChildEnv> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Some(ppid) = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                let (_, rest) = stat.rsplit_once(')')?;
+                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+            })
+        else {
+            continue;
+        };
+        if ppid != parent || is_zombie(pid) {
+            continue;
+        }
+        found.push(ChildEnv {
+            pid,
+            program: program_name(&entry.path()),
+            env: environ(&entry.path()),
+        });
+    }
+    found
+}
+
+fn program_name(proc_dir: &Path) -> String {
+    std::fs::read(proc_dir.join("cmdline"))
+        .ok()
+        .and_then(|raw| {
+            let first = raw.split(|b| *b == 0).next()?.to_vec();
+            Path::new(&String::from_utf8_lossy(&first).into_owned())
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default()
+}
+
+fn environ(proc_dir: &Path) -> Vec<(String, String)> {
+    std::fs::read(proc_dir.join("environ"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter_map(|pair| {
+            let pair = String::from_utf8_lossy(pair).into_owned();
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}

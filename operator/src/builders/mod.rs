@@ -1,6 +1,7 @@
 //! Pure functions from a `LingmaInstance` to the objects the operator applies. No I/O: each is
 //! unit-tested by value.
 
+mod checksum;
 mod pdb;
 mod secret;
 mod service;
@@ -17,8 +18,9 @@ use kube::{Resource, ResourceExt};
 
 use crate::crd::LingmaInstance;
 
+pub use checksum::{ACCOUNTS_CHECKSUM_ANNOTATION, accounts_checksum};
 pub use pdb::desired_pdb;
-pub use secret::{desired_token_secret, generate_token};
+pub use secret::{CHECKSUM_KEY, desired_token_secret, desired_tokens_entry, generate_token};
 pub use service::desired_service;
 pub use statefulset::{PodSettings, desired_statefulset};
 
@@ -100,11 +102,21 @@ pub fn desired_objects_yaml(
     instance: &LingmaInstance,
     settings: &PodSettings,
     token: &str,
+    accounts_checksum: &str,
 ) -> Result<String, DescribeError> {
     let docs = [
-        serde_yaml::to_string(&desired_token_secret(instance, token)?)?,
+        serde_yaml::to_string(&desired_token_secret(
+            instance,
+            token,
+            "example-checksum-key-not-a-secret",
+        )?)?,
         serde_yaml::to_string(&desired_service(instance)?)?,
-        serde_yaml::to_string(&desired_statefulset(instance, settings)?)?,
+        serde_yaml::to_string(&desired_tokens_entry(
+            instance,
+            token,
+            "00000000-0000-0000-0000-00000000000a",
+        )?)?,
+        serde_yaml::to_string(&desired_statefulset(instance, settings, accounts_checksum)?)?,
         serde_yaml::to_string(&desired_pdb(instance)?)?,
     ];
     Ok(docs.join("---\n"))

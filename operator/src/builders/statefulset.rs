@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use super::{BuildError, child_meta, labels, selector_labels};
+use super::{ACCOUNTS_CHECKSUM_ANNOTATION, BuildError, child_meta, labels, selector_labels};
 use crate::crd::{LingmaInstance, LingmaInstanceSpec, SourceType};
 
 /// Operator-wide settings of the generated pods.
@@ -24,6 +24,8 @@ use crate::crd::{LingmaInstance, LingmaInstanceSpec, SourceType};
 pub struct PodSettings {
     /// Pod image used when the instance names none (OPERATOR_LINGMA_POD_IMAGE).
     pub default_image: String,
+    /// Image of the `select-account` init container (OPERATOR_ACCOUNT_SELECTOR_IMAGE).
+    pub account_selector_image: String,
 }
 
 /// The non-root user of every image of this project (distroless `nonroot`).
@@ -32,6 +34,8 @@ const DATA_DIR: &str = "/data";
 const WORK_DIR: &str = "/data/lingma";
 const TOKEN_DIR: &str = "/var/run/lingma/token";
 const ACCOUNTS_DIR: &str = "/var/run/lingma/accounts";
+/// Every account: mounted only in the `select-account` init container.
+const ALL_ACCOUNTS_DIR: &str = "/var/run/lingma/all-accounts";
 /// Seconds open chats get after SIGTERM (the sidecar's SIDECAR_DRAIN_TIMEOUT_SEC) plus margin.
 const DRAIN_SECONDS: i64 = 30;
 const GRACE_SECONDS: i64 = DRAIN_SECONDS + 15;
@@ -39,9 +43,11 @@ const GRACE_SECONDS: i64 = DRAIN_SECONDS + 15;
 /// The StatefulSet: pod ordinal i is account slot i (the sidecar uses account i mod n), one
 /// `lingma` container (the sidecar, which starts and supervises Lingma), and a `bootstrap` init
 /// container when the binary must be downloaded.
+/// `accounts_checksum` goes on the pod template, so a change of the accounts rolls the pods.
 pub fn desired_statefulset(
     instance: &LingmaInstance,
     settings: &PodSettings,
+    accounts_checksum: &str,
 ) -> Result<StatefulSet, BuildError> {
     let spec = &instance.spec;
     let name = instance.name_any();
@@ -51,52 +57,14 @@ pub fn desired_statefulset(
         .clone()
         .unwrap_or_else(|| settings.default_image.clone());
     let pull_policy = spec.lingma.image_pull_policy.map(|p| p.as_str().to_owned());
-    let mounts = vec![
-        mount("data", DATA_DIR, false),
-        mount("tmp", "/tmp", false),
-        mount("dshm", "/dev/shm", false),
-        mount("sidecar-token", TOKEN_DIR, true),
-        mount("accounts", ACCOUNTS_DIR, true),
-    ];
-
-    let init_containers = (spec.lingma.source != SourceType::Image).then(|| {
-        vec![Container {
-            name: "bootstrap".to_owned(),
-            image: Some(image.clone()),
-            image_pull_policy: pull_policy.clone(),
-            args: Some(vec!["bootstrap".to_owned()]),
-            env: Some(source_env(spec)),
-            volume_mounts: Some(vec![
-                mount("data", DATA_DIR, false),
-                mount("tmp", "/tmp", false),
-            ]),
-            security_context: Some(container_security()),
-            resources: Some(bootstrap_resources()),
-            ..Container::default()
-        }]
-    });
-
-    let container = Container {
-        name: "lingma".to_owned(),
-        image: Some(image),
-        image_pull_policy: pull_policy,
-        env: Some(sidecar_env(spec)),
-        ports: Some(vec![ContainerPort {
-            name: Some(SIDECAR_PORT_NAME.to_owned()),
-            container_port: SIDECAR_PORT,
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
-        // healthz = the sidecar process is alive; Lingma restarts never need a pod restart.
-        liveness_probe: Some(http_probe("/healthz", 10, 3)),
-        // readyz = connected to Lingma and logged in: only then do chats arrive.
-        readiness_probe: Some(http_probe("/readyz", 5, 2)),
-        startup_probe: Some(http_probe("/healthz", 2, 30)),
-        resources: Some(spec.pod.resources.clone().unwrap_or_else(default_resources)),
-        security_context: Some(container_security()),
-        volume_mounts: Some(mounts),
-        ..Container::default()
-    };
+    // Each Lingma container sees only its own account: the init step copies it out of the
+    // Secret, which the Lingma container never mounts.
+    let mut init_containers = vec![account_selector(settings, pull_policy.clone())];
+    init_containers.extend(
+        (spec.lingma.source != SourceType::Image)
+            .then(|| bootstrap_container(spec, image.clone(), pull_policy.clone())),
+    );
+    let container = lingma_container(spec, image, pull_policy);
 
     let pod_labels = labels(instance);
     Ok(StatefulSet {
@@ -120,6 +88,10 @@ pub fn desired_statefulset(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(
+                        ACCOUNTS_CHECKSUM_ANNOTATION.to_owned(),
+                        accounts_checksum.to_owned(),
+                    )])),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -128,7 +100,7 @@ pub fn desired_statefulset(
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(GRACE_SECONDS),
                     security_context: Some(pod_security()),
-                    init_containers,
+                    init_containers: Some(init_containers),
                     containers: vec![container],
                     volumes: Some(volumes(instance)),
                     node_selector: spec.pod.node_selector.clone(),
@@ -138,26 +110,7 @@ pub fn desired_statefulset(
                     ..PodSpec::default()
                 }),
             },
-            volume_claim_templates: Some(vec![PersistentVolumeClaim {
-                metadata: ObjectMeta {
-                    name: Some("data".to_owned()),
-                    labels: Some(selector_labels(instance)),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(PersistentVolumeClaimSpec {
-                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
-                    storage_class_name: spec.storage.storage_class_name.clone(),
-                    resources: Some(VolumeResourceRequirements {
-                        requests: Some(BTreeMap::from([(
-                            "storage".to_owned(),
-                            Quantity(spec.storage.size.clone()),
-                        )])),
-                        limits: None,
-                    }),
-                    ..PersistentVolumeClaimSpec::default()
-                }),
-                status: None,
-            }]),
+            volume_claim_templates: Some(vec![data_volume_claim(instance)]),
             ..StatefulSetSpec::default()
         }),
         status: None,
@@ -263,6 +216,130 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
+/// The per-pod work-directory volume (login state, cache, sessions).
+fn data_volume_claim(instance: &LingmaInstance) -> PersistentVolumeClaim {
+    let spec = &instance.spec;
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".to_owned()),
+            labels: Some(selector_labels(instance)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(spec.storage.size.clone()),
+                )])),
+                limits: None,
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The `lingma` container: the sidecar, which starts and supervises Lingma.
+/// Downloads the Lingma binary into the work directory (sources marketplace and vsix).
+fn bootstrap_container(
+    spec: &LingmaInstanceSpec,
+    image: String,
+    pull_policy: Option<String>,
+) -> Container {
+    Container {
+        name: "bootstrap".to_owned(),
+        image: Some(image),
+        image_pull_policy: pull_policy,
+        args: Some(vec!["bootstrap".to_owned()]),
+        env: Some(source_env(spec)),
+        volume_mounts: Some(vec![
+            mount("data", DATA_DIR, false),
+            mount("tmp", "/tmp", false),
+        ]),
+        security_context: Some(container_security()),
+        resources: Some(bootstrap_resources()),
+        ..Container::default()
+    }
+}
+
+fn lingma_container(
+    spec: &LingmaInstanceSpec,
+    image: String,
+    pull_policy: Option<String>,
+) -> Container {
+    let mounts = vec![
+        mount("data", DATA_DIR, false),
+        mount("tmp", "/tmp", false),
+        mount("dshm", "/dev/shm", false),
+        mount("sidecar-token", TOKEN_DIR, true),
+        mount("accounts", ACCOUNTS_DIR, true),
+    ];
+    Container {
+        name: "lingma".to_owned(),
+        image: Some(image),
+        image_pull_policy: pull_policy,
+        env: Some(sidecar_env(spec)),
+        ports: Some(vec![ContainerPort {
+            name: Some(SIDECAR_PORT_NAME.to_owned()),
+            container_port: SIDECAR_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        // healthz = the sidecar process is alive; Lingma restarts never need a pod restart.
+        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        // readyz = connected to Lingma and logged in: only then do chats arrive.
+        readiness_probe: Some(http_probe("/readyz", 5, 2)),
+        startup_probe: Some(http_probe("/healthz", 2, 30)),
+        resources: Some(spec.pod.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(container_security()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    }
+}
+
+fn account_selector(settings: &PodSettings, pull_policy: Option<String>) -> Container {
+    Container {
+        name: "select-account".to_owned(),
+        image: Some(settings.account_selector_image.clone()),
+        image_pull_policy: pull_policy,
+        args: Some(vec![
+            "select-account".to_owned(),
+            format!("--input={ALL_ACCOUNTS_DIR}/accounts"),
+            format!("--output={ACCOUNTS_DIR}/accounts"),
+        ]),
+        env: Some(vec![EnvVar {
+            name: "POD_NAME".to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    api_version: None,
+                    field_path: "metadata.name".to_owned(),
+                }),
+                ..EnvVarSource::default()
+            }),
+        }]),
+        volume_mounts: Some(vec![
+            mount("all-accounts", ALL_ACCOUNTS_DIR, true),
+            mount("accounts", ACCOUNTS_DIR, false),
+        ]),
+        security_context: Some(container_security()),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity("10m".to_owned())),
+                ("memory".to_owned(), Quantity("16Mi".to_owned())),
+            ])),
+            limits: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity("100m".to_owned())),
+                ("memory".to_owned(), Quantity("32Mi".to_owned())),
+            ])),
+            ..ResourceRequirements::default()
+        }),
+        ..Container::default()
+    }
+}
+
 fn volumes(instance: &LingmaInstance) -> Vec<Volume> {
     let accounts = &instance.spec.accounts.secret_ref;
     let secret_volume = |name: &str, secret: String, key: &str, path: &str| Volume {
@@ -294,7 +371,14 @@ fn volumes(instance: &LingmaInstance) -> Vec<Volume> {
             TOKEN_KEY,
             TOKEN_KEY,
         ),
-        secret_volume("accounts", accounts.name.clone(), &accounts.key, "accounts"),
+        secret_volume(
+            "all-accounts",
+            accounts.name.clone(),
+            &accounts.key,
+            "accounts",
+        ),
+        // The pod's own account, in memory (never on the node's disk).
+        empty_dir("accounts", Some("Memory"), "1Mi"),
         // The root filesystem is read-only; the login browser needs /tmp and /dev/shm.
         empty_dir("tmp", None, "1Gi"),
         empty_dir("dshm", Some("Memory"), "256Mi"),

@@ -68,6 +68,7 @@ fn context(answer: Option<LoginState>) -> (Arc<Context>, ApiHandle, Arc<FakeLogi
         Metrics::new().expect("metrics"),
         PodSettings {
             default_image: "lingma-pod:test".to_owned(),
+            account_selector_image: "ghcr.io/lingma-gateway/operator:0.1.0".to_owned(),
         },
         probe.clone(),
     );
@@ -146,6 +147,77 @@ fn not_found() -> Value {
     json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
 }
 
+fn internal_error() -> Value {
+    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "InternalError", "code": 500})
+}
+
+fn status_path() -> String {
+    format!("/apis/lingma.io/v1alpha1/namespaces/{NS}/lingmainstances/team/status")
+}
+
+fn events_path() -> String {
+    format!("/apis/events.k8s.io/v1/namespaces/{NS}/events")
+}
+
+/// The object does not exist yet (the ownership check before an apply).
+async fn absent(api: &mut ApiHandle, path: String) {
+    serve(
+        api,
+        Step::new(Method::GET, path),
+        StatusCode::NOT_FOUND,
+        |_| not_found(),
+    )
+    .await;
+}
+
+fn owner_reference() -> Value {
+    json!({"apiVersion": "lingma.io/v1alpha1", "kind": "LingmaInstance", "name": "team",
+        "uid": "uid-1", "controller": true, "blockOwnerDeletion": true})
+}
+
+/// The token Secret as an earlier reconcile created it (controlled by the instance).
+fn owned_token_secret(token: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "team-sidecar-token", "ownerReferences": [owner_reference()]},
+        "data": {"token": b64(token), "checksum-key": b64("fixed-checksum-key")}})
+}
+
+/// Echoes an applied object as the API server stores it (with a uid).
+fn with_uid(body: &Value) -> Value {
+    let mut stored = body.clone();
+    stored["metadata"]["uid"] = json!("svc-uid-1");
+    stored
+}
+
+/// Serves the apply of the instance's key of the shared tokens Secret, under the instance's
+/// own field manager, and returns its decoded entry.
+async fn serve_tokens_entry(api: &mut ApiHandle) -> Value {
+    let path = format!("/api/v1/namespaces/{NS}/secrets/lingma-sidecar-tokens");
+    absent(api, path.clone()).await;
+    let (uri, secret) = serve(api, Step::new(Method::PATCH, path), StatusCode::OK, echo).await;
+    assert!(uri.contains("fieldManager=lingma-operator-team"), "{uri}");
+    assert!(uri.contains("force=true"), "{uri}");
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "lingma-operator"
+    );
+    let owner = &secret["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["uid"].as_str(), owner["controller"].as_bool()),
+        (Some("uid-1"), Some(false))
+    );
+    let data = secret["data"].as_object().expect("data");
+    assert_eq!(
+        data.keys().collect::<Vec<_>>(),
+        ["team"],
+        "only its own key"
+    );
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(data["team"].as_str().expect("base64 string"))
+        .expect("base64");
+    serde_json::from_slice(&raw).expect("entry json")
+}
+
 fn echo(body: &Value) -> Value {
     body.clone()
 }
@@ -196,6 +268,7 @@ struct Scenario {
 /// Serves one whole reconcile in the order it must happen and returns the bodies that matter.
 struct Seen {
     token_secret: Value,
+    tokens_entry: Value,
     statefulset: Value,
     status: Value,
     events: Vec<Value>,
@@ -214,10 +287,15 @@ async fn verify(mut api: ApiHandle, scenario: Scenario, events: usize) -> Seen {
     } else {
         StatusCode::NOT_FOUND
     };
-    serve(&mut api, Step::new(Method::GET, format!("{secrets}/team-sidecar-token")), found, |_| match token {
-        Some(t) => json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team-sidecar-token"}, "data": {"token": b64(t)}}),
-        None => not_found(),
-    })
+    serve(
+        &mut api,
+        Step::new(Method::GET, format!("{secrets}/team-sidecar-token")),
+        found,
+        |_| match token {
+            Some(t) => owned_token_secret(t),
+            None => not_found(),
+        },
+    )
     .await;
     let (uri, token_secret) = serve(
         &mut api,
@@ -227,6 +305,7 @@ async fn verify(mut api: ApiHandle, scenario: Scenario, events: usize) -> Seen {
     )
     .await;
     assert_applied(&uri, &token_secret, "Secret");
+    absent(&mut api, format!("/api/v1/namespaces/{NS}/services/team")).await;
     let (uri, service) = serve(
         &mut api,
         Step::new(
@@ -234,12 +313,18 @@ async fn verify(mut api: ApiHandle, scenario: Scenario, events: usize) -> Seen {
             format!("/api/v1/namespaces/{NS}/services/team"),
         ),
         StatusCode::OK,
-        echo,
+        with_uid,
     )
     .await;
     assert_applied(&uri, &service, "Service");
     assert_eq!(service["spec"]["clusterIP"], "None");
+    let tokens = serve_tokens_entry(&mut api).await;
     let sts_status = scenario.sts_status.clone();
+    absent(
+        &mut api,
+        format!("/apis/apps/v1/namespaces/{NS}/statefulsets/team"),
+    )
+    .await;
     let (uri, statefulset) = serve(
         &mut api,
         Step::new(
@@ -256,6 +341,11 @@ async fn verify(mut api: ApiHandle, scenario: Scenario, events: usize) -> Seen {
     )
     .await;
     assert_applied(&uri, &statefulset, "StatefulSet");
+    absent(
+        &mut api,
+        format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/team"),
+    )
+    .await;
     let (uri, pdb) = serve(
         &mut api,
         Step::new(
@@ -311,6 +401,7 @@ async fn verify(mut api: ApiHandle, scenario: Scenario, events: usize) -> Seen {
     assert!(!matches!(extra, Ok(Some(_))), "unexpected extra request");
     Seen {
         token_secret,
+        tokens_entry: tokens,
         statefulset,
         status: patch["status"].clone(),
         events: seen_events,
@@ -416,6 +507,11 @@ async fn update_keeps_the_token_and_reports_ready_and_logged_in() {
         b64("keep-me"),
         "the token is never rotated"
     );
+    assert_eq!(
+        seen.tokens_entry,
+        json!({"token": "keep-me", "serviceUid": "svc-uid-1"}),
+        "the gateway's copy names the Service whose slices it may trust"
+    );
     assert!(
         probe.asked.lock().expect("lock").is_empty(),
         "ready pods are not asked"
@@ -519,12 +615,33 @@ async fn scale_up_applies_replicas_and_explains_a_rejected_login() {
 async fn api_errors_fail_the_reconcile_and_back_off_exponentially() {
     let (ctx, mut api, _) = context(None);
     let verifier = tokio::spawn(async move {
+        let mut reasons = Vec::new();
         for _ in 0..2 {
-            serve(&mut api, Step::new(Method::GET, format!("/api/v1/namespaces/{NS}/secrets/acc")), StatusCode::INTERNAL_SERVER_ERROR, |_| {
-                json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "InternalError", "code": 500})
-            })
+            serve(
+                &mut api,
+                Step::new(Method::GET, format!("/api/v1/namespaces/{NS}/secrets/acc")),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                |_| internal_error(),
+            )
+            .await;
+            // The failure is reported even though the API is down; those writes fail too.
+            let (_, patch) = serve(
+                &mut api,
+                Step::new(Method::PATCH, status_path()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                |_| internal_error(),
+            )
+            .await;
+            reasons.push(condition_of(&patch["status"], "Reconciled")["reason"].clone());
+            serve(
+                &mut api,
+                Step::new(Method::POST, events_path()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                |_| internal_error(),
+            )
             .await;
         }
+        reasons
     });
     let object = Arc::new(instance(1, 1, None));
     let mut delays = Vec::new();
@@ -534,7 +651,8 @@ async fn api_errors_fail_the_reconcile_and_back_off_exponentially() {
             .expect_err("the API failed");
         delays.push(error_policy(object.clone(), &error, ctx.clone()));
     }
-    verifier.await.expect("verifier passed");
+    let reasons = verifier.await.expect("verifier passed");
+    assert_eq!(reasons, ["ApiError", "ApiError"]);
     assert_eq!(
         delays,
         [
@@ -547,5 +665,374 @@ async fn api_errors_fail_the_reconcile_and_back_off_exponentially() {
         ctx.metrics.render().contains(
             r#"controller_runtime_reconcile_errors_total{controller="lingmainstance"} 2"#
         )
+    );
+}
+
+/// What the API server answers when a StatefulSet's volume claim templates change.
+fn forbidden_statefulset_update() -> Value {
+    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Invalid", "code": 422,
+        "message": "StatefulSet.apps \"team\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"})
+}
+
+#[tokio::test]
+async fn a_rejected_storage_change_becomes_a_condition_and_a_warning_event() {
+    let (ctx, mut api, _) = context(None);
+    let mut object = instance(1, 5, Some(previous_status(4, "True")));
+    object.spec.storage.size = "10Gi".to_owned();
+    let verifier = tokio::spawn(async move {
+        let secrets = format!("/api/v1/namespaces/{NS}/secrets");
+        serve(&mut api, Step::new(Method::GET, format!("{secrets}/acc")), StatusCode::OK, |_| {
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acc"}, "data": {"accounts": b64("u:p")}})
+        })
+        .await;
+        serve(
+            &mut api,
+            Step::new(Method::GET, format!("{secrets}/team-sidecar-token")),
+            StatusCode::OK,
+            |_| owned_token_secret("tok"),
+        )
+        .await;
+        serve(
+            &mut api,
+            Step::new(Method::PATCH, format!("{secrets}/team-sidecar-token")),
+            StatusCode::OK,
+            echo,
+        )
+        .await;
+        absent(&mut api, format!("/api/v1/namespaces/{NS}/services/team")).await;
+        serve(
+            &mut api,
+            Step::new(
+                Method::PATCH,
+                format!("/api/v1/namespaces/{NS}/services/team"),
+            ),
+            StatusCode::OK,
+            with_uid,
+        )
+        .await;
+        serve_tokens_entry(&mut api).await;
+        absent(
+            &mut api,
+            format!("/apis/apps/v1/namespaces/{NS}/statefulsets/team"),
+        )
+        .await;
+        let (_, statefulset) = serve(
+            &mut api,
+            Step::new(
+                Method::PATCH,
+                format!("/apis/apps/v1/namespaces/{NS}/statefulsets/team"),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            |_| forbidden_statefulset_update(),
+        )
+        .await;
+        let (_, patch) = serve(
+            &mut api,
+            Step::new(Method::PATCH, status_path()),
+            StatusCode::OK,
+            echo,
+        )
+        .await;
+        let (_, event) = serve(
+            &mut api,
+            Step::new(Method::POST, events_path()),
+            StatusCode::CREATED,
+            echo,
+        )
+        .await;
+        let extra = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
+        assert!(!matches!(extra, Ok(Some(_))), "unexpected extra request");
+        (statefulset, patch, event)
+    });
+    let object = Arc::new(object);
+    let error = run(ctx.clone(), (*object).clone())
+        .await
+        .expect_err("the StatefulSet was rejected");
+    let action = error_policy(object, &error, ctx.clone());
+    let (statefulset, patch, event) = verifier.await.expect("verifier passed");
+    assert_eq!(
+        statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+        "10Gi"
+    );
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+
+    // A merge patch replaces the list: every earlier condition is kept beside Reconciled.
+    let conditions = &patch["status"]["conditions"];
+    assert_eq!(conditions.as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        condition_of(&patch["status"], "Ready")["reason"],
+        "ReplicasNotReady"
+    );
+    let reconciled = condition_of(&patch["status"], "Reconciled");
+    assert_eq!(
+        (
+            reconciled["status"].as_str(),
+            reconciled["reason"].as_str(),
+            reconciled["observedGeneration"].as_i64()
+        ),
+        (Some("False"), Some("ApplyRejected"), Some(5))
+    );
+    let message = reconciled["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("applying StatefulSet team: ") && message.contains("Forbidden"),
+        "{message}"
+    );
+    assert!(reconciled["lastTransitionTime"].is_string());
+    assert_eq!(
+        (
+            event["type"].as_str(),
+            event["reason"].as_str(),
+            event["action"].as_str(),
+            event["note"].as_str()
+        ),
+        (
+            Some("Warning"),
+            Some("ApplyRejected"),
+            Some("Reconcile"),
+            Some(message)
+        )
+    );
+    assert_eq!(event["regarding"]["kind"], "LingmaInstance");
+    assert!(
+        ctx.metrics.render().contains(
+            r#"controller_runtime_reconcile_errors_total{controller="lingmainstance"} 1"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_failure_already_reported_publishes_no_second_event() {
+    let (ctx, mut api, _) = context(None);
+    let error = Error::Kube(kube::Error::Api(Box::new(
+        serde_json::from_value(internal_error()).expect("status"),
+    )));
+    let reported = failure::failed_conditions(
+        &instance(1, 1, None),
+        &error,
+        Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    );
+    let object = instance(
+        1,
+        1,
+        Some(json!({"conditions": serde_json::to_value(&reported).expect("json")})),
+    );
+    let verifier = tokio::spawn(async move {
+        serve(
+            &mut api,
+            Step::new(Method::GET, format!("/api/v1/namespaces/{NS}/secrets/acc")),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            |_| internal_error(),
+        )
+        .await;
+        let (_, patch) = serve(
+            &mut api,
+            Step::new(Method::PATCH, status_path()),
+            StatusCode::OK,
+            echo,
+        )
+        .await;
+        let extra = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
+        assert!(
+            !matches!(extra, Ok(Some(_))),
+            "no event for a repeated failure"
+        );
+        patch
+    });
+    run(ctx, object).await.expect_err("the API failed");
+    let patch = verifier.await.expect("verifier passed");
+    let reconciled = condition_of(&patch["status"], "Reconciled");
+    assert_eq!(
+        reconciled["lastTransitionTime"], "1970-01-01T00:00:00Z",
+        "the transition time stays while the status does not flip"
+    );
+}
+
+fn template_checksum(statefulset: &Value) -> String {
+    statefulset["spec"]["template"]["metadata"]["annotations"]["lingma.io/accounts-checksum"]
+        .as_str()
+        .expect("checksum annotation")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_accounts_secret_change_changes_the_pod_template_checksum() {
+    let mut checksums = Vec::new();
+    for accounts in ["u1:p1", "u1:p1", "u1:rotated"] {
+        let (ctx, api, _) = context(None);
+        let verifier = tokio::spawn(verify(
+            api,
+            Scenario {
+                accounts,
+                token: Some("tok"),
+                sts_status: json!({"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1}),
+                pods: vec![pod(0, true)],
+            },
+            1,
+        ));
+        run(ctx, instance(1, 2, Some(previous_status(2, "False"))))
+            .await
+            .expect("reconcile succeeds");
+        let seen = verifier.await.expect("verifier passed");
+        checksums.push(template_checksum(&seen.statefulset));
+    }
+    assert_eq!(
+        checksums[0], checksums[1],
+        "same accounts, same template: no roll"
+    );
+    assert_ne!(
+        checksums[1], checksums[2],
+        "a changed password changes the template, so the StatefulSet rolls its pods"
+    );
+}
+
+#[tokio::test]
+async fn an_existing_object_the_instance_does_not_own_is_never_overwritten() {
+    let (ctx, mut api, _) = context(None);
+    let verifier = tokio::spawn(async move {
+        let secrets = format!("/api/v1/namespaces/{NS}/secrets");
+        serve(&mut api, Step::new(Method::GET, format!("{secrets}/acc")), StatusCode::OK, |_| {
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acc"}, "data": {"accounts": b64("u:p")}})
+        })
+        .await;
+        serve(
+            &mut api,
+            Step::new(Method::GET, format!("{secrets}/team-sidecar-token")),
+            StatusCode::OK,
+            |_| owned_token_secret("tok"),
+        )
+        .await;
+        serve(
+            &mut api,
+            Step::new(Method::PATCH, format!("{secrets}/team-sidecar-token")),
+            StatusCode::OK,
+            echo,
+        )
+        .await;
+        // Someone else's Service of the same name (controlled by a Deployment).
+        serve(&mut api, Step::new(Method::GET, format!("/api/v1/namespaces/{NS}/services/team")), StatusCode::OK, |_| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "team", "uid": "svc-9",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "dep-1", "controller": true}]},
+                "spec": {"ports": [{"port": 80}]}})
+        })
+        .await;
+        // No PATCH of the Service follows: the failure is reported instead.
+        let (_, patch) = serve(
+            &mut api,
+            Step::new(Method::PATCH, status_path()),
+            StatusCode::OK,
+            echo,
+        )
+        .await;
+        let (_, event) = serve(
+            &mut api,
+            Step::new(Method::POST, events_path()),
+            StatusCode::CREATED,
+            echo,
+        )
+        .await;
+        let extra = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
+        assert!(!matches!(extra, Ok(Some(_))), "nothing else may be written");
+        (patch, event)
+    });
+    let error = run(ctx, instance(1, 1, None))
+        .await
+        .expect_err("the Service is someone else's");
+    assert!(matches!(error, Error::NotOwned { .. }), "{error}");
+    let (patch, event) = verifier.await.expect("verifier passed");
+    let reconciled = condition_of(&patch["status"], "Reconciled");
+    assert_eq!(
+        (reconciled["status"].as_str(), reconciled["reason"].as_str()),
+        (Some("False"), Some("NotOwned"))
+    );
+    assert!(
+        reconciled["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Service team exists and is not controlled")),
+        "{reconciled}"
+    );
+    assert_eq!(event["reason"], "NotOwned");
+}
+
+#[tokio::test]
+async fn a_token_secret_the_instance_does_not_own_is_neither_read_nor_replaced() {
+    let (ctx, mut api, probe) = context(None);
+    let verifier = tokio::spawn(async move {
+        let secrets = format!("/api/v1/namespaces/{NS}/secrets");
+        serve(&mut api, Step::new(Method::GET, format!("{secrets}/acc")), StatusCode::OK, |_| {
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "acc"}, "data": {"accounts": b64("u:p")}})
+        })
+        .await;
+        serve(&mut api, Step::new(Method::GET, format!("{secrets}/team-sidecar-token")), StatusCode::OK, |_| {
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team-sidecar-token"}, "data": {"token": b64("planted")}})
+        })
+        .await;
+        let (_, patch) = serve(
+            &mut api,
+            Step::new(Method::PATCH, status_path()),
+            StatusCode::OK,
+            echo,
+        )
+        .await;
+        serve(
+            &mut api,
+            Step::new(Method::POST, events_path()),
+            StatusCode::CREATED,
+            echo,
+        )
+        .await;
+        let extra = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
+        assert!(!matches!(extra, Ok(Some(_))), "nothing else may be written");
+        patch
+    });
+    run(ctx, instance(1, 1, None))
+        .await
+        .expect_err("the token Secret is someone else's");
+    let patch = verifier.await.expect("verifier passed");
+    assert_eq!(
+        condition_of(&patch["status"], "Reconciled")["reason"],
+        "NotOwned"
+    );
+    assert!(
+        probe.asked.lock().expect("lock").is_empty(),
+        "a planted token is never sent anywhere"
+    );
+}
+
+#[tokio::test]
+async fn rotating_the_token_keeps_the_pod_template_so_no_pod_restarts() {
+    let mut checksums = Vec::new();
+    let mut tokens = Vec::new();
+    for token in ["old-token", "new-token"] {
+        let (ctx, api, _) = context(None);
+        let verifier = tokio::spawn(verify(
+            api,
+            Scenario {
+                accounts: "u1:p1",
+                token: Some(token),
+                sts_status: json!({"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1}),
+                pods: vec![pod(0, true)],
+            },
+            1,
+        ));
+        run(ctx, instance(1, 2, Some(previous_status(2, "False"))))
+            .await
+            .expect("reconcile succeeds");
+        let seen = verifier.await.expect("verifier passed");
+        checksums.push(template_checksum(&seen.statefulset));
+        tokens.push(seen.tokens_entry["token"].clone());
+        assert_eq!(
+            seen.token_secret["data"]["checksum-key"],
+            b64("fixed-checksum-key"),
+            "the checksum key is kept"
+        );
+    }
+    assert_eq!(
+        tokens,
+        [json!("old-token"), json!("new-token")],
+        "the gateway's copy follows"
+    );
+    assert_eq!(
+        checksums[0], checksums[1],
+        "a new token reaches the pods as a file (reloaded live), not by a rollout"
     );
 }

@@ -25,6 +25,65 @@ fn replica(ordinal: i32, ready: bool, login: Option<LoginState>) -> ReplicaObser
     }
 }
 
+fn failed(reason: LoginFailure) -> Option<LoginState> {
+    Some(LoginState::Failed { reason })
+}
+
+/// The one fixture builder: an instance wanting `replicas` pods over the Secret `secret`, its
+/// StatefulSet reporting the same count ready, one account, observed at t=1.
+struct Case {
+    instance: LingmaInstance,
+    statefulset: StatefulSet,
+    replicas: Vec<ReplicaObservation>,
+    accounts: Result<usize, AccountsProblem>,
+    now: Time,
+}
+
+fn case(replicas: i32, secret: &str) -> Case {
+    Case {
+        instance: instance(
+            serde_json::json!({"replicas": replicas, "accounts": {"secretRef": {"name": secret}}}),
+        ),
+        statefulset: sts(replicas, replicas),
+        replicas: Vec::new(),
+        accounts: Ok(1),
+        now: at(1),
+    }
+}
+
+impl Case {
+    fn statefulset(mut self, replicas: i32, ready: i32) -> Self {
+        self.statefulset = sts(replicas, ready);
+        self
+    }
+
+    fn pods(mut self, replicas: Vec<ReplicaObservation>) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    fn accounts(mut self, accounts: Result<usize, AccountsProblem>) -> Self {
+        self.accounts = accounts;
+        self
+    }
+
+    fn at(mut self, seconds: i64) -> Self {
+        self.now = at(seconds);
+        self
+    }
+
+    fn status(&self) -> LingmaInstanceStatus {
+        compute_status(&Observation {
+            instance: &self.instance,
+            statefulset: Some(&self.statefulset),
+            replicas: self.replicas.clone(),
+            accounts: self.accounts.clone(),
+            selector: "sel".to_owned(),
+            now: self.now.clone(),
+        })
+    }
+}
+
 fn find<'a>(status: &'a LingmaInstanceStatus, type_: &str) -> &'a Condition {
     status
         .conditions
@@ -35,16 +94,10 @@ fn find<'a>(status: &'a LingmaInstanceStatus, type_: &str) -> &'a Condition {
 
 #[test]
 fn all_ready_means_ready_logged_in_and_stable() {
-    let li = instance(serde_json::json!({"replicas": 2, "accounts": {"secretRef": {"name": "a"}}}));
-    let set = sts(2, 2);
-    let status = compute_status(&Observation {
-        instance: &li,
-        statefulset: Some(&set),
-        replicas: vec![replica(0, true, None), replica(1, true, None)],
-        accounts: Ok(1),
-        selector: "sel".to_owned(),
-        now: at(100),
-    });
+    let status = case(2, "a")
+        .pods(vec![replica(0, true, None), replica(1, true, None)])
+        .at(100)
+        .status();
     assert_eq!(
         (
             status.replicas,
@@ -63,6 +116,7 @@ fn all_ready_means_ready_logged_in_and_stable() {
         (LOGGED_IN, "True"),
         (PROGRESSING, "False"),
         (DEGRADED, "False"),
+        (RECONCILED, "True"),
     ] {
         let c = find(&status, type_);
         assert_eq!(c.status, expected, "{type_}");
@@ -73,32 +127,16 @@ fn all_ready_means_ready_logged_in_and_stable() {
 
 #[test]
 fn login_failures_name_the_reason_and_permanent_ones_degrade() {
-    let li = instance(serde_json::json!({"replicas": 3, "accounts": {"secretRef": {"name": "a"}}}));
-    let set = sts(3, 1);
-    let status = compute_status(&Observation {
-        instance: &li,
-        statefulset: Some(&set),
-        replicas: vec![
+    let status = case(3, "a")
+        .statefulset(3, 1)
+        .pods(vec![
             replica(0, true, None),
-            replica(
-                1,
-                false,
-                Some(LoginState::Failed {
-                    reason: LoginFailure::WrongCredentials,
-                }),
-            ),
-            replica(
-                2,
-                false,
-                Some(LoginState::Failed {
-                    reason: LoginFailure::WrongCredentials,
-                }),
-            ),
-        ],
-        accounts: Ok(3),
-        selector: "sel".to_owned(),
-        now: at(100),
-    });
+            replica(1, false, failed(LoginFailure::WrongCredentials)),
+            replica(2, false, failed(LoginFailure::WrongCredentials)),
+        ])
+        .accounts(Ok(3))
+        .at(100)
+        .status();
     assert_eq!(status.logged_in_replicas, 1);
     let logged_in = find(&status, LOGGED_IN);
     assert_eq!(
@@ -123,42 +161,18 @@ fn login_failures_name_the_reason_and_permanent_ones_degrade() {
 
 #[test]
 fn transition_time_moves_only_when_the_status_flips() {
-    let mut li =
-        instance(serde_json::json!({"replicas": 1, "accounts": {"secretRef": {"name": "a"}}}));
-    let set = sts(1, 1);
-    let first = compute_status(&Observation {
-        instance: &li,
-        statefulset: Some(&set),
-        replicas: vec![replica(0, true, None)],
-        accounts: Ok(1),
-        selector: "sel".to_owned(),
-        now: at(100),
-    });
-    li.status = Some(first);
-    let same = compute_status(&Observation {
-        instance: &li,
-        statefulset: Some(&set),
-        replicas: vec![replica(0, true, None)],
-        accounts: Ok(1),
-        selector: "sel".to_owned(),
-        now: at(200),
-    });
-    assert_eq!(find(&same, READY).last_transition_time, at(100));
-    li.status = Some(same);
-    let flipped = compute_status(&Observation {
-        instance: &li,
-        statefulset: Some(&set),
-        replicas: vec![replica(
-            0,
-            false,
-            Some(LoginState::Failed {
-                reason: LoginFailure::Expired,
-            }),
-        )],
-        accounts: Ok(1),
-        selector: "sel".to_owned(),
-        now: at(300),
-    });
+    let mut case = case(1, "a").pods(vec![replica(0, true, None)]).at(100);
+    let first = case.status();
+    case.instance.status = Some(first);
+    let same = case.at(200);
+    let same_status = same.status();
+    assert_eq!(find(&same_status, READY).last_transition_time, at(100));
+    let mut case = same;
+    case.instance.status = Some(same_status);
+    let flipped = case
+        .pods(vec![replica(0, false, failed(LoginFailure::Expired))])
+        .at(300)
+        .status();
     assert_eq!(find(&flipped, READY).last_transition_time, at(300));
     assert_eq!(find(&flipped, LOGGED_IN).reason, "Expired");
     assert_eq!(
@@ -170,17 +184,11 @@ fn transition_time_moves_only_when_the_status_flips() {
 
 #[test]
 fn missing_accounts_secret_degrades_and_scaling_progresses() {
-    let li =
-        instance(serde_json::json!({"replicas": 2, "accounts": {"secretRef": {"name": "gone"}}}));
-    let set = sts(1, 0);
-    let status = compute_status(&Observation {
-        instance: &li,
-        statefulset: Some(&set),
-        replicas: vec![replica(0, false, None)],
-        accounts: Err(AccountsProblem::SecretMissing),
-        selector: "sel".to_owned(),
-        now: at(1),
-    });
+    let status = case(2, "gone")
+        .statefulset(1, 0)
+        .pods(vec![replica(0, false, None)])
+        .accounts(Err(AccountsProblem::SecretMissing))
+        .status();
     let degraded = find(&status, DEGRADED);
     assert_eq!(
         (degraded.status.as_str(), degraded.reason.as_str()),
@@ -196,16 +204,7 @@ fn missing_accounts_secret_degrades_and_scaling_progresses() {
 
 #[test]
 fn zero_replicas_is_ready() {
-    let li = instance(serde_json::json!({"replicas": 0, "accounts": {"secretRef": {"name": "a"}}}));
-    let set = sts(0, 0);
-    let status = compute_status(&Observation {
-        instance: &li,
-        statefulset: Some(&set),
-        replicas: vec![],
-        accounts: Ok(1),
-        selector: "sel".to_owned(),
-        now: at(1),
-    });
+    let status = case(0, "a").status();
     assert_eq!(find(&status, READY).reason, "ScaledToZero");
     assert_eq!(find(&status, LOGGED_IN).status, "True");
 }

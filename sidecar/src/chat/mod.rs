@@ -17,6 +17,7 @@ pub use output::{Gone, Output};
 pub use prompt::{flatten, may_continue};
 pub use think::{Piece, ThinkSplitter};
 
+use crate::capacity::ChatSlot;
 use crate::state::SidecarState;
 use lingma_protocol::{ChatStream, LingmaClient};
 use mux_protocol::{
@@ -105,72 +106,28 @@ async fn drive(
     out: &mut Output,
     cancel: &CancellationToken,
 ) -> Result<FinishReason, End> {
-    let Some(last_user) = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == mux_protocol::Role::User)
-        .map(|m| m.content.clone())
-    else {
-        return Err(End::Failed(Failure::new(
-            ErrorKind::BadRequest,
-            "the conversation has no user message",
-        )));
-    };
+    let last_user = last_user_message(req)?;
     let deadline = Instant::now() + Duration::from_millis(req.queue_timeout_ms);
     let client = wait_until_ready(state, deadline, cancel).await?;
     let model_key = model_key(state, req)?;
-    let _slot = tokio::select! {
-        slot = state.slots.acquire(deadline.saturating_duration_since(Instant::now())) => slot
-            .map_err(|_| End::Failed(Failure::new(ErrorKind::Overloaded, "Lingma is at capacity")))?,
-        _ = cancel.cancelled() => return Err(End::Cancelled),
-    };
+    let _slot = acquire_slot(state, deadline, cancel).await?;
 
     let reuse = state.chat.session_reuse && req.session_reuse;
-    let stored = reuse
-        .then(|| conversation_key(&req.scope, &req.messages))
-        .flatten()
-        .filter(|_| may_continue(&req.messages))
-        .and_then(|key| state.sessions.claim(&key));
-    let prompt_chars: usize = req.messages.iter().map(|m| m.content.chars().count()).sum();
-
-    let mut plan = match stored {
+    let turn = Turn {
+        state,
+        req,
+        client: &client,
+        model_key: &model_key,
+        last_user: &last_user,
+        prompt_chars: req.messages.iter().map(|m| m.content.chars().count()).sum(),
+    };
+    let mut plan = match stored_session(state, req, reuse) {
         Some(session_id) => Plan::Continue(session_id),
         None => Plan::Fresh,
     };
     loop {
-        let (session_id, question, is_reply, session) = match &plan {
-            Plan::Continue(sid) => (sid.clone(), last_user.clone(), true, SessionOutcome::Reused),
-            Plan::Fresh => (
-                uuid::Uuid::new_v4().to_string(),
-                // Built only for fresh sessions: a continued one sends just the new message.
-                flatten(&req.messages).unwrap_or_default(),
-                false,
-                SessionOutcome::New,
-            ),
-        };
-        let params = prompt::ask_params(prompt::AskSpec {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            session_id: &session_id,
-            question_text: question,
-            is_reply,
-            model_key: &model_key,
-            ask_mode: state.chat.ask_mode,
-        });
-        tracing::debug!(
-            request_id = %req.request_id,
-            lingma_request_id = %params.request_id,
-            session = ?session,
-            "asking Lingma"
-        );
-        let result = match start_chat(&client, params, cancel).await? {
-            Ok(stream) => {
-                forward::forward(stream, &session_id, session, prompt_chars, out, cancel).await
-            }
-            Err(f) => Err(End::Failed(f)),
-        };
-        match result {
-            Ok(reason) => {
+        match turn.ask(&plan, out, cancel).await {
+            Ok((reason, session_id)) => {
                 if reason == FinishReason::Stop
                     && reuse
                     && let Some(key) = continuation_key(&req.scope, &req.messages)
@@ -190,6 +147,99 @@ async fn drive(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// The text of the newest user turn: what a continued session is sent.
+fn last_user_message(req: &ChatRequest) -> Result<String, End> {
+    req.messages
+        .iter()
+        .rev()
+        .find(|m| m.role == mux_protocol::Role::User)
+        .map(|m| m.content.clone())
+        .ok_or(End::Failed(Failure::new(
+            ErrorKind::BadRequest,
+            "the conversation has no user message",
+        )))
+}
+
+/// A chat slot of this Lingma, waiting until `deadline` at most.
+async fn acquire_slot(
+    state: &SidecarState,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> Result<ChatSlot, End> {
+    tokio::select! {
+        slot = state.slots.acquire(deadline.saturating_duration_since(Instant::now())) => slot
+            .map_err(|_| End::Failed(Failure::new(ErrorKind::Overloaded, "Lingma is at capacity"))),
+        _ = cancel.cancelled() => Err(End::Cancelled),
+    }
+}
+
+/// The stored upstream session this turn continues, claimed from the session map (a
+/// claimed entry is gone: a failed turn never leaves a stale one behind).
+fn stored_session(state: &SidecarState, req: &ChatRequest, reuse: bool) -> Option<String> {
+    reuse
+        .then(|| conversation_key(&req.scope, &req.messages))
+        .flatten()
+        .filter(|_| may_continue(&req.messages))
+        .and_then(|key| state.sessions.claim(&key))
+}
+
+/// What one ask of this turn needs, whichever plan it follows.
+struct Turn<'a> {
+    state: &'a SidecarState,
+    req: &'a ChatRequest,
+    client: &'a LingmaClient,
+    model_key: &'a str,
+    last_user: &'a str,
+    prompt_chars: usize,
+}
+
+impl Turn<'_> {
+    /// Ask Lingma once under `plan` and forward the answer; the finish reason and the
+    /// upstream session id on success.
+    async fn ask(
+        &self,
+        plan: &Plan,
+        out: &mut Output,
+        cancel: &CancellationToken,
+    ) -> Result<(FinishReason, String), End> {
+        let (session_id, question, is_reply, session) = match plan {
+            Plan::Continue(sid) => (
+                sid.clone(),
+                self.last_user.to_owned(),
+                true,
+                SessionOutcome::Reused,
+            ),
+            Plan::Fresh => (
+                uuid::Uuid::new_v4().to_string(),
+                // Built only for fresh sessions: a continued one sends just the new message.
+                flatten(&self.req.messages).unwrap_or_default(),
+                false,
+                SessionOutcome::New,
+            ),
+        };
+        let params = prompt::ask_params(prompt::AskSpec {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            session_id: &session_id,
+            question_text: question,
+            is_reply,
+            model_key: self.model_key,
+            ask_mode: self.state.chat.ask_mode,
+        });
+        tracing::debug!(
+            request_id = %self.req.request_id,
+            lingma_request_id = %params.request_id,
+            session = ?session,
+            "asking Lingma"
+        );
+        let stream = start_chat(self.client, params, cancel)
+            .await?
+            .map_err(End::Failed)?;
+        let reason =
+            forward::forward(stream, &session_id, session, self.prompt_chars, out, cancel).await?;
+        Ok((reason, session_id))
     }
 }
 

@@ -1,11 +1,14 @@
 //! The login driver for real Lingma: the URL from `auth/login` is opened in a fresh headless
 //! Chromium (the `browser-login` crate), the account is typed into the login page, and the
-//! browser's visit to Lingma's loopback `/auth/callback` logs Lingma in. Screenshots of a
-//! failed attempt go to the Lingma work dir. Neither the password nor the URL is logged.
+//! browser's visit to Lingma's loopback `/auth/callback` logs Lingma in, provided every page
+//! on the way is https on AUTO_LOGIN_ALLOWED_HOSTS. Screenshots of a failed attempt go to
+//! `<workDir>/login-screenshots` (0700, files 0600, the newest AUTO_LOGIN_SCREENSHOT_KEEP
+//! kept). Neither the password nor the URL is logged.
 
 use super::loopback::LoopbackLoginDriver;
 use super::{LoginDriver, LoginError};
 use crate::accounts::Account;
+use crate::config::Config;
 use browser_login::{BrowserLoginConfig, FailureReason, SecretString};
 use futures_util::future::BoxFuture;
 use lingma_protocol::wire::login_url_from_result;
@@ -22,6 +25,19 @@ pub struct BrowserLoginDriver {
 }
 
 impl BrowserLoginDriver {
+    /// The driver the settings describe (AUTO_LOGIN_*).
+    pub fn from_config(config: &Config) -> Self {
+        let mut driver = Self::new(
+            config.auto_login_headless,
+            config.login_timeout(),
+            config.login_screenshot_dir(),
+        );
+        driver.config.allowed_hosts = config.login_allowed_hosts();
+        driver.config.allow_http_loopback = config.auto_login_allow_http_loopback;
+        driver.config.screenshot_keep = config.auto_login_screenshot_keep;
+        driver
+    }
+
     pub fn new(headless: bool, attempt_timeout: Duration, screenshot_dir: PathBuf) -> Self {
         let mut config = BrowserLoginConfig::new(screenshot_dir);
         config.headless = headless;
@@ -66,6 +82,7 @@ fn login_error(reason: FailureReason) -> LoginError {
         FailureReason::ChallengeRequired => LoginError::ChallengeRequired,
         FailureReason::Timeout => LoginError::Timeout,
         FailureReason::Unavailable => LoginError::BrowserUnavailable,
+        FailureReason::DisallowedHost => LoginError::DisallowedLoginHost,
     }
 }
 
@@ -157,6 +174,10 @@ mod tests {
         );
         assert_eq!(
             login_error(FailureReason::Unavailable).failure(),
+            LoginFailure::Unavailable
+        );
+        assert_eq!(
+            login_error(FailureReason::DisallowedHost).failure(),
             LoginFailure::Unavailable
         );
     }

@@ -37,6 +37,8 @@ pub enum LoginError {
     BrowserRequired,
     #[error("the login browser is missing or failed")]
     BrowserUnavailable,
+    #[error("the login page is not https on AUTO_LOGIN_ALLOWED_HOSTS; nothing was typed")]
+    DisallowedLoginHost,
     #[error("Lingma gave no login URL")]
     NoLoginUrl,
     #[error("the login callback was refused")]
@@ -58,6 +60,7 @@ impl LoginError {
         match self {
             LoginError::BrowserRequired
             | LoginError::BrowserUnavailable
+            | LoginError::DisallowedLoginHost
             | LoginError::NoLoginUrl
             | LoginError::CallbackRefused
             | LoginError::Rpc => LoginFailure::Unavailable,

@@ -87,10 +87,13 @@ pub fn browser_installed() -> bool {
     }
 }
 
-/// A config for tests: headless, the given timeout, screenshots into `dir`.
+/// A config for tests: headless, the given timeout, screenshots into `dir`, the local pages
+/// (plain http on 127.0.0.1 and localhost) allowed to receive the credentials.
 pub fn config(dir: &std::path::Path, timeout: Duration) -> BrowserLoginConfig {
     let mut cfg = BrowserLoginConfig::new(dir);
     cfg.timeout = timeout;
+    cfg.allowed_hosts = vec!["127.0.0.1".into(), "localhost".into()];
+    cfg.allow_http_loopback = true;
     cfg
 }
 

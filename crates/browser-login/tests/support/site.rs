@@ -38,6 +38,9 @@ pub enum Variant {
     /// The form; the callback page then redirects onwards at once (a server-side 302), so
     /// the address bar never shows the callback URL.
     CallbackRedirectsOnward,
+    /// The login page 302s to the same form served from `localhost` (another host than
+    /// `127.0.0.1`), like a login URL that sends the browser off to a phishing page.
+    RedirectsToOtherHost,
 }
 
 pub struct Site {
@@ -179,6 +182,13 @@ async fn login_page(State(site): State<Arc<Site>>, Query(q): Query<StateQuery>) 
         )
         .into_response(),
         Variant::CaptchaPage => page("Verify", captcha_html()).into_response(),
+        Variant::RedirectsToOtherHost => {
+            let location = format!(
+                "http://localhost:{}/login-frame?state={state}",
+                site.addr.port()
+            );
+            (StatusCode::FOUND, [(LOCATION, location)]).into_response()
+        }
         Variant::Slow => {
             tokio::time::sleep(Duration::from_secs(600)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()

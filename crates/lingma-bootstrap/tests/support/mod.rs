@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tls_server;
+
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -226,10 +228,12 @@ async fn answer(State(state): State<Arc<ServerState>>, uri: Uri) -> Response {
     response
 }
 
-/// A marketplace config pointing at `server`, installing x86_64_linux into `work_dir`.
+/// A marketplace config pointing at `server` (plain http on 127.0.0.1, allowed by the test
+/// opt-out), installing x86_64_linux into `work_dir`.
 pub fn marketplace_config(server: &PackageServer, work_dir: &Path) -> BootstrapConfig {
     let mut config = BootstrapConfig::new(SourceType::Marketplace, work_dir);
     config.args.marketplace_url = server.base_url.clone();
+    config.args.allow_http_loopback = true;
     config.args.platform = PlatformChoice(Some(Platform::X86_64Linux));
     config.args.idle_timeout_sec = 5;
     config.args.connect_timeout_sec = 5;

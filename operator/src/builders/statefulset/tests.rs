@@ -4,11 +4,12 @@ use crate::builders::fixtures::instance;
 fn settings() -> PodSettings {
     PodSettings {
         default_image: "registry.example/lingma-pod:1".to_owned(),
+        account_selector_image: "ghcr.io/lingma-gateway/operator:0.1.0".to_owned(),
     }
 }
 
 fn build(spec: serde_json::Value) -> StatefulSet {
-    desired_statefulset(&instance(spec), &settings()).expect("builds")
+    desired_statefulset(&instance(spec), &settings(), "sum").expect("builds")
 }
 
 fn env_of(container: &Container) -> BTreeMap<String, EnvVar> {
@@ -58,7 +59,7 @@ fn replicas_ordinals_and_accounts_follow_the_spec() {
         .as_ref()
         .expect("volumes")
         .iter()
-        .find(|v| v.name == "accounts")
+        .find(|v| v.name == "all-accounts")
         .and_then(|v| v.secret.clone())
         .expect("accounts secret volume");
     assert_eq!(accounts.secret_name.as_deref(), Some("team-accounts"));
@@ -73,6 +74,13 @@ fn replicas_ordinals_and_accounts_follow_the_spec() {
         .and_then(|v| v.secret.clone())
         .expect("token volume");
     assert_eq!(token.secret_name.as_deref(), Some("team-sidecar-token"));
+    let mounted: Vec<&str> = token
+        .items
+        .iter()
+        .flatten()
+        .map(|i| i.key.as_str())
+        .collect();
+    assert_eq!(mounted, ["token"], "the checksum key is never mounted");
     assert_eq!(
         value(&env, "SIDECAR_TOKEN_FILE").as_deref(),
         Some("/var/run/lingma/token/token")
@@ -146,13 +154,13 @@ fn bootstrap_init_container_only_when_the_binary_is_downloaded() {
     let marketplace = build(serde_json::json!({"accounts": {"secretRef": {"name": "a"}}}));
     let pod = marketplace.spec.and_then(|s| s.template.spec).expect("pod");
     let init = pod.init_containers.expect("bootstrap init container");
-    assert_eq!(init[0].name, "bootstrap");
-    assert_eq!(init[0].args, Some(vec!["bootstrap".to_owned()]));
+    assert_eq!(init[1].name, "bootstrap");
+    assert_eq!(init[1].args, Some(vec!["bootstrap".to_owned()]));
     assert_eq!(
-        init[0].image.as_deref(),
+        init[1].image.as_deref(),
         Some("registry.example/lingma-pod:1")
     );
-    let env = env_of(&init[0]);
+    let env = env_of(&init[1]);
     assert_eq!(
         value(&env, "LINGMA_SOURCE_TYPE").as_deref(),
         Some("marketplace")
@@ -179,7 +187,17 @@ fn bootstrap_init_container_only_when_the_binary_is_downloaded() {
         "lingma": {"source": "image", "image": "mine:2"}
     }));
     let pod = image.spec.and_then(|s| s.template.spec).expect("pod");
-    assert!(pod.init_containers.is_none());
+    let init: Vec<&str> = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        init,
+        ["select-account"],
+        "no bootstrap for a baked-in binary"
+    );
     assert_eq!(pod.containers[0].image.as_deref(), Some("mine:2"));
 }
 
@@ -235,4 +253,62 @@ fn defaults_limits_and_storage_reach_the_pod() {
         sts.metadata.owner_references.expect("owner")[0].name,
         "team"
     );
+}
+
+#[test]
+fn the_accounts_checksum_is_on_the_pod_template() {
+    let spec = serde_json::json!({"accounts": {"secretRef": {"name": "acc"}}});
+    let sts = desired_statefulset(&instance(spec), &settings(), "abc").expect("builds");
+    let annotations = sts
+        .spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| m.annotations)
+        .expect("template annotations");
+    assert_eq!(
+        annotations
+            .get("lingma.io/accounts-checksum")
+            .map(String::as_str),
+        Some("abc")
+    );
+}
+
+#[test]
+fn only_the_init_step_mounts_every_account_and_lingma_sees_its_own() {
+    let sts = build(serde_json::json!({"accounts": {"secretRef": {"name": "acc"}}}));
+    let pod = sts.spec.and_then(|s| s.template.spec).expect("pod");
+    let mounts_of = |c: &Container| -> Vec<String> {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.name.clone())
+            .collect()
+    };
+    let init = pod.init_containers.as_ref().expect("init containers");
+    let selector = &init[0];
+    assert_eq!(selector.name, "select-account");
+    assert_eq!(
+        selector.image.as_deref(),
+        Some("ghcr.io/lingma-gateway/operator:0.1.0")
+    );
+    assert_eq!(
+        selector.args.as_deref().map(|a| a[0].as_str()),
+        Some("select-account")
+    );
+    assert!(mounts_of(selector).contains(&"all-accounts".to_owned()));
+    for container in pod.containers.iter().chain(&init[1..]) {
+        assert!(
+            !mounts_of(container).contains(&"all-accounts".to_owned()),
+            "{} must not see every account",
+            container.name
+        );
+    }
+    assert!(mounts_of(&pod.containers[0]).contains(&"accounts".to_owned()));
+    let own = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "accounts")
+        .and_then(|v| v.empty_dir.clone())
+        .expect("own account volume");
+    assert_eq!(own.medium.as_deref(), Some("Memory"));
 }

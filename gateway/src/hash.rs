@@ -1,5 +1,6 @@
 //! A small, fixed hash: every gateway replica (any build, any platform) must compute the
-//! same scores, which `std`'s hasher does not promise.
+//! same scores, which `std`'s hasher does not promise. A leaf module: the pool hashes
+//! sidecar names with it once, routing scores with it on every request.
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -29,4 +30,8 @@ pub fn mix(mut z: u64) -> u64 {
 /// Rendezvous score of `node` for `key`: highest wins.
 pub fn score(key: u64, node: u64) -> u64 {
     mix(key ^ mix(node))
+}
+/// Hash of a sidecar name, as used in rendezvous scores.
+pub fn name_hash(name: &str) -> u64 {
+    fnv1a(&[name.as_bytes()])
 }
