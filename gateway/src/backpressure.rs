@@ -329,7 +329,10 @@ mod tests {
             draining: false,
             models: vec![],
         });
-        sidecar.set_link(Some(Arc::new(crate::pool::Link::new(tx, crate::pool::Deadlines::default()))));
+        sidecar.set_link(Some(Arc::new(crate::pool::Link::new(
+            tx,
+            crate::pool::Deadlines::default(),
+        ))));
         sidecar
     }
 

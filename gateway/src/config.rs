@@ -112,7 +112,11 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_IDLE_TIMEOUT_SEC", default_value_t = 180.0)]
     pub idle_timeout_sec: f64,
     /// Longest one write to a sidecar's socket may block before the connection is dropped.
-    #[arg(long, env = "GATEWAY_SIDECAR_WRITE_TIMEOUT_SEC", default_value_t = 10.0)]
+    #[arg(
+        long,
+        env = "GATEWAY_SIDECAR_WRITE_TIMEOUT_SEC",
+        default_value_t = 10.0
+    )]
     pub sidecar_write_timeout_sec: f64,
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", default_value = "")]
     pub otlp_endpoint: String,
@@ -159,7 +163,10 @@ impl GatewayConfig {
         for (name, value) in [
             ("GATEWAY_START_TIMEOUT_SEC", self.start_timeout_sec),
             ("GATEWAY_IDLE_TIMEOUT_SEC", self.idle_timeout_sec),
-            ("GATEWAY_SIDECAR_WRITE_TIMEOUT_SEC", self.sidecar_write_timeout_sec),
+            (
+                "GATEWAY_SIDECAR_WRITE_TIMEOUT_SEC",
+                self.sidecar_write_timeout_sec,
+            ),
         ] {
             if !(value > 0.0 && value <= 86_400.0) {
                 return Err(ConfigError::Deadline(name));

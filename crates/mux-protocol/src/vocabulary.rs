@@ -325,7 +325,11 @@ mod tests {
             assert!(!kind.retriable_elsewhere(), "{kind:?}");
             assert!(kind.blames_instance(), "{kind:?}");
         }
-        for kind in [ErrorKind::Unavailable, ErrorKind::Overloaded, ErrorKind::RateLimited] {
+        for kind in [
+            ErrorKind::Unavailable,
+            ErrorKind::Overloaded,
+            ErrorKind::RateLimited,
+        ] {
             assert!(kind.retriable_elsewhere(), "{kind:?}");
         }
     }
@@ -338,9 +342,15 @@ mod tests {
                 .filter(|k| k.blame() == b)
                 .collect()
         };
-        assert_eq!(of(Blame::Request), [ErrorKind::BadRequest, ErrorKind::UnknownModel]);
+        assert_eq!(
+            of(Blame::Request),
+            [ErrorKind::BadRequest, ErrorKind::UnknownModel]
+        );
         assert_eq!(of(Blame::Client), [ErrorKind::Cancelled]);
-        assert_eq!(of(Blame::Busy), [ErrorKind::RateLimited, ErrorKind::Overloaded]);
+        assert_eq!(
+            of(Blame::Busy),
+            [ErrorKind::RateLimited, ErrorKind::Overloaded]
+        );
         assert_eq!(of(Blame::Instance).len(), 6);
         for kind in ErrorKind::ALL {
             assert_eq!(kind.blames_instance(), kind.blame() == Blame::Instance);

@@ -4,8 +4,10 @@
 //! One test binary (one link) for all of them; each test starts its own stack.
 
 mod bad_input;
+mod containment;
 mod disconnects;
 mod overload;
 mod sidecar_restart;
 mod soak;
 mod upstream;
+mod wedged_sidecar;

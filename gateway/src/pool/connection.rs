@@ -105,7 +105,10 @@ async fn write_within(
     sink: &mut futures_util::stream::SplitSink<Ws, Message>,
     message: Message,
 ) -> bool {
-    matches!(tokio::time::timeout(limit, sink.send(message)).await, Ok(Ok(())))
+    matches!(
+        tokio::time::timeout(limit, sink.send(message)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Serve one connection until it ends. True when it got as far as a `Status`.

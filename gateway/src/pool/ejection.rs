@@ -64,7 +64,10 @@ mod tests {
         assert!(budget.try_eject("a", 0, 100));
         assert!(budget.try_eject("b", 0, 100));
         assert!(!budget.try_eject("c", 0, 100), "half of 4 already out");
-        assert!(budget.try_eject("a", 10, 200), "an ejected one may be ejected again");
+        assert!(
+            budget.try_eject("a", 10, 200),
+            "an ejected one may be ejected again"
+        );
         assert!(budget.try_eject("c", 150, 300), "b's ejection ended at 100");
         budget.forget("a");
         assert!(budget.try_eject("d", 150, 300));

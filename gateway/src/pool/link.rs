@@ -85,8 +85,8 @@ impl Link {
             },
         );
         // The sidecar may queue the chat for `queue_timeout_ms` before asking Lingma.
-        let start_within = Duration::from_millis(request.queue_timeout_ms)
-            .saturating_add(self.deadlines.start);
+        let start_within =
+            Duration::from_millis(request.queue_timeout_ms).saturating_add(self.deadlines.start);
         let stream = ChatStream {
             link: self.clone(),
             id,
@@ -362,7 +362,13 @@ mod tests {
             }
         }
         assert!(
-            matches!(last, Some(ServerMessage::Error { kind: ErrorKind::Cancelled, .. })),
+            matches!(
+                last,
+                Some(ServerMessage::Error {
+                    kind: ErrorKind::Cancelled,
+                    ..
+                })
+            ),
             "{last:?}"
         );
     }

@@ -121,7 +121,11 @@ mod tests {
         assert_eq!(kind(403), Some(ErrorKind::UpstreamAuth));
         assert_eq!(kind(408), Some(ErrorKind::Timeout));
         assert_eq!(kind(500), Some(ErrorKind::Upstream));
-        assert_eq!(kind(90000), Some(ErrorKind::BadRequest), "unlisted: a refusal");
+        assert_eq!(
+            kind(90000),
+            Some(ErrorKind::BadRequest),
+            "unlisted: a refusal"
+        );
     }
 
     #[test]
