@@ -11,7 +11,17 @@ use mux_protocol::{
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+
+// The error type is tungstenite's, fixed by its callback signature.
+#[allow(clippy::result_large_err)]
+fn offer_subprotocol(_: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
+    response.headers_mut().insert(
+        "sec-websocket-protocol",
+        http::HeaderValue::from_static(SUBPROTOCOL),
+    );
+    Ok(response)
+}
 
 /// Serve lingma-mux.v1 handshakes that send one ready `Status` and then never read nor
 /// write again. Returns the ws URL.
@@ -21,14 +31,8 @@ async fn wedged_sidecar() -> String {
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let offer = |_: &Request, mut response: Response| {
-                    response.headers_mut().insert(
-                        "sec-websocket-protocol",
-                        http::HeaderValue::from_static(SUBPROTOCOL),
-                    );
-                    Ok(response)
-                };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, offer).await else {
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, offer_subprotocol).await
+                else {
                     return;
                 };
                 let status = ServerMessage::Status(SidecarStatus {
