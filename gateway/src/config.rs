@@ -118,6 +118,9 @@ pub struct GatewayConfig {
         default_value_t = 10.0
     )]
     pub sidecar_write_timeout_sec: f64,
+    /// After SIGTERM: how long open chats may go on before they end with an error event.
+    #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE_SEC", default_value_t = 25.0)]
+    pub shutdown_grace_sec: f64,
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", default_value = "")]
     pub otlp_endpoint: String,
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "lingma-gateway")]
@@ -167,6 +170,7 @@ impl GatewayConfig {
                 "GATEWAY_SIDECAR_WRITE_TIMEOUT_SEC",
                 self.sidecar_write_timeout_sec,
             ),
+            ("GATEWAY_SHUTDOWN_GRACE_SEC", self.shutdown_grace_sec),
         ] {
             if !(value > 0.0 && value <= 86_400.0) {
                 return Err(ConfigError::Deadline(name));
@@ -190,6 +194,10 @@ impl GatewayConfig {
 
     pub fn eject_cooldown(&self) -> Duration {
         Duration::from_secs_f64(self.eject_cooldown_sec)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.shutdown_grace_sec)
     }
 
     /// The gateway's own deadlines on a sidecar (validated: finite and positive).
@@ -245,6 +253,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("start_timeout_sec", &self.start_timeout_sec)
             .field("idle_timeout_sec", &self.idle_timeout_sec)
             .field("sidecar_write_timeout_sec", &self.sidecar_write_timeout_sec)
+            .field("shutdown_grace_sec", &self.shutdown_grace_sec)
             .field("otlp_endpoint", &self.otlp_endpoint)
             .finish_non_exhaustive()
     }

@@ -52,7 +52,12 @@ pub struct Gateway {
     pub router: axum::Router,
     pub state: http::AppState,
     pub stop: CancellationToken,
+    /// GATEWAY_SHUTDOWN_GRACE_SEC.
+    pub shutdown_grace: Duration,
 }
+
+/// After the grace period, how long the open responses get to write their error event.
+const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
 impl Gateway {
     /// Wire everything; must be called inside a Tokio runtime (the pool starts its
@@ -103,17 +108,25 @@ impl Gateway {
             router: http::router(state.clone()),
             state,
             stop,
+            shutdown_grace: config.shutdown_grace(),
         })
     }
 }
 
-/// Serve on `listener` until `shutdown` completes (graceful: open streams finish).
+/// Serve on `listener` until `shutdown` completes, then shut down gracefully with a
+/// deadline: readiness flips first (`/readyz` 503) and no new connection is taken; open
+/// chats get the grace period; then the pool's connections close and every chat still
+/// open ends with an error event (SSE) or error body, rather than a cut socket.
 pub async fn serve(
     gateway: Gateway,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = gateway.stop.clone();
+    let grace = gateway.shutdown_grace;
+    let pool = gateway.state.chat.pool.clone();
+    let signalled = CancellationToken::new();
+    let on_signal = signalled.clone();
     // Chat answers are small writes (one SSE event, one JSON body): with Nagle on, each
     // can wait for the client's delayed ACK (~40 ms) on a keep-alive connection.
     let listener = listener.tap_io(|tcp| {
@@ -121,9 +134,26 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let result = axum::serve(listener, gateway.router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let server = axum::serve(listener, gateway.router).with_graceful_shutdown(async move {
+        shutdown.await;
+        pool.begin_shutdown();
+        tracing::info!(
+            grace_s = grace.as_secs_f64(),
+            "shutting down: not ready, open chats get the grace period"
+        );
+        on_signal.cancel();
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    let result = tokio::select! {
+        result = &mut server => result,
+        _ = async { signalled.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("grace period over: ending the open chats with an error");
+            stop.cancel();
+            tokio::time::timeout(FINAL_FLUSH, &mut server)
+                .await
+                .unwrap_or(Ok(()))
+        }
+    };
     stop.cancel();
     result
 }

@@ -7,6 +7,7 @@ mod bad_input;
 mod containment;
 mod disconnects;
 mod overload;
+mod shutdown;
 mod sidecar_restart;
 mod soak;
 mod upstream;

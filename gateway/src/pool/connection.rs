@@ -23,6 +23,7 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 /// A connection whose sidecar sends nothing for this long (not even a pong) is dead.
 const IDLE_LIMIT: Duration = Duration::from_secs(45);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const SHUTTING_DOWN: &str = "The gateway is shutting down; retry the request.";
 
 /// Run until `stop` fires or the sidecar was removed and has no open streams.
 pub(crate) async fn run(
@@ -181,7 +182,13 @@ async fn serve(
         }
     }
     sidecar.set_link(None);
-    link.close_all();
+    if stop.is_cancelled() {
+        // The gateway is shutting down and the grace period is over: open streams end
+        // with an error event, not a cut socket.
+        link.fail_all(mux_protocol::ErrorKind::Unavailable, SHUTTING_DOWN);
+    } else {
+        link.close_all();
+    }
     let _ = tokio::time::timeout(deadlines.write, sink.close()).await;
     got_status
 }

@@ -163,6 +163,19 @@ impl Link {
     pub(crate) fn close_all(&self) {
         self.streams.lock().clear();
     }
+
+    /// End every open stream with an `Error` of `kind` (the gateway stops them itself).
+    pub(crate) fn fail_all(&self, kind: ErrorKind, message: &str) {
+        for (id, entry) in self.streams.lock().drain() {
+            entry.backlog.queued.fetch_add(1, Ordering::AcqRel);
+            let _ = entry.tx.send(ServerMessage::Error {
+                id,
+                kind,
+                message: message.to_owned(),
+                before_output: false,
+            });
+        }
+    }
 }
 
 /// The events of one chat. Dropping it before the end sends `Cancel` upstream.

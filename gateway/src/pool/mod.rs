@@ -9,7 +9,7 @@ pub mod sidecar;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -64,6 +64,7 @@ pub struct Pool {
     /// Bumped by any status, connection or membership change.
     generation: Arc<AtomicU64>,
     budget: Arc<EjectionBudget>,
+    shutting_down: AtomicBool,
     /// The union of models, recomputed only when `generation` moved (it is read on every
     /// chat request).
     models: ArcSwap<(u64, Arc<Vec<ModelInfo>>)>,
@@ -86,6 +87,7 @@ impl Pool {
             slot_freed: Arc::new(Notify::new()),
             generation: Arc::new(AtomicU64::new(1)),
             budget: Arc::new(EjectionBudget::new(settings.max_ejection_percent)),
+            shutting_down: AtomicBool::new(false),
             models: ArcSwap::from_pointee((0, Arc::new(Vec::new()))),
             settings,
             metrics,
@@ -193,8 +195,17 @@ impl Pool {
             .cloned()
     }
 
+    /// Whether a chat could be served now: some sidecar is usable and the gateway is not
+    /// shutting down (this is what `/readyz` reports).
     pub fn any_usable(&self) -> bool {
-        self.members.load().iter().any(|s| s.usable())
+        !self.shutting_down.load(Ordering::Relaxed)
+            && self.members.load().iter().any(|s| s.usable())
+    }
+
+    /// Shutdown began: readiness flips to not ready at once; open chats go on until
+    /// the grace period ends.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
     }
 
     /// Union of the models the connected sidecars report, by id.
