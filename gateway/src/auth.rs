@@ -1,5 +1,5 @@
-//! Bearer API keys, compared in constant time. The route layers that apply them are in
-//! `http::guards`.
+//! API keys (`Authorization: Bearer` or Anthropic's `x-api-key`), compared in constant time.
+//! The route layers that apply them are in `http::guards`.
 
 use std::sync::Arc;
 
@@ -65,7 +65,7 @@ impl ApiKeys {
         if !self.enabled() {
             return Ok(self.anonymous.clone());
         }
-        let presented = bearer(headers).ok_or(GatewayError::Unauthorized)?;
+        let presented = presented_key(headers).ok_or(GatewayError::Unauthorized)?;
         self.match_key(presented).ok_or(GatewayError::Unauthorized)
     }
 
@@ -98,6 +98,19 @@ impl ApiKeys {
             Err(GatewayError::Unauthorized)
         }
     }
+}
+
+/// The key a client presents: `Authorization: Bearer <key>` (OpenAI clients) or
+/// `x-api-key: <key>` (Anthropic clients); the same keys either way.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers).or_else(|| {
+        headers
+            .get("x-api-key")?
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+    })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -134,6 +147,18 @@ mod tests {
         assert!(keys.check(&headers("Bearer sk-a-longer")).is_err());
         assert!(keys.check(&headers("Basic sk-a")).is_err());
         assert!(keys.check(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn x_api_key_is_the_same_key() {
+        let keys = ApiKeys::new(&["sk-a".into()], "");
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static("sk-a"));
+        let via_header = keys.check(&h).expect("x-api-key accepted");
+        let via_bearer = keys.check(&headers("Bearer sk-a")).expect("bearer");
+        assert_eq!(via_header.scope, via_bearer.scope, "one key, one scope");
+        h.insert("x-api-key", HeaderValue::from_static("sk-b"));
+        assert!(keys.check(&h).is_err());
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl GatewayError {
         }
     }
 
-    fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Self::UnsupportedMediaType => {
                 "Expected a JSON body with 'Content-Type: application/json'.".to_owned()

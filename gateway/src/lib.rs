@@ -3,6 +3,7 @@
 //! `main.rs` parses [`config::GatewayConfig`] and calls [`serve`]; tests and the local
 //! stack can build the same thing with [`Gateway::build`] and any discovery receiver.
 
+pub mod anthropic;
 pub mod auth;
 pub mod backpressure;
 pub mod chat;
@@ -15,6 +16,7 @@ pub mod models;
 pub mod observability;
 pub mod openai;
 pub mod pool;
+pub mod responses;
 pub mod routing;
 
 use std::sync::Arc;

@@ -195,6 +195,15 @@ pub struct LingmaSourceSpec {
         "message": "vsixUrl must be an https:// URL"
     }]))]
     pub vsix_url: Option<String>,
+    /// Extension version to download (sources marketplace and vsix). A pin, not `latest`, so a
+    /// pod restart never brings an untested upgrade; `latest` only when written by name.
+    #[serde(default = "default_lingma_version")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = LINGMA_VERSION_PATTERN))]
+    pub version: String,
+    /// SHA-256 (64 hex digits) the downloaded package must have; empty = not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))]
+    pub sha256: Option<String>,
     /// Run the bootstrap at every pod start even when a cached binary exists.
     #[serde(default)]
     pub bootstrap_always: bool,
@@ -212,6 +221,8 @@ impl Default for LingmaSourceSpec {
             marketplace_publisher: default_publisher(),
             marketplace_extension: default_extension(),
             vsix_url: None,
+            version: default_lingma_version(),
+            sha256: None,
             bootstrap_always: false,
             force_refresh: false,
         }
@@ -220,6 +231,15 @@ impl Default for LingmaSourceSpec {
 
 /// A marketplace publisher or extension name.
 const MARKETPLACE_NAME: &str = r"^[A-Za-z0-9][-A-Za-z0-9_.]*$";
+
+/// The Lingma version pods download by default: the same pin as `lingma-bootstrap`'s
+/// `DEFAULT_LINGMA_VERSION` (a test keeps them equal).
+pub const DEFAULT_LINGMA_VERSION: &str = "2.6.10";
+const LINGMA_VERSION_PATTERN: &str = r"^(latest|[0-9A-Za-z][-0-9A-Za-z_.+]*)$";
+
+fn default_lingma_version() -> String {
+    DEFAULT_LINGMA_VERSION.to_owned()
+}
 
 fn default_publisher() -> String {
     "Alibaba-Cloud".to_owned()

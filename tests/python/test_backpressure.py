@@ -79,3 +79,48 @@ def test_client_disconnect_mid_stream_frees_the_slot(slow):
     client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key=API_KEY, max_retries=0, timeout=30)
     r = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "after"}])
     assert r.choices[0].finish_reason == "stop"
+
+
+def test_anthropic_disconnect_mid_stream_frees_the_slot(slow):
+    gw = slow.gateways[0]
+    sim = slow.sidecars[0].sim
+    assert sim.control("POST", "/control/fault", {"fault": "slow", "times": 1}).status_code < 300
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": True,
+            "messages": [{"role": "user", "content": f"bye claude {uuid.uuid4()}"}]}
+    with httpx.stream("POST", gw.base_url + "/v1/messages", json=body,
+                      headers={"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}, timeout=10) as r:
+        assert r.status_code == 200
+        # Keep the line iterator alive: dropping it closes the connection early.
+        lines = r.iter_lines()
+        first = next(line for line in lines if line.startswith("data: "))
+        assert '"message_start"' in first
+        assert gw.metric("gateway_in_flight") == 1
+        assert sim.stats()["chats_in_flight"] == 1
+    started = time.monotonic()
+    wait_until(lambda: gw.metric("gateway_in_flight") == 0, timeout=5, what="gateway slot freed")
+    wait_until(lambda: sim.stats()["chats_in_flight"] == 0, timeout=5, what="upstream chat cancelled")
+    assert time.monotonic() - started < 1.0
+
+
+def test_anthropic_over_limit_is_429_with_retry_after(slow):
+    import anthropic
+    gw = slow.gateways[0]
+    claude = anthropic.Anthropic(base_url=gw.base_url, api_key=API_KEY, max_retries=0, timeout=30)
+
+    def one(i):
+        try:
+            claude.messages.create(model="claude-x", max_tokens=10,
+                                   messages=[{"role": "user", "content": f"load {i} {uuid.uuid4()}"}])
+            return 200, None, None
+        except anthropic.RateLimitError as e:
+            return 429, e.body, e.response.headers.get("retry-after")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=5) as pool:
+        results = list(pool.map(one, range(5)))
+    limited = [r for r in results if r[0] == 429]
+    assert len([r for r in results if r[0] == 200]) == LIMIT, results
+    assert limited, results
+    for _, body, retry_after in limited:
+        assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
+        assert retry_after is not None and int(retry_after) >= 1
+    wait_until(lambda: gw.metric("gateway_in_flight") == 0, timeout=5, what="slots freed")

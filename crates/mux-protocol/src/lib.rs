@@ -6,12 +6,14 @@
 //! [`StreamId`]. See `docs/mux-protocol.md` for the full contract.
 
 mod endpoint;
+mod estimate;
 mod keys;
 mod messages;
 mod vocabulary;
 
 pub use endpoint::SidecarEndpoint;
-pub use keys::{api_key_scope, continuation_key, conversation_key};
+pub use estimate::estimate_tokens;
+pub use keys::{api_key_scope, continuation_key, conversation_key, new_turn_start};
 pub use messages::*;
 pub use vocabulary::Blame;
 

@@ -67,6 +67,11 @@ impl Role {
     pub fn is_keyed(self) -> bool {
         !matches!(self, Role::Assistant)
     }
+
+    /// What a client adds to start a turn: a user message or a tool result.
+    pub fn is_turn_input(self) -> bool {
+        matches!(self, Role::User | Role::Tool | Role::Function)
+    }
 }
 
 /// Sidecar -> gateway.

@@ -2,11 +2,13 @@
 //! last, an optional usage-only chunk (`choices: []`), then `data: [DONE]`.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use mux_protocol::FinishReason;
+use tool_calls::ToolCall;
 
+use crate::chat::tools::StopReason;
 use crate::errors::GatewayError;
 use crate::openai::response::{
-    ChatCompletionChunk, ChunkChoice, Delta, Usage, UsageField, finish_reason_str,
+    ChatCompletionChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage, UsageField,
+    finish_reason_str,
 };
 
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
@@ -63,7 +65,7 @@ impl ChunkWriter {
                 delta: Delta {
                     role: Some("assistant"),
                     content: Some(""),
-                    reasoning_content: None,
+                    ..Delta::default()
                 },
                 logprobs: None,
                 finish_reason: None,
@@ -80,6 +82,7 @@ impl ChunkWriter {
                     role: None,
                     content,
                     reasoning_content: reasoning,
+                    tool_calls: None,
                 },
                 logprobs: None,
                 finish_reason: None,
@@ -88,7 +91,35 @@ impl ChunkWriter {
         )
     }
 
-    pub fn finish(&self, reason: FinishReason) -> Bytes {
+    /// The chunks of one complete tool call, as OpenAI streams them: the opening piece
+    /// (index, id, type, name, empty arguments), then the arguments.
+    pub fn tool_call(&self, index: u32, call: &ToolCall) -> [Bytes; 2] {
+        let piece = |first: bool| {
+            self.chunk(
+                &[ChunkChoice {
+                    index: 0,
+                    delta: Delta {
+                        tool_calls: Some([ToolCallDelta {
+                            index,
+                            id: first.then_some(call.id.as_str()),
+                            kind: first.then_some("function"),
+                            function: FunctionDelta {
+                                name: first.then_some(call.name.as_str()),
+                                arguments: if first { "" } else { &call.arguments },
+                            },
+                        }]),
+                        ..Delta::default()
+                    },
+                    logprobs: None,
+                    finish_reason: None,
+                }],
+                None,
+            )
+        };
+        [piece(true), piece(false)]
+    }
+
+    pub fn finish(&self, reason: StopReason) -> Bytes {
         self.chunk(
             &[ChunkChoice {
                 index: 0,
@@ -145,7 +176,7 @@ mod tests {
         let d = parse(&w.delta(Some("hi\nthere \"x\""), None));
         assert_eq!(d["choices"][0]["delta"]["content"], "hi\nthere \"x\"");
         assert!(d["choices"][0]["delta"].get("role").is_none());
-        let last = parse(&w.finish(FinishReason::Stop));
+        let last = parse(&w.finish(StopReason::Stop));
         assert_eq!(last["choices"][0]["finish_reason"], "stop");
         assert_eq!(last["choices"][0]["delta"], serde_json::json!({}));
         assert_eq!(last["id"], "chatcmpl-1");
@@ -174,6 +205,33 @@ mod tests {
         let u = parse(&u);
         assert_eq!(u["choices"], serde_json::json!([]));
         assert_eq!(u["usage"]["total_tokens"], 3);
+    }
+
+    #[test]
+    fn tool_calls_stream_as_openai_sends_them() {
+        let w = ChunkWriter::new("c".into(), 1, "m".into(), false);
+        let call = ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Paris"}"#.into(),
+        };
+        let [open, args] = w.tool_call(1, &call);
+        let open = parse(&open);
+        let piece = &open["choices"][0]["delta"]["tool_calls"][0];
+        assert_eq!(piece["index"], 1);
+        assert_eq!(piece["id"], "call_1");
+        assert_eq!(piece["type"], "function");
+        assert_eq!(piece["function"]["name"], "get_weather");
+        assert_eq!(piece["function"]["arguments"], "");
+        assert!(open["choices"][0]["delta"].get("content").is_none());
+        let args = parse(&args);
+        let piece = &args["choices"][0]["delta"]["tool_calls"][0];
+        assert_eq!(piece["index"], 1);
+        assert!(piece.get("id").is_none() && piece.get("type").is_none());
+        assert!(piece["function"].get("name").is_none());
+        assert_eq!(piece["function"]["arguments"], r#"{"city":"Paris"}"#);
+        let last = parse(&w.finish(StopReason::ToolCalls));
+        assert_eq!(last["choices"][0]["finish_reason"], "tool_calls");
     }
 
     #[test]

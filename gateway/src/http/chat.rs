@@ -1,4 +1,5 @@
-//! `POST /v1/chat/completions`: parse, call the core, and render SSE or one JSON body.
+//! `POST /v1/chat/completions`: decode, start the answer in the core, and render SSE
+//! chunks or one `chat.completion` body (tool calls included).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,16 +13,16 @@ use tower_http::request_id::RequestId;
 
 use super::AppState;
 use super::request::read_json_body;
-use super::response::{chat_headers, json_headers, sse_headers};
+use super::response::{answer_headers, json_headers, sse_headers};
 use crate::auth::ClientIdentity;
 use crate::chat::sse::{ChunkWriter, DONE};
-use crate::chat::{AcceptedChat, ChatEvent, PreparedChat};
+use crate::chat::tools::{self, Answer, AnswerEvent, collect};
 use crate::errors::GatewayError;
-use crate::models::resolve_model;
 use crate::observability::request_id;
-use crate::openai::response::{AssistantMessage, ChatCompletion, Choice, finish_reason_str};
-use crate::openai::{ValidatedChat, parse_chat_request};
-use crate::routing::affinity_key;
+use crate::openai::parse_chat_request;
+use crate::openai::response::{
+    AssistantMessage, ChatCompletion, Choice, FunctionCallOut, MessageToolCall, finish_reason_str,
+};
 
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -54,70 +55,40 @@ async fn serve(
         let body = read_json_body(&parts.headers, body, state.max_body_bytes).await?;
         parse_chat_request(&body)?
     };
-    let service = state.chat.clone();
-    let lingma_model = resolve_model(
-        chat.model.as_deref(),
-        &service.pool.models(),
-        &service.settings.default_model,
-    )?;
-    let echo_model = chat
-        .model
-        .clone()
-        .unwrap_or_else(|| service.settings.default_model.clone());
-    let (stream, include_usage) = (chat.stream, chat.include_usage);
-    let prepared = prepare(chat, &identity, request_id.clone(), lingma_model);
-    let accepted = service.start(prepared, arrival).await?;
+    let (input, include_usage) = chat.into_input();
+    let stream = input.stream;
+    let answer = tools::start(&state.chat, &identity, request_id.clone(), input, arrival).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     if stream {
-        Ok(stream_response(
-            accepted,
-            ChunkWriter::new(id, created, echo_model, include_usage),
-            request_id,
-        ))
+        let writer = ChunkWriter::new(id, created, answer.model.clone(), include_usage);
+        Ok(stream_response(answer, writer, request_id))
     } else {
-        collect_response(accepted, id, created, &echo_model, request_id).await
+        collect_response(answer, id, created, request_id).await
     }
 }
 
-fn prepare(
-    chat: ValidatedChat,
-    identity: &ClientIdentity,
-    request_id: Arc<str>,
-    lingma_model: Option<String>,
-) -> PreparedChat {
-    let scope = identity.scope.clone();
-    PreparedChat {
-        affinity: affinity_key(&scope, chat.user.as_deref(), &chat.messages),
-        conversation_key: mux_protocol::conversation_key(&scope, &chat.messages),
-        continuation_key: mux_protocol::continuation_key(&scope, &chat.messages),
-        request_id,
-        lingma_model,
-        messages: chat.messages,
-        scope,
-        stream: chat.stream,
-    }
-}
-
-fn stream_response(
-    mut accepted: AcceptedChat,
-    writer: ChunkWriter,
-    request_id: Arc<str>,
-) -> Response {
+fn stream_response(mut answer: Answer, writer: ChunkWriter, request_id: Arc<str>) -> Response {
     let mut headers = sse_headers();
-    chat_headers(&mut headers, &accepted);
+    answer_headers(&mut headers, &answer);
     let body = async_stream::stream! {
         yield Ok::<Bytes, Infallible>(writer.role());
         let mut outcome = "connection_lost";
-        while let Some(event) = accepted.next().await {
+        let mut calls = 0u32;
+        while let Some(event) = answer.next().await {
             match event {
-                ChatEvent::Delta { content, reasoning } => {
-                    yield Ok(writer.delta(content.as_deref(), reasoning.as_deref()));
+                AnswerEvent::Text(t) => yield Ok(writer.delta(Some(&t), None)),
+                AnswerEvent::Reasoning(r) => yield Ok(writer.delta(None, Some(&r))),
+                AnswerEvent::Call(call) => {
+                    for frame in writer.tool_call(calls, &call) {
+                        yield Ok(frame);
+                    }
+                    calls += 1;
                 }
-                ChatEvent::Finish { finish_reason, usage } => {
-                    yield Ok(writer.finish(finish_reason));
+                AnswerEvent::Finish { stop, usage } => {
+                    yield Ok(writer.finish(stop));
                     if let Some(u) = writer.usage(usage.into()) {
                         yield Ok(u);
                     }
@@ -125,76 +96,63 @@ fn stream_response(
                     outcome = "ok";
                     break;
                 }
-                ChatEvent::Error(e) => {
+                AnswerEvent::Error(e) => {
                     outcome = e.reason();
                     yield Ok(ChunkWriter::error(&e));
                     break;
                 }
             }
         }
-        accepted.observe_end(true);
-        tracing::info!(request_id = %request_id, sidecar = %accepted.sidecar, session = accepted.session.as_str(), outcome, duration_ms = accepted.timing.arrival.elapsed().as_millis() as u64, "chat streamed");
+        answer.observe_end(true);
+        tracing::info!(request_id = %request_id, sidecar = %answer.sidecar, session = answer.session.as_str(), outcome, calls, "chat streamed");
     };
     (StatusCode::OK, headers, Body::from_stream(body)).into_response()
 }
 
-/// The whole answer of a non-streaming chat: its text, reasoning, finish reason and usage.
 async fn collect_response(
-    mut accepted: AcceptedChat,
+    mut answer: Answer,
     id: String,
     created: u64,
-    model: &str,
     request_id: Arc<str>,
 ) -> Result<Response, GatewayError> {
-    let mut content = String::new();
-    let mut reasoning = String::new();
-    let (finish_reason, usage) = loop {
-        match accepted.next().await {
-            Some(ChatEvent::Delta {
-                content: c,
-                reasoning: r,
-            }) => {
-                if let Some(c) = c {
-                    content.push_str(&c);
-                }
-                if let Some(r) = r {
-                    reasoning.push_str(&r);
-                }
-            }
-            Some(ChatEvent::Finish {
-                finish_reason,
-                usage,
-            }) => break (finish_reason, usage),
-            Some(ChatEvent::Error(e)) => {
-                accepted.observe_end(false);
-                return Err(e);
-            }
-            None => return Err(GatewayError::Internal),
-        }
-    };
+    let (out, stop, usage) = collect(&mut answer).await?;
+    let tool_calls: Vec<MessageToolCall<'_>> = out
+        .calls
+        .iter()
+        .map(|c| MessageToolCall {
+            id: &c.id,
+            kind: "function",
+            function: FunctionCallOut {
+                name: &c.name,
+                arguments: &c.arguments,
+            },
+        })
+        .collect();
     let completion = ChatCompletion {
         id: &id,
         object: "chat.completion",
         created,
-        model,
+        model: &answer.model,
         choices: [Choice {
             index: 0,
             message: AssistantMessage {
                 role: "assistant",
-                content: &content,
+                content: (tool_calls.is_empty() || !out.text.is_empty())
+                    .then_some(out.text.as_str()),
                 refusal: None,
-                reasoning_content: (!reasoning.is_empty()).then_some(reasoning.as_str()),
+                tool_calls: &tool_calls,
+                reasoning_content: (!out.reasoning.is_empty()).then_some(out.reasoning.as_str()),
             },
             logprobs: None,
-            finish_reason: finish_reason_str(finish_reason),
+            finish_reason: finish_reason_str(stop),
         }],
         usage: usage.into(),
         system_fingerprint: None,
     };
     let body = serde_json::to_vec(&completion).map_err(|_| GatewayError::Internal)?;
     let mut headers = json_headers();
-    chat_headers(&mut headers, &accepted);
-    accepted.observe_end(false);
-    tracing::info!(request_id = %request_id, sidecar = %accepted.sidecar, session = accepted.session.as_str(), duration_ms = accepted.timing.arrival.elapsed().as_millis() as u64, "chat completed");
+    answer_headers(&mut headers, &answer);
+    answer.observe_end(false);
+    tracing::info!(request_id = %request_id, sidecar = %answer.sidecar, session = answer.session.as_str(), calls = out.calls.len(), "chat completed");
     Ok((StatusCode::OK, headers, body).into_response())
 }

@@ -10,12 +10,17 @@ use crate::auth::ApiKeys;
 use crate::errors::GatewayError;
 
 /// Client routes: a configured API key (any request when none is configured); puts the
-/// caller's [`crate::auth::ClientIdentity`] into the request.
+/// caller's [`crate::auth::ClientIdentity`] into the request. A refusal on an Anthropic
+/// route takes the Anthropic error shape.
 pub async fn client(State(keys): State<ApiKeys>, mut request: Request, next: Next) -> Response {
     match keys.check(request.headers()) {
         Ok(identity) => {
             request.extensions_mut().insert(identity);
             next.run(request).await
+        }
+        Err(e) if crate::anthropic::is_anthropic_path(request.uri().path()) => {
+            drain_body(request.into_body()).await;
+            crate::anthropic::AnthropicError(e).into_response()
         }
         Err(e) => refuse(request, e).await,
     }

@@ -7,12 +7,13 @@
 //!
 //! | group | routes | guard |
 //! |---|---|---|
-//! | client | `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{id}` | API key (`guards::client`) |
+//! | client | `POST /v1/chat/completions`, `POST /v1/responses`, `GET /v1/responses/{id}`, `POST /v1/messages`, `POST /v1/messages/count_tokens`, `GET /v1/models`, `GET /v1/models/{id}` | API key, as `Authorization: Bearer` or `x-api-key` (`guards::client`; Anthropic-shaped 401 on `/v1/messages*`) |
 //! | admin | `GET /metrics`, `GET /internal/stats`, `GET /internal/auto-login/status`, `POST /internal/auto-login/start` | METRICS_TOKEN or an API key (`guards::admin`) |
 //! | probes | `GET /healthz`, `GET /readyz` | open |
 //!
 //! Unknown routes and wrong methods answer with OpenAI error bodies.
 
+pub mod anthropic;
 pub mod chat;
 pub mod guards;
 pub mod layers;
@@ -20,6 +21,7 @@ pub mod models;
 pub mod ops;
 pub mod request;
 pub mod response;
+pub mod responses;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,6 +34,7 @@ use crate::auth::ApiKeys;
 use crate::chat::ChatService;
 use crate::errors::GatewayError;
 use crate::observability::metrics::Metrics;
+use crate::responses::ResponseStore;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -40,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub started_unix: u64,
+    /// Finished responses for `previous_response_id` (per API key, bounded, with TTL).
+    pub responses: Arc<ResponseStore>,
 }
 
 impl AppState {
@@ -58,6 +63,10 @@ impl AppState {
             metrics,
             max_body_bytes,
             started_unix,
+            responses: Arc::new(ResponseStore::new(
+                crate::responses::STORE_CAPACITY,
+                crate::responses::STORE_TTL,
+            )),
         }
     }
 }
@@ -80,6 +89,10 @@ pub fn router(state: AppState) -> Router {
 fn client_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/responses", post(responses::create_response))
+        .route("/v1/responses/{id}", get(responses::get_response))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{*id}", get(models::get_model))
         .route_layer(middleware::from_fn_with_state(

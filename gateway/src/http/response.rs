@@ -1,9 +1,9 @@
 //! Response headers shared by the chat surfaces: the JSON and SSE content headers and the
-//! gateway's own `x-lingma-*` headers of an accepted chat.
+//! gateway's own `x-lingma-*` headers of an answer.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 
-use crate::chat::AcceptedChat;
+use crate::chat::tools::Answer;
 
 static SESSION: HeaderName = HeaderName::from_static("x-lingma-session");
 static SIDECAR: HeaderName = HeaderName::from_static("x-lingma-sidecar");
@@ -11,16 +11,17 @@ static OVERHEAD: HeaderName = HeaderName::from_static("x-lingma-overhead-us");
 static ACCEL: HeaderName = HeaderName::from_static("x-accel-buffering");
 
 /// `x-lingma-session` (reused/new/migrated), `x-lingma-sidecar` and
-/// `x-lingma-overhead-us` of an accepted chat.
-pub fn chat_headers(headers: &mut HeaderMap, accepted: &AcceptedChat) {
+/// `x-lingma-overhead-us` of an answer (its first attempt: the headers go out before a
+/// corrective re-ask could happen).
+pub fn answer_headers(headers: &mut HeaderMap, answer: &Answer) {
     headers.insert(
         SESSION.clone(),
-        HeaderValue::from_static(accepted.session.as_str()),
+        HeaderValue::from_static(answer.session.as_str()),
     );
-    if let Ok(v) = HeaderValue::from_str(&accepted.sidecar) {
+    if let Ok(v) = HeaderValue::from_str(&answer.sidecar) {
         headers.insert(SIDECAR.clone(), v);
     }
-    let overhead_us = u64::try_from(accepted.timing.overhead().as_micros()).unwrap_or(u64::MAX);
+    let overhead_us = u64::try_from(answer.overhead().as_micros()).unwrap_or(u64::MAX);
     headers.insert(OVERHEAD.clone(), HeaderValue::from(overhead_us));
 }
 

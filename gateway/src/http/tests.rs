@@ -144,3 +144,34 @@ async fn a_panicking_handler_answers_the_openai_500_with_its_request_id() {
     assert_eq!(body["error"]["type"], "server_error");
     assert_eq!(body["error"]["code"], "internal_error");
 }
+
+#[tokio::test]
+async fn new_surfaces_are_client_routes_and_refuse_in_their_own_shape() {
+    let gw = gateway();
+    let post = |path: &str| {
+        Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{}"))
+            .expect("request")
+    };
+    for path in ["/v1/messages", "/v1/messages/count_tokens"] {
+        let r = send(&gw.router, post(path)).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let body = json(r).await;
+        assert_eq!(body["type"], "error", "{path}: {body}");
+        assert_eq!(body["error"]["type"], "authentication_error");
+    }
+    let r = send(&gw.router, post("/v1/responses")).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json(r).await["error"]["code"], "invalid_api_key");
+
+    let r = send(&gw.router, get("/v1/responses/resp_unknown", Some(KEY))).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json(r).await["error"]["code"], "response_not_found");
+
+    let by_header = Request::get("/v1/models")
+        .header("x-api-key", KEY)
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(send(&gw.router, by_header).await.status(), StatusCode::OK);
+}

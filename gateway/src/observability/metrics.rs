@@ -27,6 +27,9 @@ pub struct Metrics {
     pub sessions: IntCounterVec,
     pub upstream_errors: IntCounterVec,
     pub retries: IntCounter,
+    pub tool_calls: IntCounter,
+    pub tool_parse_failures: IntCounterVec,
+    pub tool_reasks: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -108,6 +111,12 @@ impl Metrics {
                 &["kind"],
             )?,
             retries: IntCounter::new("gateway_retries_total", "Requests retried on another sidecar after a failure before output")?,
+            tool_calls: IntCounter::new("gateway_tool_calls_total", "Emulated tool calls emitted to clients")?,
+            tool_parse_failures: IntCounterVec::new(
+                Opts::new("gateway_tool_parse_failures_total", "Answers that broke the tool contract, by failure kind"),
+                &["kind"],
+            )?,
+            tool_reasks: IntCounter::new("gateway_tool_reasks_total", "Corrective re-asks after an answer broke the tool contract")?,
             registry,
         };
         m.register_all()?;
@@ -132,6 +141,9 @@ impl Metrics {
         r.register(Box::new(self.sessions.clone()))?;
         r.register(Box::new(self.upstream_errors.clone()))?;
         r.register(Box::new(self.retries.clone()))?;
+        r.register(Box::new(self.tool_calls.clone()))?;
+        r.register(Box::new(self.tool_parse_failures.clone()))?;
+        r.register(Box::new(self.tool_reasks.clone()))?;
         Ok(())
     }
 

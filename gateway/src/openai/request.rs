@@ -19,11 +19,13 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     pub user: Option<String>,
     #[serde(default)]
-    pub tools: Option<Value>,
+    pub tools: Option<Vec<Tool>>,
     #[serde(default)]
     pub tool_choice: Option<Value>,
     #[serde(default)]
-    pub functions: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    pub functions: Option<Vec<FunctionDefinition>>,
     #[serde(default)]
     pub function_call: Option<Value>,
     #[serde(default)]
@@ -36,7 +38,7 @@ pub struct ChatCompletionRequest {
     pub audio: Option<Value>,
     // Accepted and ignored (Lingma has no such knobs): temperature, top_p, max_tokens,
     // max_completion_tokens, stop, seed, presence_penalty, frequency_penalty, logit_bias,
-    // top_logprobs, parallel_tool_calls, metadata, store, service_tier, reasoning_effort,
+    // top_logprobs, metadata, store, service_tier, reasoning_effort,
     // prediction, web_search_options, and anything newer.
 }
 
@@ -85,7 +87,29 @@ pub struct ContentPart {
 #[derive(Debug, Deserialize)]
 pub struct ToolCall {
     #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
     pub function: Option<FunctionCall>,
+}
+
+/// One entry of `tools`. Only `type: "function"` tools can be emulated; other kinds
+/// (`custom`) are ignored.
+#[derive(Debug, Deserialize)]
+pub struct Tool {
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub function: Option<FunctionDefinition>,
+}
+
+/// A function tool (also the shape of a legacy `functions` entry).
+#[derive(Debug, Deserialize)]
+pub struct FunctionDefinition {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::chat::tools::StopReason;
+
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Usage {
     pub prompt_tokens: u32,
@@ -19,11 +21,12 @@ impl From<mux_protocol::Usage> for Usage {
     }
 }
 
-pub fn finish_reason_str(r: mux_protocol::FinishReason) -> &'static str {
+pub fn finish_reason_str(r: StopReason) -> &'static str {
     match r {
-        mux_protocol::FinishReason::Stop => "stop",
-        mux_protocol::FinishReason::Length => "length",
-        mux_protocol::FinishReason::ContentFilter => "content_filter",
+        StopReason::Stop => "stop",
+        StopReason::Length => "length",
+        StopReason::ContentFilter => "content_filter",
+        StopReason::ToolCalls => "tool_calls",
     }
 }
 
@@ -49,12 +52,49 @@ pub struct Choice<'a> {
 #[derive(Debug, Serialize)]
 pub struct AssistantMessage<'a> {
     pub role: &'static str,
-    pub content: &'a str,
+    /// `null` when the answer is only tool calls, as OpenAI sends it.
+    pub content: Option<&'a str>,
     pub refusal: Option<()>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub tool_calls: &'a [MessageToolCall<'a>],
     /// Lingma's "thinking" text, under the name DeepSeek-style clients read; not an OpenAI
     /// field, so it is left out when empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<&'a str>,
+}
+
+/// `message.tool_calls[i]` of a completion.
+#[derive(Debug, Serialize)]
+pub struct MessageToolCall<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionCallOut<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FunctionCallOut<'a> {
+    pub name: &'a str,
+    pub arguments: &'a str,
+}
+
+/// `delta.tool_calls[i]` of a chunk: the first piece of a call carries `id`, `type` and
+/// `function.name` (with empty `arguments`), the later ones only `arguments` fragments.
+#[derive(Debug, Serialize)]
+pub struct ToolCallDelta<'a> {
+    pub index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: FunctionDelta<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub arguments: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -109,6 +149,8 @@ pub struct Delta<'a> {
     pub content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<[ToolCallDelta<'a>; 1]>,
 }
 
 #[derive(Debug, Serialize)]

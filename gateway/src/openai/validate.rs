@@ -1,21 +1,42 @@
-//! From the OpenAI request to what Lingma can do: flatten content to text, refuse what
-//! cannot be honoured (n > 1, images, forced tool calls, logprobs, audio), ignore the rest.
+//! From the OpenAI request to what Lingma can do: flatten content to text, turn tools,
+//! tool calls and tool results into the core's [`Turn`]s and tool contract, refuse what
+//! cannot be honoured (n > 1, images, logprobs, audio), ignore the rest.
 
-use mux_protocol::{ChatMessage, Role};
+use mux_protocol::Role;
 use serde_json::Value;
+use tool_calls::{ToolCall, ToolChoice, ToolContract, ToolSpec};
 
-use super::request::{ChatCompletionRequest, MessageContent, RequestMessage};
+use super::request::{ChatCompletionRequest, FunctionDefinition, MessageContent, RequestMessage};
+use crate::chat::tools::build_contract;
+use crate::chat::turns::{ChatInput, Turn};
 use crate::errors::GatewayError;
 
 /// A request the gateway will serve.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct ValidatedChat {
     /// The model name as the client sent it (echoed in responses).
     pub model: Option<String>,
-    pub messages: Vec<ChatMessage>,
+    pub turns: Vec<Turn>,
+    pub tools: Option<ToolContract>,
     pub stream: bool,
     pub include_usage: bool,
     pub user: Option<String>,
+}
+
+impl ValidatedChat {
+    pub fn into_input(self) -> (ChatInput, bool) {
+        let include_usage = self.include_usage;
+        (
+            ChatInput {
+                model: self.model,
+                turns: self.turns,
+                user: self.user,
+                stream: self.stream,
+                tools: self.tools,
+            },
+            include_usage,
+        )
+    }
 }
 
 pub fn parse_chat_request(body: &[u8]) -> Result<ValidatedChat, GatewayError> {
@@ -63,9 +84,8 @@ pub fn validate(req: ChatCompletionRequest) -> Result<ValidatedChat, GatewayErro
             Some("modalities"),
         ));
     }
-    check_forced_tool(req.tool_choice.as_ref(), "tool_choice")?;
-    check_forced_tool(req.function_call.as_ref(), "function_call")?;
-    let _ignored = (&req.tools, &req.functions, &req.response_format);
+    let tools = contract(&req)?;
+    let _ignored = &req.response_format;
 
     if req.messages.is_empty() {
         return Err(GatewayError::invalid(
@@ -73,13 +93,16 @@ pub fn validate(req: ChatCompletionRequest) -> Result<ValidatedChat, GatewayErro
             Some("messages"),
         ));
     }
-    let messages = req
+    let turns = req
         .messages
         .into_iter()
         .enumerate()
-        .map(|(i, m)| flatten_message(i, m))
+        .map(|(i, m)| to_turn(i, m))
         .collect::<Result<Vec<_>, _>>()?;
-    if !messages.iter().any(|m| m.role == Role::User) {
+    if !turns
+        .iter()
+        .any(|t| matches!(t, Turn::Message(m) if m.role == Role::User))
+    {
         return Err(GatewayError::invalid(
             "'messages' must contain at least one message with role 'user'.",
             Some("messages"),
@@ -92,7 +115,8 @@ pub fn validate(req: ChatCompletionRequest) -> Result<ValidatedChat, GatewayErro
     let user = req.user.filter(|u| !u.is_empty());
     Ok(ValidatedChat {
         model,
-        messages,
+        turns,
+        tools,
         stream: req.stream.unwrap_or(false),
         include_usage: req
             .stream_options
@@ -102,24 +126,84 @@ pub fn validate(req: ChatCompletionRequest) -> Result<ValidatedChat, GatewayErro
     })
 }
 
-/// A client that forces a tool call expects `tool_calls` back; Lingma's chat mode cannot
-/// produce them, so silently answering with text would break it.
-fn check_forced_tool(choice: Option<&Value>, param: &'static str) -> Result<(), GatewayError> {
-    let forced = match choice {
-        None | Some(Value::Null) => false,
-        Some(Value::String(s)) => s == "required",
-        Some(Value::Object(_)) => true,
-        Some(_) => false,
+/// The tool contract of `tools` + `tool_choice` (or the legacy `functions` +
+/// `function_call`); `None` without function tools.
+fn contract(req: &ChatCompletionRequest) -> Result<Option<ToolContract>, GatewayError> {
+    let (specs, choice, param): (Vec<ToolSpec>, _, _) = match (&req.tools, &req.functions) {
+        (Some(tools), _) if !tools.is_empty() => (
+            tools
+                .iter()
+                .filter(|t| t.kind.as_deref().unwrap_or("function") == "function")
+                .filter_map(|t| t.function.as_ref())
+                .map(spec)
+                .collect(),
+            req.tool_choice.as_ref(),
+            "tool_choice",
+        ),
+        (_, Some(functions)) if !functions.is_empty() => (
+            functions.iter().map(spec).collect(),
+            req.function_call.as_ref(),
+            "function_call",
+        ),
+        _ => return Ok(None),
     };
-    if forced {
-        return Err(GatewayError::invalid(
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let choice = tool_choice(choice, param)?;
+    build_contract(
+        specs,
+        choice,
+        req.parallel_tool_calls.unwrap_or(true),
+        param,
+    )
+    .map(Some)
+}
+
+fn spec(f: &FunctionDefinition) -> ToolSpec {
+    ToolSpec {
+        name: f.name.clone(),
+        description: f.description.clone(),
+        parameters: f
+            .parameters
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+    }
+}
+
+/// `"auto"`, `"none"`, `"required"`, `{"type":"function","function":{"name"}}`, the legacy
+/// `{"name"}`, or `{"type":"allowed_tools",...}` (served as auto).
+fn tool_choice(choice: Option<&Value>, param: &'static str) -> Result<ToolChoice, GatewayError> {
+    let bad = || {
+        GatewayError::invalid(
             format!(
-                "Forcing a tool call ({param}) is not supported by this backend; use \"auto\" or \"none\"."
+                "Invalid value for '{param}': expected \"none\", \"auto\", \"required\" or a named function."
             ),
             Some(param),
-        ));
-    }
-    Ok(())
+        )
+    };
+    Ok(match choice {
+        None | Some(Value::Null) => ToolChoice::Auto,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            _ => return Err(bad()),
+        },
+        Some(Value::Object(o)) => {
+            let name = o
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .or_else(|| o.get("name"))
+                .and_then(Value::as_str);
+            match (o.get("type").and_then(Value::as_str), name) {
+                (Some("allowed_tools"), _) => ToolChoice::Auto,
+                (_, Some(name)) => ToolChoice::Named(name.to_owned()),
+                _ => return Err(bad()),
+            }
+        }
+        Some(_) => return Err(bad()),
+    })
 }
 
 fn parse_role(role: &str, index: usize) -> Result<Role, GatewayError> {
@@ -142,7 +226,7 @@ fn parse_role(role: &str, index: usize) -> Result<Role, GatewayError> {
     })
 }
 
-fn flatten_message(index: usize, m: RequestMessage) -> Result<ChatMessage, GatewayError> {
+fn to_turn(index: usize, m: RequestMessage) -> Result<Turn, GatewayError> {
     let role = parse_role(&m.role, index)?;
     let mut text = match m.content {
         None => String::new(),
@@ -180,31 +264,44 @@ fn flatten_message(index: usize, m: RequestMessage) -> Result<ChatMessage, Gatew
             out
         }
     };
-    if role == Role::Assistant {
-        if text.is_empty()
-            && let Some(refusal) = m.refusal
-        {
-            text = refusal;
-        }
-        // Earlier tool calls become readable text so the history stays coherent.
-        let calls = m
-            .tool_calls
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.function)
-            .chain(m.function_call);
-        for call in calls {
-            if !text.is_empty() {
-                text.push('\n');
+    match role {
+        Role::Assistant => {
+            if text.is_empty()
+                && let Some(refusal) = m.refusal
+            {
+                text = refusal;
             }
-            text.push_str(&format!("[called {}({})]", call.name, call.arguments));
+            let calls: Vec<ToolCall> = m
+                .tool_calls
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.function.map(|f| (c.id, f)))
+                .chain(m.function_call.map(|f| (None, f)))
+                .map(|(id, f)| ToolCall {
+                    id: id.unwrap_or_else(|| f.name.clone()),
+                    name: f.name,
+                    arguments: f.arguments,
+                })
+                .collect();
+            if calls.is_empty() {
+                Ok(Turn::message(role, text))
+            } else {
+                Ok(Turn::AssistantCalls { text, calls })
+            }
         }
+        Role::Tool => Ok(Turn::ToolResult {
+            call_id: m.tool_call_id.unwrap_or_default(),
+            name: m.name,
+            content: text,
+        }),
+        // Legacy function results name the function; its call id was the name too.
+        Role::Function => Ok(Turn::ToolResult {
+            call_id: m.name.clone().unwrap_or_default(),
+            name: m.name,
+            content: text,
+        }),
+        _ => Ok(Turn::message(role, text)),
     }
-    let _ = (m.name, m.tool_call_id);
-    Ok(ChatMessage {
-        role,
-        content: text,
-    })
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -256,10 +353,27 @@ mod tests {
         assert!(chat.stream && chat.include_usage);
         assert_eq!(chat.user.as_deref(), Some("u1"));
         assert_eq!(chat.model.as_deref(), Some("gpt-4o"));
-        assert_eq!(chat.messages.len(), 7);
-        assert_eq!(chat.messages[2].content, "a\nb");
-        assert_eq!(chat.messages[3].content, "[called f({})]");
-        assert_eq!(chat.messages[4].role, Role::Tool);
+        assert_eq!(chat.turns.len(), 7);
+        assert!(matches!(&chat.turns[2], Turn::Message(m) if m.content == "a\nb"));
+        match &chat.turns[3] {
+            Turn::AssistantCalls { text, calls } => {
+                assert_eq!(text, "");
+                assert_eq!(
+                    calls,
+                    &vec![ToolCall {
+                        id: "c1".into(),
+                        name: "f".into(),
+                        arguments: "{}".into()
+                    }]
+                );
+            }
+            other => panic!("expected tool calls, got {other:?}"),
+        }
+        assert!(
+            matches!(&chat.turns[4], Turn::ToolResult { call_id, content, .. } if call_id == "c1" && content == "42")
+        );
+        assert!(matches!(&chat.turns[5], Turn::ToolResult { name: Some(n), .. } if n == "f"));
+        assert!(chat.tools.is_some(), "function tools make a contract");
     }
 
     #[test]
@@ -295,17 +409,35 @@ mod tests {
     }
 
     #[test]
-    fn forced_tool_calls_are_refused() {
+    fn forced_tool_calls_are_served_and_unknown_names_refused() {
         let m = json!([{"role": "user", "content": "x"}]);
+        let tools = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+        let required = parse(json!({"messages": m, "tools": tools, "tool_choice": "required"}))
+            .expect("required is served");
+        assert!(required.tools.is_some_and(|c| c.is_active()));
+        let named = parse(json!({"messages": m, "tools": tools,
+            "tool_choice": {"type": "function", "function": {"name": "f"}}}))
+        .expect("named is served");
+        assert!(named.tools.is_some());
         assert_eq!(
-            err_param(json!({"messages": m, "tool_choice": "required"})).1,
+            err_param(json!({"messages": m, "tools": tools,
+                "tool_choice": {"type": "function", "function": {"name": "nope"}}}))
+            .1,
             Some("tool_choice")
         );
         assert_eq!(
-            err_param(json!({"messages": m, "tool_choice": {"type": "function", "function": {"name": "f"}}})).1,
+            err_param(json!({"messages": m, "tools": tools, "tool_choice": "sometimes"})).1,
             Some("tool_choice")
         );
-        assert!(parse(json!({"messages": m, "tool_choice": "none"})).is_ok());
+        let none = parse(json!({"messages": m, "tools": tools, "tool_choice": "none"}))
+            .expect("none is fine");
+        assert!(none.tools.is_none_or(|c| !c.is_active()));
+        assert!(
+            parse(json!({"messages": m, "tool_choice": "required"}))
+                .expect("no tools: nothing to force")
+                .tools
+                .is_none()
+        );
     }
 
     #[test]
@@ -327,7 +459,7 @@ mod tests {
         let chat = parse(json!({"model": "  ", "messages": [{"role": "user", "content": null}, {"role": "user", "content": "x"}]}))
             .expect("accepted");
         assert_eq!(chat.model, None);
-        assert_eq!(chat.messages[0].content, "");
+        assert!(matches!(&chat.turns[0], Turn::Message(m) if m.content.is_empty()));
         assert!(!chat.stream);
     }
 }

@@ -150,6 +150,10 @@ fn source_env(spec: &LingmaInstanceSpec) -> Vec<EnvVar> {
     if let Some(url) = &source.vsix_url {
         vars.push(env("LINGMA_VSIX_URL", url.clone()));
     }
+    vars.push(env("LINGMA_VERSION", source.version.clone()));
+    if let Some(digest) = &source.sha256 {
+        vars.push(env("LINGMA_DOWNLOAD_SHA256", digest.clone()));
+    }
     vars
 }
 

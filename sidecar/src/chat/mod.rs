@@ -106,7 +106,7 @@ async fn drive(
     out: &mut Output,
     cancel: &CancellationToken,
 ) -> Result<FinishReason, End> {
-    let last_user = last_user_message(req)?;
+    let new_turn = new_turn(req)?;
     let deadline = Instant::now() + Duration::from_millis(req.queue_timeout_ms);
     let client = wait_until_ready(state, deadline, cancel).await?;
     let model_key = model_key(state, req)?;
@@ -118,7 +118,7 @@ async fn drive(
         req,
         client: &client,
         model_key: &model_key,
-        last_user: &last_user,
+        new_turn: &new_turn,
         prompt_chars: req.messages.iter().map(|m| m.content.chars().count()).sum(),
     };
     let mut plan = match stored_session(state, req, reuse) {
@@ -151,16 +151,12 @@ async fn drive(
 }
 
 /// The text of the newest user turn: what a continued session is sent.
-fn last_user_message(req: &ChatRequest) -> Result<String, End> {
-    req.messages
-        .iter()
-        .rev()
-        .find(|m| m.role == mux_protocol::Role::User)
-        .map(|m| m.content.clone())
-        .ok_or(End::Failed(Failure::new(
-            ErrorKind::BadRequest,
-            "the conversation has no user message",
-        )))
+/// What a continued session is asked: the request's new turn (`prompt::new_turn_text`).
+fn new_turn(req: &ChatRequest) -> Result<String, End> {
+    prompt::new_turn_text(&req.messages).ok_or(End::Failed(Failure::new(
+        ErrorKind::BadRequest,
+        "the conversation has no user message",
+    )))
 }
 
 /// A chat slot of this Lingma, waiting until `deadline` at most.
@@ -192,7 +188,7 @@ struct Turn<'a> {
     req: &'a ChatRequest,
     client: &'a LingmaClient,
     model_key: &'a str,
-    last_user: &'a str,
+    new_turn: &'a str,
     prompt_chars: usize,
 }
 
@@ -208,7 +204,7 @@ impl Turn<'_> {
         let (session_id, question, is_reply, session) = match plan {
             Plan::Continue(sid) => (
                 sid.clone(),
-                self.last_user.to_owned(),
+                self.new_turn.to_owned(),
                 true,
                 SessionOutcome::Reused,
             ),

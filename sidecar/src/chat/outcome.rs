@@ -90,10 +90,7 @@ pub fn classify_client_error(e: &ClientError) -> Failure {
     }
 }
 
-/// Rough token count (about four characters a token); Lingma reports none per chat.
-pub fn estimate_tokens(chars: usize) -> u32 {
-    u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX)
-}
+use mux_protocol::estimate_tokens;
 
 pub fn estimated_usage(prompt_chars: usize, completion_chars: usize) -> Usage {
     let prompt_tokens = estimate_tokens(prompt_chars);

@@ -3,7 +3,9 @@
 //!
 //! `chat/ask` has no field for a system prompt or earlier turns, so a fresh session gets the
 //! whole conversation flattened into `questionText` (as prior art does,
-//! lingma-protocol.md section 6); a continued session gets only the new user message.
+//! lingma-protocol.md section 6); a continued session gets only the new turn
+//! ([`mux_protocol::new_turn_start`]): the new user message, or in an agent loop the tool
+//! results (and any user text) since the model's last answer.
 
 use crate::config::AskMode;
 use lingma_protocol::wire::{AskExtra, ChatAskParams, ModelConfig, PluginPayloadConfig};
@@ -68,13 +70,41 @@ fn transcript_line(m: &ChatMessage) -> Option<String> {
         Role::Tool | Role::Function => "User (tool result)",
         Role::System | Role::Developer => "System",
     };
-    Some(format!("{who}: {content}"))
+    // A multi-line turn (a tool result or call as the gateway renders it) starts on its
+    // own line, so its markers stay at line starts.
+    let sep = if content.contains('\n') { "\n" } else { " " };
+    Some(format!("{who}:{sep}{content}"))
 }
 
 /// Whether a stored session may continue this conversation: only when the request ends
-/// with the new user message (anything after it could not be sent with isReply).
+/// with its new turn, a user message or a tool result (an assistant prefill or a trailing
+/// instruction could not be sent with isReply).
 pub fn may_continue(messages: &[ChatMessage]) -> bool {
-    messages.last().is_some_and(|m| m.role == Role::User)
+    messages.last().is_some_and(|m| m.role.is_turn_input())
+}
+
+/// What a continued session is asked: the new turn alone. A single user message is sent
+/// as is (as before tool turns existed); several pieces (tool results, user text, a new
+/// instruction) are joined in order, each already self-describing (the gateway renders
+/// tool results with their call id and tool name).
+pub fn new_turn_text(messages: &[ChatMessage]) -> Option<String> {
+    let start = mux_protocol::new_turn_start(messages)?;
+    let turn = &messages[start..];
+    if let [only] = turn {
+        return Some(only.content.clone());
+    }
+    let pieces: Vec<String> = turn
+        .iter()
+        .filter(|m| m.role != Role::Assistant)
+        .filter(|m| !m.content.trim().is_empty())
+        .map(|m| match m.role {
+            Role::System | Role::Developer => {
+                format!("System instructions:\n{}", m.content.trim())
+            }
+            _ => m.content.trim().to_owned(),
+        })
+        .collect();
+    Some(pieces.join("\n\n"))
 }
 
 /// `sessionType` and `mode` for the ask mode. `agent` -> `assistant`/`agent` is an
@@ -169,9 +199,61 @@ mod tests {
     }
 
     #[test]
-    fn continuation_only_when_the_user_speaks_last() {
+    fn rendered_tool_turns_keep_their_markers_at_line_starts() {
+        let result = "<tool_result call_id=\"c1\" name=\"f\">\n42\n</tool_result>";
+        let text = flatten(&[
+            m(Role::User, "go"),
+            m(Role::Assistant, "<tool_call>\n{}\n</tool_call>"),
+            m(Role::Tool, result),
+            m(Role::User, "next"),
+        ])
+        .expect("has a user message");
+        assert!(
+            text.contains(&format!("User (tool result):\n{result}")),
+            "{text}"
+        );
+        assert!(text.contains("Assistant:\n<tool_call>"), "{text}");
+    }
+
+    #[test]
+    fn continuation_only_when_the_request_ends_with_its_new_turn() {
         assert!(may_continue(&[m(Role::User, "a")]));
-        assert!(!may_continue(&[m(Role::User, "a"), m(Role::Tool, "r")]));
+        // An agent loop's follow-up turn is a tool result: it continues the session.
+        assert!(may_continue(&[
+            m(Role::User, "a"),
+            m(Role::Assistant, "call"),
+            m(Role::Tool, "r")
+        ]));
+        assert!(!may_continue(&[
+            m(Role::User, "a"),
+            m(Role::Assistant, "b")
+        ]));
+        assert!(!may_continue(&[
+            m(Role::User, "a"),
+            m(Role::System, "late")
+        ]));
+    }
+
+    #[test]
+    fn a_continued_session_gets_only_the_new_turn() {
+        let chat = [
+            m(Role::User, "hello"),
+            m(Role::Assistant, "hi"),
+            m(Role::User, " next "),
+        ];
+        assert_eq!(new_turn_text(&chat).as_deref(), Some(" next "));
+        let agent = [
+            m(Role::System, "tools"),
+            m(Role::User, "fix it"),
+            m(Role::Assistant, "<call a><call b>"),
+            m(Role::Tool, "result a"),
+            m(Role::Tool, "result b"),
+            m(Role::User, "hurry"),
+        ];
+        assert_eq!(
+            new_turn_text(&agent).as_deref(),
+            Some("result a\n\nresult b\n\nhurry")
+        );
     }
 
     #[test]

@@ -169,13 +169,22 @@ fn bootstrap_init_container_only_when_the_binary_is_downloaded() {
         value(&env, "LINGMA_WORK_DIR").as_deref(),
         Some("/data/lingma")
     );
+    assert_eq!(
+        value(&env, "LINGMA_VERSION").as_deref(),
+        Some(lingma_bootstrap::DEFAULT_LINGMA_VERSION),
+        "pods download the version lingma-bootstrap pins, never `latest` by default"
+    );
+    assert_eq!(value(&env, "LINGMA_DOWNLOAD_SHA256"), None);
 
     let vsix = build(serde_json::json!({
         "accounts": {"secretRef": {"name": "a"}},
-        "lingma": {"source": "vsix", "vsixUrl": "https://example.invalid/l.vsix", "forceRefresh": true}
+        "lingma": {"source": "vsix", "vsixUrl": "https://example.invalid/l.vsix", "forceRefresh": true,
+                   "version": "2.7.0", "sha256": "ab".repeat(32)}
     }));
     let pod = vsix.spec.and_then(|s| s.template.spec).expect("pod");
     let env = env_of(&pod.containers[0]);
+    assert_eq!(value(&env, "LINGMA_VERSION").as_deref(), Some("2.7.0"));
+    assert_eq!(value(&env, "LINGMA_DOWNLOAD_SHA256"), Some("ab".repeat(32)));
     assert_eq!(
         value(&env, "LINGMA_VSIX_URL").as_deref(),
         Some("https://example.invalid/l.vsix")
