@@ -31,7 +31,9 @@ async fn failure_before_output_retries_once_elsewhere_then_ejects() {
     let question = "which sidecar am I on";
     let target = target_of(&gw, question).await;
     let (bad, good) = if target == a.name { (&a, &b) } else { (&b, &a) };
-    bad.sim.set_fault("error", None).await;
+    // An instance fault that proves the ask never ran (the account is logged out): a
+    // refusal of the prompt itself (`error`) would be the request's fault, not retried.
+    bad.sim.set_fault("not_logged_in", None).await;
 
     // Non-streaming: the failed first attempt is invisible to the client.
     let resp = gw.chat(user(question)).await;
@@ -77,8 +79,8 @@ async fn both_attempts_failing_gives_an_openai_error() {
     let b = start_sidecar("sc-y", &[]).await;
     let gw = start_gateway(&sidecar_list(&[&a, &b]), &[("GATEWAY_EJECT_FAILURES", "0")]).await;
     gw.wait_usable(2).await;
-    a.sim.set_fault("error", None).await;
-    b.sim.set_fault("error", None).await;
+    a.sim.set_fault("not_logged_in", None).await;
+    b.sim.set_fault("not_logged_in", None).await;
     let resp = gw.chat(user("doomed")).await;
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.expect("json");

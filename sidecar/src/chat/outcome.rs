@@ -3,6 +3,7 @@
 //! fixed, safe message (never upstream text), and the usage estimate.
 
 use lingma_protocol::ClientError;
+use lingma_protocol::jsonrpc::codes;
 use lingma_protocol::wire::finish_codes;
 use mux_protocol::{ErrorKind, FinishReason, Usage};
 
@@ -61,6 +62,14 @@ pub fn classify_finish(status_code: i64) -> Result<FinishReason, Failure> {
 /// failures stay the instance's.
 pub fn classify_ask_error(e: &ClientError) -> Failure {
     match e {
+        ClientError::Upstream {
+            code: codes::NOT_LOGGED_IN,
+            ..
+        } => Failure::new(ErrorKind::UpstreamAuth, "Lingma account is not logged in"),
+        ClientError::Upstream {
+            code: codes::TOO_MANY_CHATS,
+            ..
+        } => Failure::new(ErrorKind::Overloaded, "Lingma is at capacity"),
         ClientError::Upstream { .. } | ClientError::Rejected(_) => {
             Failure::new(ErrorKind::BadRequest, "Lingma refused this request")
         }
@@ -137,6 +146,19 @@ mod tests {
             ErrorKind::BadRequest
         );
         assert!(!classify_ask_error(&invalid).kind.blames_instance());
+        let logged_out = ClientError::Upstream {
+            code: codes::NOT_LOGGED_IN,
+            message: "user not logged in".into(),
+        };
+        assert_eq!(
+            classify_ask_error(&logged_out).kind,
+            ErrorKind::UpstreamAuth
+        );
+        let busy = ClientError::Upstream {
+            code: codes::TOO_MANY_CHATS,
+            message: "too many".into(),
+        };
+        assert_eq!(classify_ask_error(&busy).kind, ErrorKind::Overloaded);
         assert_eq!(
             classify_ask_error(&ClientError::ConnectionLost).kind,
             ErrorKind::ConnectionLost
