@@ -1,4 +1,4 @@
-//! `cargo run --release -p bench -- [--only latency,idle,reuse,pool] [--json out.json]`
+//! `cargo run --release -p bench -- [--only latency,lowload,idle,reuse,pool] [--json out.json]`
 //!
 //! Starts simulators, sidecars and gateways (release builds) on 127.0.0.1 and prints every
 //! figure of docs/performance.md next to its goal, as a table and as JSON.
@@ -7,10 +7,10 @@ mod scenarios;
 
 use anyhow::Result;
 use bench::report::Report;
-use bench::stack::Binaries;
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use test_support::Binaries;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
     about = "Benchmarks of the gateway + sidecar + simulator stack"
 )]
 struct Args {
-    /// Scenarios to run, comma-separated: latency (also streaming and memory), idle, reuse, pool.
+    /// Scenarios to run, comma-separated: latency (also streaming and memory), lowload (one
+    /// connection, back to back and paced; streaming cadence), idle, reuse, pool.
     #[arg(
         long,
         env = "BENCH_ONLY",
         value_delimiter = ',',
-        default_value = "latency,idle,reuse,pool"
+        default_value = "latency,lowload,idle,reuse,pool"
     )]
     only: Vec<String>,
     /// Write the figures as JSON here too (they are always printed to stdout).
@@ -49,6 +50,12 @@ struct Args {
     /// Rate of the streaming run.
     #[arg(long, env = "BENCH_STREAMING_RATE", default_value_t = 200.0)]
     streaming_rate: f64,
+    /// Requests per path of each back-to-back low-load run.
+    #[arg(long, env = "BENCH_LOW_LOAD_REQUESTS", default_value_t = 200)]
+    low_load_requests: usize,
+    /// Rate of the paced low-load run (5 seconds of it), requests per second.
+    #[arg(long, env = "BENCH_LOW_LOAD_RATE", default_value_t = 5.0)]
+    low_load_rate: f64,
     /// Concurrent idle SSE streams.
     #[arg(long, env = "BENCH_IDLE_STREAMS", default_value_t = 10_000)]
     idle_streams: usize,
@@ -76,6 +83,8 @@ pub struct Settings {
     pub rates: Vec<f64>,
     pub closed_connections: usize,
     pub streaming_rate: f64,
+    pub low_load_requests: usize,
+    pub low_load_rate: f64,
     pub idle_streams: usize,
     pub idle_hold: Duration,
     pub reuse_turns: usize,
@@ -107,6 +116,8 @@ async fn run(args: Args) -> Result<()> {
         rates: args.rates.clone(),
         closed_connections: args.closed_connections,
         streaming_rate: args.streaming_rate,
+        low_load_requests: args.low_load_requests.max(1),
+        low_load_rate: args.low_load_rate,
         idle_streams: args.idle_streams,
         idle_hold: Duration::from_secs(args.idle_hold_secs),
         reuse_turns: args.reuse_turns.max(2),
@@ -125,6 +136,7 @@ async fn run(args: Args) -> Result<()> {
         eprintln!("running {name}...");
         let result = match name.as_str() {
             "latency" => scenarios::latency::run(&mut ctx).await,
+            "lowload" => scenarios::low_load::run(&mut ctx).await,
             "idle" => scenarios::idle_streams::run(&mut ctx).await,
             "reuse" => scenarios::session_reuse::run(&mut ctx).await,
             "pool" => scenarios::pool::run(&mut ctx).await,

@@ -8,6 +8,7 @@ use mux_protocol::{ChatRequest, ClientMessage, ServerMessage, SidecarStatus, Str
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -54,7 +55,8 @@ impl MuxClient {
             "sec-websocket-protocol",
             HeaderValue::from_static(mux_protocol::SUBPROTOCOL),
         );
-        let (ws, _) = tokio_tungstenite::connect_async(request)
+        // TCP_NODELAY: the client side of a latency measurement must not add Nagle's delay.
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
             .await
             .with_context(|| format!("connecting to {url}"))?;
         let (mut sink, mut stream) = ws.split();
@@ -162,6 +164,33 @@ impl MuxClient {
             .map_err(|_| anyhow!("mux connection closed"))
     }
 
+    /// Run a chat to its end, timing its content deltas; an error naming the kind unless it
+    /// ends with `Finish`.
+    pub async fn chat_delta_times(&self, request: ChatRequest) -> Result<DeltaTimes> {
+        let start = Instant::now();
+        let mut stream = self.chat(request)?;
+        let mut times = DeltaTimes::default();
+        let mut last: Option<Instant> = None;
+        while let Some(msg) = stream.next().await {
+            match msg {
+                ServerMessage::Delta {
+                    content: Some(c), ..
+                } if !c.is_empty() => {
+                    let now = Instant::now();
+                    match last {
+                        None => times.first = Some(now - start),
+                        Some(prev) => times.gaps.push(now - prev),
+                    }
+                    last = Some(now);
+                }
+                ServerMessage::Finish { .. } => return Ok(times),
+                ServerMessage::Error { kind, .. } => bail!("sidecar error {kind:?}"),
+                _ => {}
+            }
+        }
+        bail!("mux connection closed mid-chat")
+    }
+
     /// Run a chat to its end; `Ok(answer)` on `Finish`, an error naming the kind otherwise.
     pub async fn chat_to_end(&self, request: ChatRequest) -> Result<String> {
         let mut stream = self.chat(request)?;
@@ -178,6 +207,15 @@ impl MuxClient {
         }
         bail!("mux connection closed mid-chat")
     }
+}
+
+/// When the content deltas of one chat arrived.
+#[derive(Debug, Clone, Default)]
+pub struct DeltaTimes {
+    /// From the send to the first non-empty content delta.
+    pub first: Option<Duration>,
+    /// Between consecutive non-empty content deltas.
+    pub gaps: Vec<Duration>,
 }
 
 /// A one-user-message chat request as the gateway would hand it over.

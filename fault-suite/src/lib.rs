@@ -2,12 +2,12 @@
 //! sidecars, one gateway) with known secrets, and the invariants "every request got a result
 //! or an OpenAI error", "gauges back to 0", "no growth across rounds", "no secret in a log".
 
-use bench::openai::{self, ChatOutcome, StreamOutcome};
-use bench::stack::{
-    Binaries, Gateway, GatewayOptions, Sidecar, SidecarOptions, Sim, SimOptions, proc_status,
-};
 use serde_json::Value;
 use std::time::{Duration, Instant};
+use test_support::Binaries;
+use test_support::openai::{self, ChatOutcome, StreamOutcome};
+pub use test_support::stack::{Footprint, footprint};
+use test_support::stack::{Gateway, GatewayOptions, Sidecar, SidecarOptions, Sim, SimOptions};
 
 /// The client API key every request uses; must never appear in a log.
 pub const API_KEY: &str = "sk-faultsuite-SECRET-7f3a9c2e41d8";
@@ -21,6 +21,7 @@ pub struct StackSpec {
     pub sim: SimOptions,
     pub sidecar_concurrency: u32,
     pub sidecar_env: Vec<(String, String)>,
+    pub sidecar_log_level: String,
     pub gateway: GatewayOptions,
 }
 
@@ -35,6 +36,7 @@ impl Default for StackSpec {
                 ("LINGMA_CHAT_IDLE_TIMEOUT_SEC".into(), "3".into()),
                 ("LINGMA_RPC_TIMEOUT".into(), "3".into()),
             ],
+            sidecar_log_level: "debug".to_owned(),
             gateway: GatewayOptions {
                 max_in_flight: 0,
                 api_keys: API_KEY.to_owned(),
@@ -50,25 +52,6 @@ pub struct Stack {
     pub sidecars: Vec<Sidecar>,
     pub gateway: Gateway,
     pub http: reqwest::Client,
-}
-
-/// Memory, threads and open files of one process.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Footprint {
-    pub rss_bytes: u64,
-    pub threads: u64,
-    pub fds: u64,
-}
-
-pub fn footprint(pid: Option<u32>) -> Option<Footprint> {
-    let pid = pid?;
-    let status = proc_status(pid)?;
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
-    Some(Footprint {
-        rss_bytes: status.rss_bytes,
-        threads: status.threads,
-        fds,
-    })
 }
 
 impl Stack {
@@ -90,7 +73,7 @@ impl Stack {
                     name: format!("sidecar-{i}"),
                     token: token.clone(),
                     max_concurrent_chats: spec.sidecar_concurrency,
-                    log_level: "debug".to_owned(),
+                    log_level: spec.sidecar_log_level.clone(),
                     extra_env: spec.sidecar_env.clone(),
                     ..SidecarOptions::default()
                 },
@@ -101,12 +84,7 @@ impl Stack {
             sidecars.push(sidecar);
         }
         let refs: Vec<&Sidecar> = sidecars.iter().collect();
-        let base = GatewayOptions::for_sidecars(&refs);
-        let options = GatewayOptions {
-            sidecars: base.sidecars,
-            sidecar_token: base.sidecar_token,
-            ..spec.gateway
-        };
+        let options = spec.gateway.in_front_of(&refs);
         let gateway = Gateway::start(&bins.gateway, options)
             .await
             .expect("gateway becomes ready");
@@ -137,6 +115,17 @@ impl Stack {
         )
         .await
         .expect("the gateway answers over HTTP")
+    }
+
+    /// A streaming call on its own task (to hold several open at once).
+    pub fn spawn_stream(
+        &self,
+        body: Value,
+    ) -> tokio::task::JoinHandle<anyhow::Result<StreamOutcome>> {
+        let (http, url) = (self.http.clone(), self.gateway.chat_url());
+        tokio::spawn(async move {
+            openai::post_stream(&http, &url, Some(API_KEY), &body, Instant::now()).await
+        })
     }
 
     /// A request that must succeed now (after a fault was cleared), retried while the

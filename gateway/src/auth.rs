@@ -22,7 +22,8 @@ pub struct ClientIdentity {
 #[derive(Clone)]
 pub struct ApiKeys {
     keys: Arc<[([u8; 32], Arc<str>)]>,
-    metrics_token: Option<[u8; 32]>,
+    /// METRICS_TOKEN and ADMIN_TOKEN (the ones set): what the admin routes take.
+    admin_tokens: Arc<[[u8; 32]]>,
     anonymous: ClientIdentity,
 }
 
@@ -37,7 +38,8 @@ fn digest(s: &[u8]) -> [u8; 32] {
 }
 
 impl ApiKeys {
-    pub fn new(keys: &[String], metrics_token: &str) -> Self {
+    /// `admin_tokens`: METRICS_TOKEN, ADMIN_TOKEN (empty ones are ignored).
+    pub fn new(keys: &[String], admin_tokens: &[&str]) -> Self {
         let keys = keys
             .iter()
             .map(|k| {
@@ -49,7 +51,11 @@ impl ApiKeys {
             .collect();
         Self {
             keys,
-            metrics_token: (!metrics_token.is_empty()).then(|| digest(metrics_token.as_bytes())),
+            admin_tokens: admin_tokens
+                .iter()
+                .filter(|t| !t.is_empty())
+                .map(|t| digest(t.as_bytes()))
+                .collect(),
             anonymous: ClientIdentity {
                 scope: Arc::from(""),
             },
@@ -83,17 +89,24 @@ impl ApiKeys {
         })
     }
 
-    /// `/metrics`: open when neither a metrics token nor API keys are set; else either one.
-    pub fn check_metrics(&self, headers: &HeaderMap) -> Result<(), GatewayError> {
-        if self.metrics_token.is_none() && !self.enabled() {
+    /// Admin routes (`/metrics`, `/internal/*`): open when neither an admin token nor API
+    /// keys are set (a developer machine); else only an admin token. A client key is
+    /// recognised and refused with 403, so it can never read metrics or force a login.
+    pub fn check_admin(&self, headers: &HeaderMap) -> Result<(), GatewayError> {
+        if self.admin_tokens.is_empty() && !self.enabled() {
             return Ok(());
         }
         let presented = bearer(headers).ok_or(GatewayError::Unauthorized)?;
         let d = digest(presented.as_bytes());
-        let token_ok = self.metrics_token.is_some_and(|t| bool::from(t.ct_eq(&d)));
-        let key_ok = self.match_key(presented).is_some();
-        if token_ok | key_ok {
+        let mut admin = false;
+        // Compare with every token, so the time does not say which one matched.
+        for token in self.admin_tokens.iter() {
+            admin |= bool::from(token.ct_eq(&d));
+        }
+        if admin {
             Ok(())
+        } else if self.match_key(presented).is_some() {
+            Err(GatewayError::Forbidden)
         } else {
             Err(GatewayError::Unauthorized)
         }
@@ -138,7 +151,7 @@ mod tests {
 
     #[test]
     fn keys_are_checked() {
-        let keys = ApiKeys::new(&["sk-a".into(), "sk-b".into()], "");
+        let keys = ApiKeys::new(&["sk-a".into(), "sk-b".into()], &[]);
         let a = keys.check(&headers("Bearer sk-a")).expect("a ok");
         let b = keys.check(&headers("bearer sk-b")).expect("b ok");
         assert_ne!(a.scope, b.scope);
@@ -151,7 +164,7 @@ mod tests {
 
     #[test]
     fn x_api_key_is_the_same_key() {
-        let keys = ApiKeys::new(&["sk-a".into()], "");
+        let keys = ApiKeys::new(&["sk-a".into()], &[]);
         let mut h = HeaderMap::new();
         h.insert("x-api-key", HeaderValue::from_static("sk-a"));
         let via_header = keys.check(&h).expect("x-api-key accepted");
@@ -163,26 +176,41 @@ mod tests {
 
     #[test]
     fn no_keys_means_open_with_empty_scope() {
-        let keys = ApiKeys::new(&[], "");
+        let keys = ApiKeys::new(&[], &[]);
         assert_eq!(&*keys.check(&HeaderMap::new()).expect("open").scope, "");
-        assert!(keys.check_metrics(&HeaderMap::new()).is_ok());
+        assert!(keys.check_admin(&HeaderMap::new()).is_ok());
     }
 
     #[test]
-    fn metrics_take_token_or_key() {
-        let keys = ApiKeys::new(&["sk-a".into()], "mt");
-        assert!(keys.check_metrics(&headers("Bearer mt")).is_ok());
-        assert!(keys.check_metrics(&headers("Bearer sk-a")).is_ok());
-        assert!(keys.check_metrics(&headers("Bearer x")).is_err());
-        assert!(keys.check_metrics(&HeaderMap::new()).is_err());
-        let only_token = ApiKeys::new(&[], "mt");
-        assert!(only_token.check_metrics(&HeaderMap::new()).is_err());
+    fn admin_routes_take_admin_tokens_and_refuse_client_keys() {
+        let keys = ApiKeys::new(&["sk-a".into()], &["mt", "at"]);
+        assert!(keys.check_admin(&headers("Bearer mt")).is_ok());
+        assert!(keys.check_admin(&headers("Bearer at")).is_ok());
+        assert!(matches!(
+            keys.check_admin(&headers("Bearer sk-a")),
+            Err(GatewayError::Forbidden)
+        ));
+        assert!(matches!(
+            keys.check_admin(&headers("Bearer x")),
+            Err(GatewayError::Unauthorized)
+        ));
+        assert!(keys.check_admin(&HeaderMap::new()).is_err());
+        // Admin tokens are not client keys either.
+        assert!(keys.check(&headers("Bearer mt")).is_err());
+        // Keys but no admin token: the admin routes are closed to everyone.
+        let keys_only = ApiKeys::new(&["sk-a".into()], &["", ""]);
+        assert!(matches!(
+            keys_only.check_admin(&headers("Bearer sk-a")),
+            Err(GatewayError::Forbidden)
+        ));
+        let only_token = ApiKeys::new(&[], &["mt"]);
+        assert!(only_token.check_admin(&HeaderMap::new()).is_err());
         assert!(only_token.check(&HeaderMap::new()).is_ok());
     }
 
     #[test]
     fn debug_does_not_show_keys() {
-        let keys = ApiKeys::new(&["sk-secret".into()], "");
+        let keys = ApiKeys::new(&["sk-secret".into()], &[]);
         assert!(!format!("{keys:?}").contains("secret"));
     }
 }

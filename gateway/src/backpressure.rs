@@ -341,7 +341,7 @@ mod tests {
         Pool::start(
             rx,
             crate::pool::PoolSettings {
-                default_token: None,
+                default_token: Arc::new(mux_protocol::SidecarToken::fixed(None)),
                 eject_failures: 3,
                 eject_cooldown: Duration::from_secs(1),
                 max_ejection_percent: 50,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use mux_protocol::{SidecarToken, TokenFileError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -46,6 +47,9 @@ pub struct GatewayConfig {
         hide_env_values = true
     )]
     pub metrics_token: String,
+    /// Token for the admin routes (`/metrics`, `/internal/*`), as METRICS_TOKEN; either works.
+    #[arg(long, env = "ADMIN_TOKEN", default_value = "", hide_env_values = true)]
+    pub admin_token: String,
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
@@ -121,6 +125,19 @@ pub struct GatewayConfig {
     /// After SIGTERM: how long open chats may go on before they end with an error event.
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE_SEC", default_value_t = 25.0)]
     pub shutdown_grace_sec: f64,
+    /// Serve without API keys on a non-loopback HOST (refused otherwise).
+    #[arg(long, env = "GATEWAY_ALLOW_ANONYMOUS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_anonymous: bool,
+    /// Shortest time between two forced logins of one instance
+    /// (`POST /internal/auto-login/start`).
+    #[arg(long, env = "GATEWAY_LOGIN_COOLDOWN_SEC", default_value_t = 60.0)]
+    pub login_cooldown_sec: f64,
+    /// Longest a client may take to send a request's headers; 0 = no limit.
+    #[arg(long, env = "GATEWAY_HEADER_READ_TIMEOUT_SEC", default_value_t = 10.0)]
+    pub header_read_timeout_sec: f64,
+    /// Most client connections open at once; further ones wait in the listen backlog.
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub max_connections: usize,
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", default_value = "")]
     pub otlp_endpoint: String,
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "lingma-gateway")]
@@ -144,11 +161,18 @@ pub enum ConfigError {
     EjectCooldown,
     #[error("{0} must be a number of seconds in (0, 86400]")]
     Deadline(&'static str),
-    #[error("cannot read SIDECAR_TOKEN_FILE {path}: {source}")]
-    TokenFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("GATEWAY_LOGIN_COOLDOWN_SEC must be a finite number >= 0")]
+    LoginCooldown,
+    #[error("GATEWAY_HEADER_READ_TIMEOUT_SEC must be a finite number >= 0")]
+    HeaderReadTimeout,
+    #[error("GATEWAY_MAX_CONNECTIONS must be at least 1")]
+    MaxConnections,
+    #[error(
+        "refusing to serve without API_KEYS on HOST={host}, which is not a loopback address: set API_KEYS, listen on 127.0.0.1, or set GATEWAY_ALLOW_ANONYMOUS=true"
+    )]
+    AnonymousOnPublicHost { host: String },
+    #[error("SIDECAR_TOKEN_FILE: {0}")]
+    TokenFile(#[from] TokenFileError),
 }
 
 impl GatewayConfig {
@@ -176,7 +200,36 @@ impl GatewayConfig {
                 return Err(ConfigError::Deadline(name));
             }
         }
+        if !seconds_ok(self.login_cooldown_sec) {
+            return Err(ConfigError::LoginCooldown);
+        }
+        if !seconds_ok(self.header_read_timeout_sec) {
+            return Err(ConfigError::HeaderReadTimeout);
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::MaxConnections);
+        }
+        if self.api_key_list().is_empty() && !self.allow_anonymous && !is_loopback(&self.host) {
+            return Err(ConfigError::AnonymousOnPublicHost {
+                host: self.host.clone(),
+            });
+        }
         Ok(())
+    }
+
+    /// Keyless on a non-loopback HOST, explicitly allowed: worth a loud warning at start.
+    pub fn anonymous_on_public_host(&self) -> bool {
+        self.api_key_list().is_empty() && !is_loopback(&self.host)
+    }
+
+    pub fn login_cooldown(&self) -> Duration {
+        Duration::from_secs_f64(self.login_cooldown_sec)
+    }
+
+    /// `None` = no header-read deadline.
+    pub fn header_read_timeout(&self) -> Option<Duration> {
+        (self.header_read_timeout_sec > 0.0)
+            .then(|| Duration::from_secs_f64(self.header_read_timeout_sec))
     }
 
     pub fn api_key_list(&self) -> Vec<String> {
@@ -210,18 +263,13 @@ impl GatewayConfig {
     }
 
     /// The default sidecar token: SIDECAR_TOKEN_FILE wins over SIDECAR_TOKEN (a mounted
-    /// Secret is the cluster's source of truth).
-    pub fn resolve_sidecar_token(&self) -> Result<Option<String>, ConfigError> {
-        if let Some(path) = &self.sidecar_token_file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
-                path: path.clone(),
-                source,
-            })?;
-            let token = text.trim().to_owned();
-            return Ok((!token.is_empty()).then_some(token));
+    /// Secret is the cluster's source of truth). A file is read again at every connection
+    /// attempt, so a rotated Secret is used without a restart.
+    pub fn sidecar_token(&self) -> Result<SidecarToken, ConfigError> {
+        match &self.sidecar_token_file {
+            Some(path) => Ok(SidecarToken::file(path)?),
+            None => Ok(SidecarToken::fixed(Some(&self.sidecar_token))),
         }
-        let token = self.sidecar_token.trim();
-        Ok((!token.is_empty()).then(|| token.to_owned()))
     }
 }
 
@@ -235,6 +283,7 @@ impl std::fmt::Debug for GatewayConfig {
                 &format_args!("<{} keys>", self.api_key_list().len()),
             )
             .field("metrics_token_set", &!self.metrics_token.is_empty())
+            .field("admin_token_set", &!self.admin_token.is_empty())
             .field("max_in_flight", &self.max_in_flight)
             .field("queue_timeout_sec", &self.queue_timeout_sec)
             .field("max_queued", &self.max_queued)
@@ -254,9 +303,27 @@ impl std::fmt::Debug for GatewayConfig {
             .field("idle_timeout_sec", &self.idle_timeout_sec)
             .field("sidecar_write_timeout_sec", &self.sidecar_write_timeout_sec)
             .field("shutdown_grace_sec", &self.shutdown_grace_sec)
+            .field("allow_anonymous", &self.allow_anonymous)
+            .field("login_cooldown_sec", &self.login_cooldown_sec)
+            .field("header_read_timeout_sec", &self.header_read_timeout_sec)
+            .field("max_connections", &self.max_connections)
             .field("otlp_endpoint", &self.otlp_endpoint)
             .finish_non_exhaustive()
     }
+}
+
+/// A duration in seconds that `Duration::from_secs_f64` takes (finite, >= 0, not absurd).
+fn seconds_ok(s: f64) -> bool {
+    s.is_finite() && (0.0..=1e9).contains(&s)
+}
+
+/// Whether HOST only listens on this machine: a loopback address or `localhost`.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 pub(crate) fn split_list(s: &str) -> Vec<String> {
@@ -286,7 +353,57 @@ mod tests {
         assert_eq!(c.default_model, "org_auto");
         assert!(c.session_reuse_enabled);
         assert_eq!(c.routing, RoutingPolicy::Sticky);
-        c.validate().expect("defaults are valid");
+        assert!(!c.allow_anonymous);
+        assert_eq!(c.login_cooldown(), Duration::from_secs(60));
+        assert_eq!(c.header_read_timeout(), Some(Duration::from_secs(10)));
+        assert_eq!(c.max_connections, 1000);
+        // The defaults listen on 0.0.0.0 without keys: valid only on loopback or with keys
+        // (see `keyless_is_refused_off_loopback`).
+        parse(&["--host", "127.0.0.1"])
+            .validate()
+            .expect("defaults are valid on loopback");
+    }
+
+    #[test]
+    fn keyless_is_refused_off_loopback() {
+        let refused = |args: &[&str]| {
+            matches!(
+                parse(args).validate(),
+                Err(ConfigError::AnonymousOnPublicHost { .. })
+            )
+        };
+        assert!(refused(&[]));
+        assert!(refused(&["--host", "0.0.0.0"]));
+        assert!(refused(&["--host", "10.1.2.3"]));
+        assert!(refused(&["--host", "gateway.example"]));
+        for host in ["127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"] {
+            parse(&["--host", host])
+                .validate()
+                .unwrap_or_else(|e| panic!("{host}: {e}"));
+        }
+        parse(&["--api-keys", "sk-1"]).validate().expect("keys");
+        let opted_out = parse(&["--allow-anonymous", "true"]);
+        opted_out.validate().expect("explicit opt-out");
+        assert!(opted_out.anonymous_on_public_host());
+    }
+
+    #[test]
+    fn durations_and_caps_are_bounded() {
+        let local = ["--host", "127.0.0.1"];
+        for arg in [
+            "--login-cooldown-sec=-1",
+            "--login-cooldown-sec=1e20",
+            "--header-read-timeout-sec=NaN",
+            "--header-read-timeout-sec=1e20",
+            "--max-connections=0",
+        ] {
+            let mut args = local.to_vec();
+            args.push(arg);
+            assert!(parse(&args).validate().is_err(), "{arg}");
+        }
+        let mut args = local.to_vec();
+        args.extend(["--header-read-timeout-sec", "0"]);
+        assert_eq!(parse(&args).header_read_timeout(), None);
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum GatewayError {
     UnsupportedMediaType,
     #[error("invalid API key")]
     Unauthorized,
+    /// A valid client key on an admin route.
+    #[error("this key may not use this endpoint")]
+    Forbidden,
     #[error("{message}")]
     NotFound {
         message: String,
@@ -75,6 +78,7 @@ impl GatewayError {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -91,6 +95,7 @@ impl GatewayError {
         match self {
             Self::InvalidRequest { .. } | Self::UnsupportedMediaType => "invalid_request",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "too_large",
@@ -110,6 +115,7 @@ impl GatewayError {
             Self::Unauthorized => {
                 "Incorrect API key provided. Send 'Authorization: Bearer <key>'.".to_owned()
             }
+            Self::Forbidden => "You have insufficient permissions for this operation: admin endpoints take the admin token, not an API key.".to_owned(),
             Self::MethodNotAllowed => "Method not allowed for this endpoint.".to_owned(),
             Self::PayloadTooLarge { limit } => {
                 format!("Request body is larger than the limit of {limit} bytes.")
@@ -129,6 +135,11 @@ impl GatewayError {
                 Some("unsupported_media_type"),
             ),
             Self::Unauthorized => ("invalid_request_error", None, Some("invalid_api_key")),
+            Self::Forbidden => (
+                "invalid_request_error",
+                None,
+                Some("insufficient_permissions"),
+            ),
             Self::NotFound { param, code, .. } => ("invalid_request_error", *param, Some(*code)),
             Self::MethodNotAllowed => ("invalid_request_error", None, Some("method_not_allowed")),
             Self::PayloadTooLarge { .. } => {
@@ -278,6 +289,7 @@ mod tests {
             GatewayError::invalid("x", Some("n")),
             GatewayError::UnsupportedMediaType,
             GatewayError::Unauthorized,
+            GatewayError::Forbidden,
             GatewayError::MethodNotAllowed,
             GatewayError::PayloadTooLarge { limit: 10 },
             GatewayError::Timeout,
@@ -298,6 +310,7 @@ mod tests {
     fn statuses_follow_the_contract() {
         assert_eq!(GatewayError::invalid("x", None).status(), 400);
         assert_eq!(GatewayError::Unauthorized.status(), 401);
+        assert_eq!(GatewayError::Forbidden.status(), 403);
         assert_eq!(GatewayError::PayloadTooLarge { limit: 1 }.status(), 413);
         assert_eq!(
             GatewayError::from_upstream(ErrorKind::UnknownModel, "").status(),

@@ -22,7 +22,6 @@ pub mod routing;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use mux_protocol::SidecarEndpoint;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +55,8 @@ pub struct Gateway {
     pub stop: CancellationToken,
     /// GATEWAY_SHUTDOWN_GRACE_SEC.
     pub shutdown_grace: Duration,
+    /// Header-read deadline and connection cap of the listener.
+    pub serve: http::serve::ServeSettings,
 }
 
 /// After the grace period, how long the open responses get to write their error event.
@@ -69,6 +70,12 @@ impl Gateway {
         endpoints: watch::Receiver<Vec<SidecarEndpoint>>,
     ) -> Result<Self, BuildError> {
         config.validate()?;
+        if config.anonymous_on_public_host() {
+            tracing::warn!(
+                host = %config.host,
+                "GATEWAY_ALLOW_ANONYMOUS=true: serving WITHOUT API keys on a non-loopback address; anyone who can reach it can use every account"
+            );
+        }
         let metrics = Arc::new(Metrics::new()?);
         let limit = config.global_limit();
         metrics
@@ -78,7 +85,7 @@ impl Gateway {
         let pool = Pool::start(
             endpoints,
             PoolSettings {
-                default_token: config.resolve_sidecar_token()?,
+                default_token: Arc::new(config.sidecar_token()?),
                 eject_failures: config.eject_failures,
                 eject_cooldown: config.eject_cooldown(),
                 max_ejection_percent: config.max_ejection_percent,
@@ -104,13 +111,26 @@ impl Gateway {
                 queue_timeout: config.queue_timeout(),
             },
         });
-        let keys = ApiKeys::new(&config.api_key_list(), &config.metrics_token);
-        let state = http::AppState::new(chat, keys, metrics, config.max_body_bytes);
+        let keys = ApiKeys::new(
+            &config.api_key_list(),
+            &[&config.metrics_token, &config.admin_token],
+        );
+        let state = http::AppState::new(
+            chat,
+            keys,
+            metrics,
+            config.max_body_bytes,
+            config.login_cooldown(),
+        );
         Ok(Self {
             router: http::router(state.clone()),
             state,
             stop,
             shutdown_grace: config.shutdown_grace(),
+            serve: http::serve::ServeSettings {
+                header_read_timeout: config.header_read_timeout(),
+                max_connections: config.max_connections,
+            },
         })
     }
 }
@@ -129,14 +149,7 @@ pub async fn serve(
     let pool = gateway.state.chat.pool.clone();
     let signalled = CancellationToken::new();
     let on_signal = signalled.clone();
-    // Chat answers are small writes (one SSE event, one JSON body): with Nagle on, each
-    // can wait for the client's delayed ACK (~40 ms) on a keep-alive connection.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, gateway.router).with_graceful_shutdown(async move {
+    let shutdown = async move {
         shutdown.await;
         pool.begin_shutdown();
         tracing::info!(
@@ -144,8 +157,9 @@ pub async fn serve(
             "shutting down: not ready, open chats get the grace period"
         );
         on_signal.cancel();
-    });
-    let mut server = std::pin::pin!(server.into_future());
+    };
+    let server = http::serve::serve(listener, gateway.router, gateway.serve, shutdown);
+    let mut server = std::pin::pin!(server);
     let result = tokio::select! {
         result = &mut server => result,
         _ = async { signalled.cancelled().await; tokio::time::sleep(grace).await } => {

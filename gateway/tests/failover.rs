@@ -33,7 +33,11 @@ async fn failure_before_output_retries_once_elsewhere_then_ejects() {
     let (bad, good) = if target == a.name { (&a, &b) } else { (&b, &a) };
     // An instance fault that proves the ask never ran (the account is logged out): a
     // refusal of the prompt itself (`error`) would be the request's fault, not retried.
-    bad.sim.set_fault("not_logged_in", None).await;
+    bad.sim
+        .control()
+        .set_fault("not_logged_in", None)
+        .await
+        .expect("sim control API");
 
     // Non-streaming: the failed first attempt is invisible to the client.
     let resp = gw.chat(user(question)).await;
@@ -66,11 +70,15 @@ async fn failure_before_output_retries_once_elsewhere_then_ejects() {
         ),
         0.0
     );
-    let asks_before = bad.sim.stats().await["asks_received"].as_u64();
+    let asks_before =
+        bad.sim.control().stats().await.expect("sim control API")["asks_received"].as_u64();
     let resp = gw.chat(user(question)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(sample(&gw.metrics().await, "gateway_retries_total"), 2.0);
-    assert_eq!(bad.sim.stats().await["asks_received"].as_u64(), asks_before);
+    assert_eq!(
+        bad.sim.control().stats().await.expect("sim control API")["asks_received"].as_u64(),
+        asks_before
+    );
 }
 
 #[tokio::test]
@@ -79,8 +87,16 @@ async fn both_attempts_failing_gives_an_openai_error() {
     let b = start_sidecar("sc-y", &[]).await;
     let gw = start_gateway(&sidecar_list(&[&a, &b]), &[("GATEWAY_EJECT_FAILURES", "0")]).await;
     gw.wait_usable(2).await;
-    a.sim.set_fault("not_logged_in", None).await;
-    b.sim.set_fault("not_logged_in", None).await;
+    a.sim
+        .control()
+        .set_fault("not_logged_in", None)
+        .await
+        .expect("sim control API");
+    b.sim
+        .control()
+        .set_fault("not_logged_in", None)
+        .await
+        .expect("sim control API");
     let resp = gw.chat(user("doomed")).await;
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.expect("json");
@@ -124,7 +140,7 @@ async fn wrong_sidecar_token_never_connects() {
     assert_eq!(gw.sidecar_state("sc-t").await, "connecting");
     assert_eq!(gw.chat(user("x")).await.status(), 503);
     assert!(
-        !gw.proc.output().contains("wrong-token"),
+        !gw.gateway.output().contains("wrong-token"),
         "token in a log line"
     );
 }

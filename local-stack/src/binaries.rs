@@ -1,16 +1,11 @@
-//! Finds the binaries the stack is made of: next to this executable, built on the spot when
-//! this runs under `cargo run` (so the README's one command is enough on a fresh clone).
+//! Finds the binaries the single-host mode runs (sidecar, gateway): next to this executable,
+//! built on the spot when this runs under `cargo run`.
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// (package, binary) pairs: the demo runs the simulator; the single-host mode runs real Lingma.
-pub const DEMO_PACKAGES: &[(&str, &str)] = &[
-    ("lingma-sim", "lingma-sim"),
-    ("sidecar", "sidecar"),
-    ("gateway", "gateway"),
-];
+/// (package, binary) pairs the single-host mode runs (the demo runs in process and needs none).
 pub const HOST_PACKAGES: &[(&str, &str)] = &[("sidecar", "sidecar"), ("gateway", "gateway")];
 
 pub struct Binaries {

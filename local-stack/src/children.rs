@@ -10,28 +10,17 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
+/// Children inherit only the basics (`child_env::Allowlist::BASE`: PATH, HOME, locale and
+/// the like), never this process's settings: the single-host mode's environment holds every
+/// account and the API keys. Each gets its own settings through `spawn`'s `env`.
 pub struct Children {
     running: Vec<(String, Child)>,
-    /// Children inherit only the basics (`child_env::Allowlist::BASE`) instead of the
-    /// whole environment; each gets its settings through `spawn`'s `env`.
-    isolated: bool,
 }
 
 impl Children {
-    /// Children that inherit this process's environment (the demo: simulator only).
-    pub fn new() -> Self {
-        Self {
-            running: Vec::new(),
-            isolated: false,
-        }
-    }
-
-    /// Children that inherit only PATH, HOME, locale and the like, never this process's
-    /// settings: the single-host mode's environment holds every account and the API keys.
     pub fn isolated() -> Self {
         Self {
             running: Vec::new(),
-            isolated: true,
         }
     }
 
@@ -43,9 +32,7 @@ impl Children {
         env: &[(String, String)],
     ) -> anyhow::Result<()> {
         let mut command = Command::new(program);
-        if self.isolated {
-            child_env::restrict(command.as_std_mut(), &child_env::Allowlist::BASE);
-        }
+        child_env::restrict(command.as_std_mut(), &child_env::Allowlist::BASE);
         let mut child = command
             .args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -1,12 +1,14 @@
-//! Demo mode: N simulated Lingma processes, each supervised by its own sidecar, behind one
-//! gateway, all on 127.0.0.1. Everything here is the simulator, never Lingma.
+//! Demo mode: N simulated Lingma instances, each behind its own sidecar, behind one gateway,
+//! all on 127.0.0.1 and all in this process (the libraries this binary links; nothing else
+//! to build or start). Everything here is the simulator, never Lingma.
 
-use crate::binaries::Binaries;
-use crate::children::Children;
+mod in_process;
+
 use anyhow::{Context, bail};
 use clap::Args;
+use in_process::{InProcessStack, SimSettings};
 use rand::Rng;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Args, Debug, Clone)]
@@ -44,86 +46,113 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.instances == 0 {
         bail!("--instances must be at least 1");
     }
-    let bins = Binaries::locate(crate::binaries::DEMO_PACKAGES)?;
     let temp = tempfile::Builder::new().prefix("lingma-local-").tempdir()?;
     let work_root = args
         .work_dir
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
-    let token = random_token();
-    let mut children = Children::new();
-    let mut sidecars = Vec::new();
-
-    for i in 0..args.instances {
-        let name = format!("sim-{i}");
-        let sidecar_port = free_port()?;
-        let work_dir = work_root.join(format!("inst-{i}"));
-        std::fs::create_dir_all(&work_dir)
-            .with_context(|| format!("cannot create {}", work_dir.display()))?;
-        let env = vec![
-            kv("SIDECAR_HOST", "127.0.0.1"),
-            kv("SIDECAR_PORT", &sidecar_port.to_string()),
-            kv("SIDECAR_NAME", &name),
-            kv("SIDECAR_TOKEN", &token),
-            kv("LINGMA_BIN", &bins.path("lingma-sim").to_string_lossy()),
-            kv("LINGMA_SOURCE_TYPE", "image"),
-            kv("LINGMA_WORK_DIR", &work_dir.to_string_lossy()),
-            kv("LINGMA_SOCKET_PORT", &free_port()?.to_string()),
-            kv("LINGMA_HTTP_PORT", &free_port()?.to_string()),
-            kv(
-                "LINGMA_MAX_CONCURRENT_CHATS",
-                &args.max_concurrent_chats.to_string(),
-            ),
-            // Read by the simulator the sidecar starts (children inherit the environment).
-            kv("LINGMA_SIM_LOGGED_IN", "true"),
-            kv(
-                "LINGMA_SIM_MAX_CONCURRENT_CHATS",
-                &args.max_concurrent_chats.to_string(),
-            ),
-            kv(
-                "LINGMA_SIM_FIRST_TOKEN_DELAY_MS",
-                &args.first_token_delay_ms.to_string(),
-            ),
-            kv(
-                "LINGMA_SIM_CHUNK_DELAY_MS",
-                &args.chunk_delay_ms.to_string(),
-            ),
-            kv("AUTO_LOGIN_ENABLED", "false"),
-        ];
-        children.spawn(&format!("sidecar-{i}"), &bins.path("sidecar"), &[], &env)?;
-        sidecars.push(format!("{name}=ws://127.0.0.1:{sidecar_port}"));
-    }
-
-    let gateway_env = vec![
-        kv("HOST", &args.host),
-        kv("PORT", &args.port.to_string()),
-        kv("API_KEYS", &args.api_keys),
-        kv("GATEWAY_DISCOVERY", "static"),
-        kv("GATEWAY_SIDECARS", &sidecars.join(",")),
-        kv("SIDECAR_TOKEN", &token),
-    ];
-    children.spawn("gateway", &bins.path("gateway"), &[], &gateway_env)?;
-
+    // Bound first: a port in use stops the start before anything else runs.
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let mut stack = InProcessStack::new();
+    let started = start(&mut stack, &args, &work_root, listener).await;
     let base = format!("http://{}:{}", display_host(&args.host), args.port);
     let readyz = format!("{base}/readyz");
-    let ready = tokio::select! {
-        r = wait_for_success(&readyz, Duration::from_secs(args.ready_timeout_sec), "the stack was not ready") => r,
-        died = children.first_exit() => Err(anyhow::anyhow!("{died} during start-up")),
+    let ready = match started {
+        Ok(()) => {
+            progress(
+                "waiting until the sidecars are connected to their simulators and the gateway to its sidecars ...",
+            );
+            let timeout = Duration::from_secs(args.ready_timeout_sec);
+            tokio::select! {
+                r = wait_for_success(&readyz, timeout, "the stack was not ready") => r,
+                why = stack.first_exit() => Err(anyhow::anyhow!("{why} during start-up")),
+            }
+        }
+        Err(e) => Err(e),
     };
     if let Err(e) = ready {
-        children.stop_all(Duration::from_secs(5)).await;
+        stack.stop(Duration::from_secs(5)).await;
         return Err(e);
     }
     print_banner(&base, &args);
 
     let outcome = tokio::select! {
         _ = shutdown_signal() => Ok(()),
-        died = children.first_exit() => Err(anyhow::anyhow!("{died}; stopping the stack")),
+        why = stack.first_exit() => Err(anyhow::anyhow!("{why}; stopping the stack")),
     };
     println!("stopping the local stack ...");
-    children.stop_all(Duration::from_secs(10)).await;
+    stack.stop(Duration::from_secs(10)).await;
     drop(temp);
     outcome
+}
+
+/// Start the simulators, their sidecars and the gateway, saying what it does.
+async fn start(
+    stack: &mut InProcessStack,
+    args: &DemoArgs,
+    work_root: &Path,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<()> {
+    let token = random_token();
+    let sim = SimSettings {
+        max_concurrent_chats: args.max_concurrent_chats,
+        first_token_delay_ms: args.first_token_delay_ms,
+        chunk_delay_ms: args.chunk_delay_ms,
+    };
+    progress(&format!(
+        "starting {} simulated Lingma instance(s) (lingma-sim, NOT Lingma), each with its own sidecar ...",
+        args.instances
+    ));
+    let mut sidecars = Vec::new();
+    for i in 0..args.instances {
+        let name = format!("sim-{i}");
+        let work_dir = work_root.join(format!("inst-{i}"));
+        let handle = stack.start_sim(work_dir.clone(), &sim).await?;
+        let (ws_port, http_port) = (handle.ws_port(), handle.http_port());
+        let sidecar_port = free_port()?;
+        stack.start_sidecar(
+            &name,
+            &[
+                "--host=127.0.0.1".to_owned(),
+                format!("--port={sidecar_port}"),
+                format!("--name={name}"),
+                format!("--token={token}"),
+                "--lingma-attach=true".to_owned(),
+                format!("--lingma-work-dir={}", work_dir.display()),
+                format!("--lingma-socket-port={ws_port}"),
+                format!("--lingma-http-port={http_port}"),
+                format!(
+                    "--lingma-max-concurrent-chats={}",
+                    args.max_concurrent_chats
+                ),
+                "--auto-login-enabled=false".to_owned(),
+            ],
+        )?;
+        sidecars.push(format!("{name}=ws://127.0.0.1:{sidecar_port}"));
+    }
+    progress(&format!(
+        "starting the gateway on {}:{} ...",
+        args.host, args.port
+    ));
+    stack.start_gateway(
+        &[
+            format!("--host={}", args.host),
+            format!("--port={}", args.port),
+            format!("--api-keys={}", args.api_keys),
+            "--discovery=static".to_owned(),
+            format!("--sidecars={}", sidecars.join(",")),
+            format!("--sidecar-token={token}"),
+        ],
+        listener,
+    )
+}
+
+/// One line about a step of the start that may take a moment.
+fn progress(what: &str) {
+    println!("lingma-local: {what}");
 }
 
 /// An empty PORT means unset (as everywhere in `.env.example`), also when `host` is run: the

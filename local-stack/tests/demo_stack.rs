@@ -1,19 +1,12 @@
 //! Runs the README's first command (`lingma-local`, demo mode) as a real process and uses
-//! the stack it starts: gateway + sidecars + simulators on 127.0.0.1.
+//! the stack it starts: gateway + sidecars + simulators on 127.0.0.1, all in that process
+//! (no other binary is built or started).
 
 use std::time::Duration;
 use test_support::{ProcessBuilder, binary, free_port, wait_for_http};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_stack_answers_and_stops_cleanly() {
-    // The runner starts its siblings from its own directory: build them first.
-    for (package, bin) in [
-        ("lingma-sim", "lingma-sim"),
-        ("sidecar", "sidecar"),
-        ("gateway", "gateway"),
-    ] {
-        binary(package, bin);
-    }
     let port = free_port();
     let mut stack = ProcessBuilder::new("lingma-local", binary("local-stack", "lingma-local"))
         .args([
@@ -26,8 +19,6 @@ async fn demo_stack_answers_and_stops_cleanly() {
             "--chunk-delay-ms",
             "0",
         ])
-        // Built above: the runner must not run cargo again (CARGO empty = not under cargo).
-        .env("CARGO", "")
         .spawn()
         .expect("start lingma-local");
     let base = format!("http://127.0.0.1:{port}");

@@ -2,6 +2,7 @@
 //! secrets are read but never echoed (`hide_env_values`, redacting `Debug`).
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use mux_protocol::SidecarToken;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -288,6 +289,20 @@ impl Config {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(str::to_owned))
+    }
+
+    /// The gateway token as the HTTP surface checks it: a SIDECAR_TOKEN_FILE is read again
+    /// at every check, so a rotated Secret is accepted without a restart. Start-time errors
+    /// are those of [`Config::gateway_token`].
+    pub fn gateway_token_source(&self) -> Result<SidecarToken, ConfigError> {
+        let first = self.gateway_token()?;
+        match &self.token_file {
+            Some(path) => SidecarToken::file(path).map_err(|e| ConfigError::TokenFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }),
+            None => Ok(SidecarToken::fixed(first.as_deref())),
+        }
     }
 
     /// Name reported to the gateway: SIDECAR_NAME, else the host name.

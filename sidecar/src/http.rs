@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use mux_protocol::{MUX_PATH, PROTOCOL_VERSION, SUBPROTOCOL};
+use mux_protocol::{MUX_PATH, PROTOCOL_VERSION, SUBPROTOCOL, SidecarToken};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -30,22 +30,19 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 pub struct HttpState {
     pub sidecar: Arc<SidecarState>,
-    /// SHA-256 of the gateway token; `None` = no auth configured.
-    token_digest: Option<[u8; 32]>,
+    /// The gateway token (re-read from SIDECAR_TOKEN_FILE at every check); none = no auth.
+    token: Arc<SidecarToken>,
 }
 
 impl HttpState {
-    pub fn new(sidecar: Arc<SidecarState>, token: Option<&str>) -> Self {
-        Self {
-            sidecar,
-            token_digest: token.map(digest),
-        }
+    pub fn new(sidecar: Arc<SidecarState>, token: Arc<SidecarToken>) -> Self {
+        Self { sidecar, token }
     }
 
     /// Constant-time check of `Authorization: Bearer <token>`. Comparing digests keeps the
     /// comparison length-independent too.
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(expected) = &self.token_digest else {
+        let Some(expected) = self.token.current().map(|t| digest(&t)) else {
             return true;
         };
         let presented = headers
@@ -57,7 +54,7 @@ impl HttpState {
             })
             .map(str::trim);
         match presented {
-            Some(token) => bool::from(digest(token).ct_eq(expected)),
+            Some(token) => bool::from(digest(token).ct_eq(&expected)),
             None => false,
         }
     }

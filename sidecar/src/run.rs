@@ -45,8 +45,8 @@ pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let token = config.gateway_token()?;
-    if token.is_none() {
+    let token = Arc::new(config.gateway_token_source()?);
+    if !token.is_set() {
         tracing::warn!(
             "no SIDECAR_TOKEN or SIDECAR_TOKEN_FILE: the gateway endpoint accepts anyone"
         );
@@ -60,7 +60,7 @@ pub async fn serve(
     let tasks = spawn_lingma_side(&config, account, process, &state, &stop_lingma);
     let server = spawn_http(
         listener,
-        http::router(http::HttpState::new(state.clone(), token.as_deref())),
+        http::router(http::HttpState::new(state.clone(), token)),
         state.closing.clone(),
     );
 

@@ -99,22 +99,8 @@ async fn browser_driver_logs_the_simulator_in_through_its_form() {
     if !browser_installed() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        free_port(),
-        free_port(),
-        &[
-            "--login-mode",
-            "form",
-            "--accept-username",
-            USERNAME,
-            "--accept-password",
-            PASSWORD,
-        ],
-    )
-    .await;
-    let mut env = attach_env(&sim);
+    let sim = form_login_sim(USERNAME, PASSWORD).await;
+    let mut env = sim.attach_env();
     env.push(("LINGMA_USERNAME", USERNAME.into()));
     env.push(("LINGMA_PASSWORD", PASSWORD.into()));
     env.push(("AUTO_LOGIN_DRIVER", "browser".into()));
@@ -133,7 +119,7 @@ async fn browser_driver_logs_the_simulator_in_through_its_form() {
         sidecar.get("/readyz", None).await
     );
     assert_eq!(
-        SimControl::new(sim.http_port).stats().await["login_state"],
+        sim.control().stats().await.expect("sim control API")["login_state"],
         "logged_in"
     );
     assert!(
@@ -147,22 +133,8 @@ async fn browser_driver_logs_the_simulator_in_through_its_form() {
 /// plain-http form on 127.0.0.1 is refused before any browser starts, with a clear reason.
 #[tokio::test]
 async fn the_default_allowlist_refuses_a_plain_http_login_page() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        free_port(),
-        free_port(),
-        &[
-            "--login-mode",
-            "form",
-            "--accept-username",
-            USERNAME,
-            "--accept-password",
-            PASSWORD,
-        ],
-    )
-    .await;
-    let mut env = attach_env(&sim);
+    let sim = form_login_sim(USERNAME, PASSWORD).await;
+    let mut env = sim.attach_env();
     env.push(("LINGMA_USERNAME", USERNAME.into()));
     env.push(("LINGMA_PASSWORD", PASSWORD.into()));
     env.push(("AUTO_LOGIN_DRIVER", "browser".into()));
@@ -186,7 +158,7 @@ async fn the_default_allowlist_refuses_a_plain_http_login_page() {
         "a browser was looked for:\n{logs}"
     );
     assert_eq!(
-        SimControl::new(sim.http_port).stats().await["login_state"],
+        sim.control().stats().await.expect("sim control API")["login_state"],
         "logged_out"
     );
     assert!(!logs.contains(PASSWORD));

@@ -89,7 +89,7 @@ async fn lingma_gets_the_basics_and_the_sim_knobs_but_no_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_login_browser_gets_no_secret() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
+    let sim = Sim::start_at(
         &dir.path().join("sim"),
         test_support::free_port(),
         test_support::free_port(),
@@ -116,7 +116,7 @@ async fn the_login_browser_gets_no_secret() {
     .expect("write fake chromedriver");
     std::fs::set_permissions(&driver, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 
-    let mut env = attach_env(&sim);
+    let mut env = sim.attach_env();
     env.extend([
         ("LINGMA_USERNAME", "dev@example.com".to_owned()),
         ("LINGMA_PASSWORD", PASSWORD.to_owned()),

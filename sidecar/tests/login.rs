@@ -50,15 +50,8 @@ fn assert_no_secret(what: &str, text: &str) {
 
 #[tokio::test]
 async fn auto_login_in_callback_mode_and_no_secret_in_logs_or_responses() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &["--login-mode", "callback"],
-    )
-    .await;
-    let mut env = attach_env(&sim);
+    let sim = Sim::start_with(&["--login-mode", "callback"]).await;
+    let mut env = sim.attach_env();
     env.push(("LINGMA_USERNAME", USERNAME.into()));
     env.push(("LINGMA_PASSWORD", PASSWORD.into()));
     env.push(("LOG_LEVEL", "trace".into()));
@@ -66,7 +59,7 @@ async fn auto_login_in_callback_mode_and_no_secret_in_logs_or_responses() {
     sidecar.wait_ready().await;
     assert_eq!(login_state(&sidecar).await, LoginState::LoggedIn);
     assert_eq!(
-        SimControl::new(sim.http_port).stats().await["login_state"],
+        sim.control().stats().await.expect("sim control API")["login_state"],
         "logged_in"
     );
     let mux = sidecar.mux().await;
@@ -91,22 +84,8 @@ async fn auto_login_in_callback_mode_and_no_secret_in_logs_or_responses() {
 
 #[tokio::test]
 async fn auto_login_in_form_mode_posts_the_account() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &[
-            "--login-mode",
-            "form",
-            "--accept-username",
-            USERNAME,
-            "--accept-password",
-            PASSWORD,
-        ],
-    )
-    .await;
-    let mut env = attach_env(&sim);
+    let sim = form_login_sim(USERNAME, PASSWORD).await;
+    let mut env = sim.attach_env();
     env.push(("LINGMA_ACCOUNTS", format!("{USERNAME}:{PASSWORD}")));
     env.push(("LOG_LEVEL", "trace".into()));
     let sidecar = spawn_sidecar(&env).await;
@@ -120,22 +99,8 @@ async fn auto_login_in_form_mode_posts_the_account() {
 
 #[tokio::test]
 async fn wrong_credentials_fail_after_the_retries() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &[
-            "--login-mode",
-            "form",
-            "--accept-username",
-            USERNAME,
-            "--accept-password",
-            "the-right-one",
-        ],
-    )
-    .await;
-    let mut env = attach_env(&sim);
+    let sim = form_login_sim(USERNAME, "the-right-one").await;
+    let mut env = sim.attach_env();
     env.push(("LINGMA_USERNAME", USERNAME.into()));
     env.push(("LINGMA_PASSWORD", PASSWORD.into()));
     env.push(("AUTO_LOGIN_MAX_RETRY", "1".into()));
@@ -168,15 +133,8 @@ async fn wrong_credentials_fail_after_the_retries() {
 
 #[tokio::test]
 async fn without_auto_login_the_login_starts_on_demand() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &["--login-mode", "callback"],
-    )
-    .await;
-    let mut env = attach_env(&sim);
+    let sim = Sim::start_with(&["--login-mode", "callback"]).await;
+    let mut env = sim.attach_env();
     env.push(("AUTO_LOGIN_ENABLED", "false".into()));
     let sidecar = spawn_sidecar(&env).await;
     wait_login(&sidecar, &LoginState::LoggedOut).await;
@@ -199,22 +157,16 @@ async fn without_auto_login_the_login_starts_on_demand() {
 
 #[tokio::test]
 async fn an_expired_login_is_noticed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &["--logged-in"],
-    )
-    .await;
-    let mut env = attach_env(&sim);
+    let sim = Sim::start_logged_in(&[]).await;
+    let mut env = sim.attach_env();
     env.push(("AUTO_LOGIN_ENABLED", "false".into()));
     env.push(("SIDECAR_LOGIN_CHECK_INTERVAL_SEC", "1".into()));
     let sidecar = spawn_sidecar(&env).await;
     sidecar.wait_ready().await;
-    SimControl::new(sim.http_port)
-        .post("/control/expire-login", serde_json::json!({}))
-        .await;
+    sim.control()
+        .post("/control/expire-login")
+        .await
+        .expect("sim control API");
     wait_login(
         &sidecar,
         &LoginState::Failed {

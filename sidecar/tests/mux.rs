@@ -10,21 +10,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundred_concurrent_chats_each_get_their_own_answer() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &[
-            "--logged-in",
-            "--max-concurrent-chats",
-            "0",
-            "--chunk-delay-ms",
-            "5",
-        ],
-    )
-    .await;
-    let mut env = attach_env(&sim);
+    let sim = Sim::start_logged_in(&["--max-concurrent-chats", "0", "--chunk-delay-ms", "5"]).await;
+    let mut env = sim.attach_env();
     env.push(("LINGMA_MAX_CONCURRENT_CHATS", "100".into()));
     let sidecar = spawn_sidecar(&env).await;
     sidecar.wait_ready().await;
@@ -57,7 +44,7 @@ async fn hundred_concurrent_chats_each_get_their_own_answer() {
         assert!(usage.estimated && usage.completion_tokens > 0);
         assert_eq!(r.started.map(|s| s.1), Some(session_id));
     }
-    let stats = SimControl::new(sim.http_port).stats().await;
+    let stats = sim.control().stats().await.expect("sim control API");
     assert_eq!(stats["chats_total"], 100);
     sidecar.wait_metric("sidecar_open_streams", 0.0).await;
     assert_eq!(
@@ -68,27 +55,20 @@ async fn hundred_concurrent_chats_each_get_their_own_answer() {
 
 #[tokio::test]
 async fn open_streams_return_to_zero_after_cancel_and_disconnect() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &[
-            "--logged-in",
-            "--max-concurrent-chats",
-            "0",
-            "--chunks",
-            "30",
-            "--chunk-delay-ms",
-            "50",
-        ],
-    )
+    let sim = Sim::start_logged_in(&[
+        "--max-concurrent-chats",
+        "0",
+        "--chunks",
+        "30",
+        "--chunk-delay-ms",
+        "50",
+    ])
     .await;
-    let mut env = attach_env(&sim);
+    let mut env = sim.attach_env();
     env.push(("LINGMA_MAX_CONCURRENT_CHATS", "10".into()));
     let sidecar = spawn_sidecar(&env).await;
     sidecar.wait_ready().await;
-    let control = SimControl::new(sim.http_port);
+    let control = sim.control();
 
     // Cancel: the stream ends with Cancelled, Lingma's chat is stopped, bookkeeping freed.
     let mux = sidecar.mux().await;
@@ -109,7 +89,7 @@ async fn open_streams_return_to_zero_after_cancel_and_disconnect() {
     drop(mux);
     sidecar.wait_metric("sidecar_open_streams", 0.0).await;
     test_support::wait_until(WAIT, || async {
-        control.stats().await["chats_in_flight"].as_u64() == Some(0)
+        control.stats().await.expect("sim control API")["chats_in_flight"].as_u64() == Some(0)
     })
     .await
     .expect("chats stopped upstream (chat/stop sent)");
@@ -132,15 +112,8 @@ async fn open_streams_return_to_zero_after_cancel_and_disconnect() {
 
 #[tokio::test]
 async fn cancel_while_waiting_for_a_slot_frees_the_queue() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &["--logged-in", "--chunks", "40", "--chunk-delay-ms", "100"],
-    )
-    .await;
-    let sidecar = spawn_sidecar(&attach_env(&sim)).await; // capacity 1
+    let sim = Sim::start_logged_in(&["--chunks", "40", "--chunk-delay-ms", "100"]).await;
+    let sidecar = spawn_sidecar(&sim.attach_env()).await; // capacity 1
     sidecar.wait_ready().await;
     let mux = sidecar.mux().await;
     let mut running = mux.start(1, request("s", vec![m(Role::User, "first")]));
@@ -166,15 +139,8 @@ async fn cancel_while_waiting_for_a_slot_frees_the_queue() {
 
 #[tokio::test]
 async fn wrong_or_missing_token_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &["--logged-in"],
-    )
-    .await;
-    let sidecar = spawn_sidecar(&attach_env(&sim)).await;
+    let sim = Sim::start_logged_in(&[]).await;
+    let sidecar = spawn_sidecar(&sim.attach_env()).await;
     for token in [None, Some("wrong-token"), Some("")] {
         match Mux::connect(sidecar.port, token).await {
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
@@ -199,15 +165,8 @@ async fn wrong_or_missing_token_is_refused() {
 
 #[tokio::test]
 async fn bad_requests_get_clear_errors() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &["--logged-in"],
-    )
-    .await;
-    let sidecar = spawn_sidecar(&attach_env(&sim)).await;
+    let sim = Sim::start_logged_in(&[]).await;
+    let sidecar = spawn_sidecar(&sim.attach_env()).await;
     sidecar.wait_ready().await;
     let mux = sidecar.mux().await;
     // No user message.
@@ -250,15 +209,8 @@ async fn bad_requests_get_clear_errors() {
 
 #[tokio::test]
 async fn reasoning_is_separate_and_a_silent_chat_times_out() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &["--logged-in", "--think"],
-    )
-    .await;
-    let mut env = attach_env(&sim);
+    let sim = Sim::start_logged_in(&["--think"]).await;
+    let mut env = sim.attach_env();
     env.push(("LINGMA_CHAT_IDLE_TIMEOUT_SEC", "1".into()));
     let sidecar = spawn_sidecar(&env).await;
     sidecar.wait_ready().await;
@@ -280,9 +232,10 @@ async fn reasoning_is_separate_and_a_silent_chat_times_out() {
     );
 
     // Lingma accepts the chat and then says nothing: the idle timeout ends it.
-    SimControl::new(sim.http_port)
+    sim.control()
         .set_fault("hang", Some(1))
-        .await;
+        .await
+        .expect("sim control API");
     let r = mux
         .chat(2, request("s", vec![m(Role::User, "hello?")]))
         .await;
@@ -301,23 +254,16 @@ async fn reasoning_is_separate_and_a_silent_chat_times_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore]
 async fn throughput_probe() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &[
-            "--logged-in",
-            "--max-concurrent-chats",
-            "0",
-            "--chunks",
-            "4",
-            "--log-level",
-            "warn",
-        ],
-    )
+    let sim = Sim::start_logged_in(&[
+        "--max-concurrent-chats",
+        "0",
+        "--chunks",
+        "4",
+        "--log-level",
+        "warn",
+    ])
     .await;
-    let mut env = attach_env(&sim);
+    let mut env = sim.attach_env();
     env.push(("LINGMA_MAX_CONCURRENT_CHATS", "0".into()));
     env.push(("LOG_LEVEL", "warn".into()));
     let sidecar = spawn_sidecar(&env).await;
@@ -353,15 +299,8 @@ async fn throughput_probe() {
 
 #[tokio::test]
 async fn silent_gateways_are_dropped_and_responsive_ones_kept() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &["--logged-in"],
-    )
-    .await;
-    let mut env = attach_env(&sim);
+    let sim = Sim::start_logged_in(&[]).await;
+    let mut env = sim.attach_env();
     env.push(("SIDECAR_KEEPALIVE_SEC", "1".into()));
     let sidecar = spawn_sidecar(&env).await;
     sidecar.wait_ready().await;

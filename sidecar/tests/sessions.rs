@@ -7,20 +7,13 @@ mod common;
 use common::*;
 use mux_protocol::{ChatMessage, Role, SessionOutcome};
 
-async fn setup() -> (tempfile::TempDir, Sim, Sidecar, Mux, SimControl) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &["--logged-in", "--max-concurrent-chats", "0"],
-    )
-    .await;
-    let sidecar = spawn_sidecar(&attach_env(&sim)).await;
+async fn setup() -> (Sim, Sidecar, Mux, SimControl) {
+    let sim = Sim::start_logged_in(&["--max-concurrent-chats", "0"]).await;
+    let sidecar = spawn_sidecar(&sim.attach_env()).await;
     sidecar.wait_ready().await;
     let mux = sidecar.mux().await;
-    let control = SimControl::new(sim.http_port);
-    (dir, sim, sidecar, mux, control)
+    let control = sim.control().clone();
+    (sim, sidecar, mux, control)
 }
 
 fn turn2(first_answer: &str) -> Vec<ChatMessage> {
@@ -38,7 +31,7 @@ fn turn1() -> Vec<ChatMessage> {
 
 #[tokio::test]
 async fn follow_up_continues_the_upstream_session() {
-    let (_dir, _sim, sidecar, mux, control) = setup().await;
+    let (_sim, sidecar, mux, control) = setup().await;
     let r1 = mux.chat(1, request("key-a", turn1())).await;
     assert!(r1.ok(), "{r1:?}");
     let (outcome1, session1) = r1.started.clone().expect("started");
@@ -46,6 +39,7 @@ async fn follow_up_continues_the_upstream_session() {
     let ask1 = control
         .recent_asks()
         .await
+        .expect("sim control API")
         .pop()
         .expect("turn 1 reached the sim");
     assert_eq!(ask1["isReply"], false);
@@ -63,6 +57,7 @@ async fn follow_up_continues_the_upstream_session() {
     let ask2 = control
         .recent_asks()
         .await
+        .expect("sim control API")
         .pop()
         .expect("turn 2 reached the sim");
     assert_eq!(ask2["isReply"], true);
@@ -87,18 +82,21 @@ async fn follow_up_continues_the_upstream_session() {
 
 #[tokio::test]
 async fn error_on_reuse_invalidates_and_retries_fresh_once() {
-    let (_dir, _sim, sidecar, mux, control) = setup().await;
+    let (_sim, sidecar, mux, control) = setup().await;
     let r1 = mux.chat(1, request("k", turn1())).await;
     assert!(r1.ok(), "{r1:?}");
     let session1 = r1.started.clone().expect("started").1;
 
-    control.set_fault("error", Some(1)).await;
+    control
+        .set_fault("error", Some(1))
+        .await
+        .expect("sim control API");
     let r2 = mux.chat(2, request("k", turn2(&r1.content))).await;
     assert!(r2.ok(), "retried as a fresh session: {r2:?}");
     let (outcome, session2) = r2.started.clone().expect("started");
     assert_eq!(outcome, SessionOutcome::New);
     assert_ne!(session2, session1);
-    let asks = control.recent_asks().await;
+    let asks = control.recent_asks().await.expect("sim control API");
     let failed = &asks[asks.len() - 2];
     let retried = &asks[asks.len() - 1];
     assert_eq!(failed["isReply"], true);
@@ -127,7 +125,10 @@ async fn error_on_reuse_invalidates_and_retries_fresh_once() {
     assert_eq!(r3.started, Some((SessionOutcome::Reused, session2)));
 
     // A failure that already reached the gateway is not retried: it is reported.
-    control.set_fault("internal", Some(1)).await;
+    control
+        .set_fault("internal", Some(1))
+        .await
+        .expect("sim control API");
     let r4 = mux
         .chat(4, request("k", vec![m(Role::User, "fresh question")]))
         .await;
@@ -138,14 +139,19 @@ async fn error_on_reuse_invalidates_and_retries_fresh_once() {
 
 #[tokio::test]
 async fn another_scope_does_not_share_the_session() {
-    let (_dir, _sim, _sidecar, mux, control) = setup().await;
+    let (_sim, _sidecar, mux, control) = setup().await;
     let r1 = mux.chat(1, request("key-a", turn1())).await;
     assert!(r1.ok(), "{r1:?}");
     let r2 = mux.chat(2, request("key-b", turn2(&r1.content))).await;
     assert!(r2.ok(), "{r2:?}");
     assert_eq!(r2.started.as_ref().map(|s| s.0), Some(SessionOutcome::New));
     assert_ne!(r2.started.map(|s| s.1), r1.started.map(|s| s.1));
-    let ask = control.recent_asks().await.pop().expect("ask");
+    let ask = control
+        .recent_asks()
+        .await
+        .expect("sim control API")
+        .pop()
+        .expect("ask");
     assert_eq!(ask["isReply"], false);
     // Opting out per request also starts fresh.
     let mut req = request("key-a", turn2(&r1.content));
@@ -156,8 +162,11 @@ async fn another_scope_does_not_share_the_session() {
 
 #[tokio::test]
 async fn failed_and_cancelled_turns_store_nothing() {
-    let (_dir, _sim, sidecar, mux, control) = setup().await;
-    control.set_fault("rate_limited", Some(1)).await;
+    let (_sim, sidecar, mux, control) = setup().await;
+    control
+        .set_fault("rate_limited", Some(1))
+        .await
+        .expect("sim control API");
     let r1 = mux.chat(1, request("k", turn1())).await;
     assert_eq!(
         r1.error.map(|e| e.0),
@@ -177,9 +186,12 @@ async fn failed_and_cancelled_turns_store_nothing() {
 
 #[tokio::test]
 async fn filtered_and_refused_turns_map_and_store_nothing() {
-    let (_dir, _sim, sidecar, mux, control) = setup().await;
+    let (_sim, sidecar, mux, control) = setup().await;
     // Content filter: a finish, not an error, but not a turn to continue.
-    control.set_fault("filtered", Some(1)).await;
+    control
+        .set_fault("filtered", Some(1))
+        .await
+        .expect("sim control API");
     let r1 = mux.chat(1, request("k", turn1())).await;
     let (reason, _, _) = r1.finish.clone().expect("finished");
     assert_eq!(reason, mux_protocol::FinishReason::ContentFilter);
@@ -187,7 +199,10 @@ async fn filtered_and_refused_turns_map_and_store_nothing() {
     assert_eq!(r2.started.map(|s| s.0), Some(SessionOutcome::New));
 
     // 403 from Lingma's cloud: an upstream auth error, counted by kind.
-    control.set_fault("forbidden", Some(1)).await;
+    control
+        .set_fault("forbidden", Some(1))
+        .await
+        .expect("sim control API");
     let r3 = mux
         .chat(3, request("k", vec![m(Role::User, "forbidden?")]))
         .await;
@@ -215,16 +230,26 @@ async fn filtered_and_refused_turns_map_and_store_nothing() {
 /// failure is reported, never retried as a fresh session.
 #[tokio::test]
 async fn a_failure_after_the_ask_was_accepted_is_never_retried() {
-    let (_dir, _sim, sidecar, mux, control) = setup().await;
+    let (_sim, sidecar, mux, control) = setup().await;
     let r1 = mux.chat(1, request("k", turn1())).await;
     assert!(r1.ok(), "{r1:?}");
-    let asks = |s: serde_json::Value| s["asks_received"].as_u64().expect("asks_received");
+    let asks = |s: anyhow::Result<serde_json::Value>| {
+        s.expect("sim control API")["asks_received"]
+            .as_u64()
+            .expect("asks_received")
+    };
     for (id, fault) in [(2, "timeout"), (3, "internal")] {
         let before = asks(control.stats().await);
         // Armed for two chats: a retry would reach Lingma again and fail again.
-        control.set_fault(fault, Some(2)).await;
+        control
+            .set_fault(fault, Some(2))
+            .await
+            .expect("sim control API");
         let r = mux.chat(id, request("k", turn2(&r1.content))).await;
-        control.set_fault("none", None).await;
+        control
+            .set_fault("none", None)
+            .await
+            .expect("sim control API");
         let (_, _, before_output) = r.error.clone().expect("the fault ends the chat");
         assert!(r.started.is_some(), "{fault}: Started before the failure");
         assert!(!before_output, "{fault}: the ask was accepted");

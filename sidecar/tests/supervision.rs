@@ -62,8 +62,11 @@ async fn supervised_lingma_crash_is_restarted_without_a_sidecar_restart() {
     assert!(r.ok(), "{r:?}");
 
     let (unready_seen, poller) = watch_unready(sidecar.port);
-    let control = SimControl::new(http_port);
-    control.set_fault("crash", Some(1)).await;
+    let control = SimControl::new(http_port, CONTROL_TOKEN);
+    control
+        .set_fault("crash", Some(1))
+        .await
+        .expect("sim control API");
     let r = mux
         .chat(2, request("s", vec![m(Role::User, "crash now")]))
         .await;
@@ -105,18 +108,15 @@ async fn supervised_lingma_crash_is_restarted_without_a_sidecar_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attached_lingma_killed_and_started_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (ws_port, http_port) = (test_support::free_port(), test_support::free_port());
-    let sim_flags = ["--logged-in", "--chunks", "40", "--chunk-delay-ms", "50"];
-    let mut sim = Sim::start(dir.path(), ws_port, http_port, &sim_flags).await;
-    let mut sidecar = spawn_sidecar(&attach_env(&sim)).await;
+    let mut sim = Sim::start_logged_in(&["--chunks", "40", "--chunk-delay-ms", "50"]).await;
+    let mut sidecar = spawn_sidecar(&sim.attach_env()).await;
     sidecar.wait_ready().await;
     let pid = sidecar.proc.id();
     let mux = sidecar.mux().await;
 
     let mut open = mux.start(1, request("s", vec![m(Role::User, "a long answer")]));
     first_delta(&mut open).await;
-    sim.proc.kill();
+    sim.kill();
     let r = collect(open).await;
     let (kind, _, before_output) = r.error.expect("the open chat gets an error");
     assert_eq!(kind, ErrorKind::ConnectionLost);
@@ -137,7 +137,7 @@ async fn attached_lingma_killed_and_started_again() {
 
     // A chat that may wait is served once Lingma is back.
     let waiting = mux.start(3, request("s", vec![m(Role::User, "waiting for you")]));
-    sim = Sim::start(dir.path(), ws_port, http_port, &sim_flags).await;
+    sim.restart().await.expect("lingma-sim listens again");
     sidecar.wait_ready().await;
     let r = collect(waiting).await;
     assert!(r.ok(), "{r:?}");
@@ -149,23 +149,16 @@ async fn attached_lingma_killed_and_started_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_open_chats_then_exits() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(
-        dir.path(),
-        test_support::free_port(),
-        test_support::free_port(),
-        &[
-            "--logged-in",
-            "--max-concurrent-chats",
-            "0",
-            "--chunks",
-            "20",
-            "--chunk-delay-ms",
-            "50",
-        ],
-    )
+    let sim = Sim::start_logged_in(&[
+        "--max-concurrent-chats",
+        "0",
+        "--chunks",
+        "20",
+        "--chunk-delay-ms",
+        "50",
+    ])
     .await;
-    let mut env = attach_env(&sim);
+    let mut env = sim.attach_env();
     env.push(("LINGMA_MAX_CONCURRENT_CHATS", "4".into()));
     let mut sidecar = spawn_sidecar(&env).await;
     sidecar.wait_ready().await;

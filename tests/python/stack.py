@@ -20,6 +20,8 @@ import httpx
 
 API_KEY = "sk-test-gateway-key-7c1d"
 SIDECAR_TOKEN = "sidecar-token-for-tests-91ab"
+# The gateway's admin routes (/metrics, /internal/*) take this, never a client key.
+METRICS_TOKEN = "metrics-token-for-tests-5e02"
 CONTROL_TOKEN = "sim-control-token-for-tests"
 WAIT = 20.0
 
@@ -28,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Settings a developer may have exported; children must see only what a test sets.
 _PROJECT_PREFIXES = (
     "LINGMA_", "GATEWAY_", "SIDECAR_", "SESSION_", "AUTO_LOGIN_", "API_KEYS",
-    "METRICS_TOKEN", "DEFAULT_", "DEDICATED_", "LOG_", "OTEL_",
+    "METRICS_TOKEN", "ADMIN_TOKEN", "DEFAULT_", "DEDICATED_", "LOG_", "OTEL_",
 )
 
 
@@ -149,7 +151,9 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}"
 
     def get(self, path: str, auth: bool = True) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {API_KEY}"} if auth else {}
+        """GET with the credential the route wants: the metrics token on admin routes."""
+        admin = path.startswith(("/metrics", "/internal/"))
+        headers = {"Authorization": f"Bearer {METRICS_TOKEN if admin else API_KEY}"} if auth else {}
         return httpx.get(self.base_url + path, headers=headers, timeout=10)
 
     def metric(self, name: str) -> float:
@@ -199,7 +203,7 @@ class Stack:
     def start_gateway(self, env: dict[str, str] | None = None) -> Gateway:
         port = free_port()
         full_env = {
-            "HOST": "127.0.0.1", "PORT": port, "API_KEYS": API_KEY,
+            "HOST": "127.0.0.1", "PORT": port, "API_KEYS": API_KEY, "METRICS_TOKEN": METRICS_TOKEN,
             "SIDECAR_TOKEN": SIDECAR_TOKEN, "LOG_LEVEL": "info", "LOG_FORMAT": "json",
             "GATEWAY_MAX_IN_FLIGHT": "0", "GATEWAY_QUEUE_TIMEOUT_SEC": "10",
             "GATEWAY_SIDECARS": ",".join(f"{s.name}={s.url}" for s in self.sidecars),

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from stack import API_KEY
+from stack import API_KEY, METRICS_TOKEN
 
 
 def promtool():
@@ -44,9 +44,13 @@ def test_sidecar_metrics_pass_promtool(stack):
     check(text)
 
 
-def test_metrics_need_a_key_when_keys_are_set(gateway):
+def test_metrics_need_the_metrics_token_not_a_client_key(gateway):
     assert gateway.get("/metrics", auth=False).status_code == 401
     r = httpx.get(gateway.base_url + "/metrics", headers={"Authorization": "Bearer nope"}, timeout=5)
     assert r.status_code == 401
-    r = httpx.get(gateway.base_url + "/metrics", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5)
+    # A client key is recognised and refused: admin routes are not for clients.
+    for path in ("/metrics", "/internal/stats", "/internal/auto-login/status"):
+        r = httpx.get(gateway.base_url + path, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_permissions", path
+    r = httpx.get(gateway.base_url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=5)
     assert r.status_code == 200

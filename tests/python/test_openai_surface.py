@@ -73,7 +73,17 @@ def test_raw_sse_framing_and_headers(gateway):
     assert all(e.startswith("data: ") for e in events)
     assert events[-1] == "data: [DONE]"
     for e in events[:-1]:
-        json.loads(e[len("data: "):])
+        chunk = json.loads(e[len("data: "):])
+        # The published schema types it as a string: a null breaks strict clients.
+        assert chunk.get("system_fingerprint", "absent") is not None
+
+
+def test_plain_answer_has_no_null_system_fingerprint(gateway):
+    body = {"model": "gpt-4o", "messages": user("plain")}
+    r = httpx.post(gateway.base_url + "/v1/chat/completions", json=body,
+                   headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
+    assert r.status_code == 200
+    assert r.json().get("system_fingerprint", "absent") is not None
 
 
 def test_models_list_and_retrieve(client):

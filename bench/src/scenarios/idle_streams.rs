@@ -5,9 +5,7 @@
 use super::Ctx;
 use bench::openai::{self, chat_body};
 use bench::report::Goal;
-use bench::stack::{
-    Gateway, GatewayOptions, Sidecar, SidecarOptions, Sim, SimOptions, proc_status,
-};
+use bench::stack::{GatewayOptions, SidecarOptions, SimOptions, SingleStack, proc_status};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,30 +16,25 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let n = ctx.settings.idle_streams;
     let hold = ctx.settings.idle_hold;
     let scenario = format!("{n} idle SSE streams");
-    let sim = Sim::start(
-        &ctx.bins.sim,
+    let SingleStack {
+        sim,
+        sidecar,
+        gateway,
+    } = SingleStack::start(
+        &ctx.bins,
         SimOptions {
             chunks: 2,
             first_token_delay_ms: hold.as_millis() as u64,
             ..SimOptions::default()
         },
-    )
-    .await?;
-    let sidecar = Sidecar::start(
-        &ctx.bins.sidecar,
-        &sim,
         SidecarOptions {
             max_concurrent_chats: (n as u32) * 2,
             ..SidecarOptions::default()
         },
-    )
-    .await?;
-    let gateway = Gateway::start(
-        &ctx.bins.gateway,
         GatewayOptions {
             max_in_flight: 0,
             extra_env: vec![("GATEWAY_MAX_QUEUED".into(), (n * 2).to_string())],
-            ..GatewayOptions::for_sidecars(&[&sidecar])
+            ..GatewayOptions::default()
         },
     )
     .await?;
@@ -92,6 +85,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let mut open = 0;
     while Instant::now() < open_deadline {
         open = sim
+            .control()
             .stats()
             .await
             .ok()

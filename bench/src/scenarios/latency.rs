@@ -10,9 +10,8 @@ use bench::openai::{self, chat_body};
 use bench::prom::{bucket_delta, histogram_quantile};
 use bench::report::Goal;
 use bench::stack::{
-    Gateway, GatewayOptions, Sidecar, SidecarOptions, Sim, SimOptions, proc_status,
+    Gateway, GatewayOptions, Sidecar, SidecarOptions, SimOptions, SingleStack, proc_status,
 };
-use mux_protocol::ServerMessage;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,21 +21,20 @@ const OVERHEAD_P99_GOAL_US: f64 = 500.0;
 const IDLE_RSS_GOAL_MIB: f64 = 20.0;
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
-    let sim = Sim::start(&ctx.bins.sim, SimOptions::default()).await?;
-    let sidecar = Sidecar::start(
-        &ctx.bins.sidecar,
-        &sim,
+    let SingleStack {
+        sim: _sim,
+        sidecar,
+        gateway,
+    } = SingleStack::start(
+        &ctx.bins,
+        SimOptions::default(),
         SidecarOptions {
             max_concurrent_chats: 100_000,
             ..SidecarOptions::default()
         },
-    )
-    .await?;
-    let gateway = Gateway::start(
-        &ctx.bins.gateway,
         GatewayOptions {
             max_in_flight: 0,
-            ..GatewayOptions::for_sidecars(&[&sidecar])
+            ..GatewayOptions::default()
         },
     )
     .await?;
@@ -307,28 +305,15 @@ async fn direct_stream(
     ttft: &Mutex<hdrhistogram::Histogram<u64>>,
     gaps: &Mutex<hdrhistogram::Histogram<u64>>,
 ) -> Outcome {
-    let start = Instant::now();
-    let mut stream = match mux.chat(simple_request(&format!("bench-s-{i}"), &question(i))) {
-        Ok(s) => s,
-        Err(e) => return Outcome::Failed(e.to_string()),
-    };
-    let mut last: Option<Instant> = None;
-    while let Some(msg) = stream.next().await {
-        match msg {
-            ServerMessage::Delta {
-                content: Some(c), ..
-            } if !c.is_empty() => {
-                let now = Instant::now();
-                match last {
-                    None => record(ttft, Some(now - start)),
-                    Some(prev) => record(gaps, Some(now - prev)),
-                }
-                last = Some(now);
+    let request = simple_request(&format!("bench-s-{i}"), &question(i));
+    match mux.chat_delta_times(request).await {
+        Ok(times) => {
+            record(ttft, times.first);
+            for gap in times.gaps {
+                record(gaps, Some(gap));
             }
-            ServerMessage::Finish { .. } => return Outcome::Ok { overhead_us: None },
-            ServerMessage::Error { kind, .. } => return Outcome::Failed(format!("{kind:?}")),
-            _ => {}
+            Outcome::Ok { overhead_us: None }
         }
+        Err(e) => Outcome::Failed(e.to_string()),
     }
-    Outcome::Failed("connection closed".to_owned())
 }

@@ -3,13 +3,14 @@
 
 pub mod idle_streams;
 pub mod latency;
+pub mod low_load;
 pub mod pool;
 pub mod session_reuse;
 
 use crate::Settings;
 use bench::load::LoadStats;
 use bench::report::{Goal, Report};
-use bench::stack::Binaries;
+use test_support::Binaries;
 
 pub struct Ctx {
     pub bins: Binaries,

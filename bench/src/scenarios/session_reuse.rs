@@ -117,7 +117,8 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
 }
 
 async fn question_bytes(sim: &Sim) -> u64 {
-    sim.stats()
+    sim.control()
+        .stats()
         .await
         .ok()
         .and_then(|s| s["question_bytes_total"].as_u64())

@@ -47,3 +47,52 @@ fn target_dir() -> PathBuf {
         .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
         .unwrap_or_else(|| workspace_root().join("target"))
 }
+
+/// Paths of the three binaries a stack runs.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub sim: PathBuf,
+    pub sidecar: PathBuf,
+    pub gateway: PathBuf,
+}
+
+impl Binaries {
+    /// Debug builds, built on first use (integration tests).
+    pub fn debug() -> Self {
+        Self {
+            sim: binary("lingma-sim", "lingma-sim"),
+            sidecar: binary("sidecar", "sidecar"),
+            gateway: binary("gateway", "gateway"),
+        }
+    }
+
+    /// Release builds (the bench): `cargo build --release` of the three packages, a quick
+    /// no-op when they are fresh.
+    pub fn release() -> anyhow::Result<Self> {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--release", "--quiet"])
+            .args(["-p", "lingma-sim", "--bin", "lingma-sim"])
+            .args(["-p", "sidecar", "--bin", "sidecar"])
+            .args(["-p", "gateway", "--bin", "gateway"])
+            .status()
+            .map_err(|e| anyhow::anyhow!("running cargo build --release: {e}"))?;
+        if !status.success() {
+            anyhow::bail!("cargo build --release of lingma-sim, sidecar and gateway failed");
+        }
+        let dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        Ok(Self::in_dir(&dir.join("release")))
+    }
+
+    /// Binaries already built in `dir`.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            sim: dir.join("lingma-sim"),
+            sidecar: dir.join("sidecar"),
+            gateway: dir.join("gateway"),
+        }
+    }
+}

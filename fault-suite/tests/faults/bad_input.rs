@@ -2,10 +2,10 @@
 //! abuse. Each gets a clear OpenAI error (never a panic or a dropped connection where an
 //! answer is possible), and the gateway keeps serving.
 
-use bench::stack::GatewayOptions;
 use fault_suite::{API_KEY, Stack, StackSpec, WRONG_KEY, assert_result_or_error, user};
 use serde_json::Value;
 use std::time::Duration;
+use test_support::stack::GatewayOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MAX_BODY: usize = 64 * 1024;
@@ -46,7 +46,7 @@ async fn post_raw(stack: &Stack, body: Vec<u8>, content_type: &str) -> (u16, Val
 fn assert_openai_error(status: u16, body: &Value, expected: u16, what: &str) {
     assert_eq!(status, expected, "{what}: status, body {body}");
     assert!(
-        bench::openai::is_openai_error(body),
+        test_support::openai::is_openai_error(body),
         "{what}: not an OpenAI error body: {body}"
     );
 }
@@ -127,7 +127,7 @@ async fn malformed_and_wrong_typed_json_get_400() {
         let t = std::time::Instant::now();
         let (status, json) = post_raw(&stack, body, "application/json").await;
         eprintln!("{what}: {status} in {:?}", t.elapsed());
-        if status != 400 || !bench::openai::is_openai_error(&json) {
+        if status != 400 || !test_support::openai::is_openai_error(&json) {
             wrong.push(format!(
                 "{what}: {status} {}",
                 json.to_string().chars().take(120).collect::<String>()
@@ -145,7 +145,7 @@ async fn malformed_and_wrong_typed_json_get_400() {
         .to_vec();
     let (status, json) = post_raw(&stack, body, "application/json").await;
     assert!(
-        status == 200 || (status == 400 && bench::openai::is_openai_error(&json)),
+        status == 200 || (status == 400 && test_support::openai::is_openai_error(&json)),
         "temperature a string: {status} {json}"
     );
     // Still serving, nothing left open.
@@ -315,7 +315,7 @@ async fn header_abuse_is_refused_cleanly() {
     // Wrong content type with a JSON body: either accepted or an OpenAI error.
     let (status, json) = post_raw(&stack, body.clone().into_bytes(), "text/plain").await;
     assert!(
-        status == 200 || (status >= 400 && bench::openai::is_openai_error(&json)),
+        status == 200 || (status >= 400 && test_support::openai::is_openai_error(&json)),
         "text/plain: {status} {json}"
     );
 

@@ -1,9 +1,9 @@
 //! Failure containment (issue 14): only the instance's own faults count against it, and a
 //! request Lingma accepted reaches it exactly once, whatever fails afterwards.
 
-use bench::openai;
 use fault_suite::{Stack, StackSpec, assert_result_or_error, assert_stream_result_or_error, user};
 use serde_json::Value;
+use test_support::openai;
 
 fn two_sidecars() -> StackSpec {
     StackSpec {
@@ -16,7 +16,7 @@ fn two_sidecars() -> StackSpec {
 async fn asks(stack: &Stack) -> u64 {
     let mut total = 0;
     for sim in &stack.sims {
-        let stats = sim.stats().await.expect("simulator stats");
+        let stats = sim.control().stats().await.expect("simulator stats");
         total += stats["asks_received"].as_u64().expect("asks_received");
     }
     total
@@ -24,7 +24,10 @@ async fn asks(stack: &Stack) -> u64 {
 
 async fn arm_everywhere(stack: &Stack, fault: &str) {
     for sim in &stack.sims {
-        sim.set_fault(fault, None).await.expect("set fault");
+        sim.control()
+            .set_fault(fault, None)
+            .await
+            .expect("set fault");
     }
 }
 
@@ -159,9 +162,9 @@ async fn every_sidecar_failing_still_leaves_requests_tried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_gets_its_whole_stream_and_ejects_nothing() {
     let stack = Stack::start(StackSpec {
-        sim: bench::stack::SimOptions {
+        sim: test_support::stack::SimOptions {
             extra_args: vec!["--answer-pieces".into(), "5000".into()],
-            ..bench::stack::SimOptions::default()
+            ..test_support::stack::SimOptions::default()
         },
         ..StackSpec::default()
     })

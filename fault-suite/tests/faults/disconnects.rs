@@ -2,12 +2,12 @@
 //! chunks, right before the end), in rounds: every slot and stream is freed, and memory,
 //! threads and open files do not grow from round to round.
 
-use bench::stack::SimOptions;
 use fault_suite::{Stack, StackSpec, assert_no_growth, assert_stream_result_or_error, user_stream};
 use futures_util::StreamExt;
 use rand::Rng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use test_support::stack::SimOptions;
 use tokio::sync::Semaphore;
 
 const ROUNDS: usize = 4;
@@ -44,7 +44,8 @@ async fn client_disconnects_at_random_points_of_1000_streams() {
             r.expect("a stream task panicked");
         }
         stack.assert_quiescent().await;
-        let sim_open = stack.sims[0].stats().await.expect("stats")["chats_in_flight"].as_u64();
+        let sim_open =
+            stack.sims[0].control().stats().await.expect("stats")["chats_in_flight"].as_u64();
         assert_eq!(
             sim_open,
             Some(0),
@@ -106,7 +107,7 @@ async fn one_stream(http: &reqwest::Client, url: &str, i: usize) {
         }
         // Reads to the end.
         _ => {
-            let out = bench::openai::post_stream(
+            let out = test_support::openai::post_stream(
                 http,
                 url,
                 Some(fault_suite::API_KEY),

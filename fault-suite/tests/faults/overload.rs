@@ -1,9 +1,9 @@
 //! More requests than slots: the ones admitted complete, the others wait at most the queue
 //! timeout and get 429 with Retry-After and an OpenAI error body.
 
-use bench::stack::{GatewayOptions, SimOptions};
 use fault_suite::{API_KEY, Stack, StackSpec, assert_result_or_error, user};
 use std::time::{Duration, Instant};
+use test_support::stack::{GatewayOptions, SimOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_timeout_under_overload() {
@@ -29,7 +29,7 @@ async fn queue_timeout_under_overload() {
         let (http, url) = (stack.http.clone(), stack.gateway.chat_url());
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            let out = bench::openai::post_chat(
+            let out = test_support::openai::post_chat(
                 &http,
                 &url,
                 Some(API_KEY),

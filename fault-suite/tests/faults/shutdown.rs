@@ -2,9 +2,9 @@
 //! lets open streams go on for GATEWAY_SHUTDOWN_GRACE_SEC, then ends them with an SSE
 //! error event (not a cut socket) and exits.
 
-use bench::stack::SimOptions;
 use fault_suite::{API_KEY, Stack, StackSpec, assert_stream_result_or_error, user_stream};
 use std::time::{Duration, Instant};
+use test_support::stack::SimOptions;
 
 const GRACE: Duration = Duration::from_secs(2);
 
@@ -18,7 +18,7 @@ async fn open_streams_get_the_grace_period_then_an_error_event() {
             chunk_delay_ms: 100,
             ..SimOptions::default()
         },
-        gateway: bench::stack::GatewayOptions {
+        gateway: test_support::stack::GatewayOptions {
             extra_env: vec![("GATEWAY_SHUTDOWN_GRACE_SEC".into(), "2".into())],
             ..base.gateway.clone()
         },
@@ -28,13 +28,15 @@ async fn open_streams_get_the_grace_period_then_an_error_event() {
     let (http, url) = (stack.http.clone(), stack.gateway.chat_url());
     let stream = tokio::spawn(async move {
         let body = user_stream("a long answer, please");
-        let out = bench::openai::post_stream(&http, &url, Some(API_KEY), &body, Instant::now())
-            .await
-            .expect("HTTP answer");
+        let out =
+            test_support::openai::post_stream(&http, &url, Some(API_KEY), &body, Instant::now())
+                .await
+                .expect("HTTP answer");
         (out, Instant::now())
     });
     test_support::wait_until(Duration::from_secs(10), || async {
         stack.sims[0]
+            .control()
             .stats()
             .await
             .ok()

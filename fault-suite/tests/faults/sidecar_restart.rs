@@ -1,10 +1,10 @@
 //! A sidecar killed (SIGKILL) with chats open on it, then started again.
 
-use bench::stack::SimOptions;
 use fault_suite::{
     Stack, StackSpec, assert_result_or_error, assert_stream_result_or_error, user, user_stream,
 };
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use test_support::stack::SimOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecar_killed_and_restarted() {
@@ -21,18 +21,8 @@ async fn sidecar_killed_and_restarted() {
     // Streams spread over both sidecars (distinct conversations hash apart).
     let mut streams = Vec::new();
     for i in 0..8 {
-        let (http, url) = (stack.http.clone(), stack.gateway.chat_url());
         let body = user_stream(&format!("conversation {i} about the restart"));
-        streams.push(tokio::spawn(async move {
-            bench::openai::post_stream(
-                &http,
-                &url,
-                Some(fault_suite::API_KEY),
-                &body,
-                Instant::now(),
-            )
-            .await
-        }));
+        streams.push(stack.spawn_stream(body));
     }
     test_support::wait_until(Duration::from_secs(10), || async {
         let mut open = 0;

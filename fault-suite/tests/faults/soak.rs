@@ -3,7 +3,6 @@
 //! faults switched on and off. Every request gets a result or an OpenAI error, and the
 //! gateway's and sidecars' RSS, threads and open files stay flat.
 
-use bench::stack::{GatewayOptions, SimOptions};
 use fault_suite::{
     API_KEY, Footprint, Stack, StackSpec, assert_no_growth, assert_result_or_error,
     assert_stream_result_or_error,
@@ -12,6 +11,7 @@ use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use test_support::stack::{GatewayOptions, SimOptions};
 
 const FAULTS: &[&str] = &[
     "error",
@@ -75,7 +75,7 @@ async fn soak_mixed_traffic_with_faults_stays_flat() {
     while Instant::now() < deadline {
         let fault = FAULTS[(tick as usize) % FAULTS.len()];
         let sim = &stack.sims[(tick as usize) % stack.sims.len()];
-        let _ = sim.set_fault(fault, Some(2)).await;
+        let _ = sim.control().set_fault(fault, Some(2)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         tick += 1;
         if tick.is_multiple_of(4) {
@@ -93,7 +93,10 @@ async fn soak_mixed_traffic_with_faults_stays_flat() {
         "too few answers: {requests:?}"
     );
     for sim in &stack.sims {
-        sim.set_fault("none", None).await.expect("clear fault");
+        sim.control()
+            .set_fault("none", None)
+            .await
+            .expect("clear fault");
     }
     stack.assert_quiescent().await;
     samples.push(stack.footprints());
@@ -157,7 +160,7 @@ async fn worker(stack: &Stack, w: usize, deadline: Instant) -> Tally {
         match kind {
             0..=3 => {
                 let out = stack
-                    .chat(&bench::openai::chat_body(&msgs, false, None))
+                    .chat(&test_support::openai::chat_body(&msgs, false, None))
                     .await;
                 assert_result_or_error(&out, "soak chat");
                 if out.status == 200 {
@@ -172,7 +175,7 @@ async fn worker(stack: &Stack, w: usize, deadline: Instant) -> Tally {
             }
             4..=7 => {
                 let out = stack
-                    .stream(&bench::openai::chat_body(&msgs, true, None))
+                    .stream(&test_support::openai::chat_body(&msgs, true, None))
                     .await;
                 assert_stream_result_or_error(&out, "soak stream");
                 if out.error.is_none() {
@@ -185,7 +188,7 @@ async fn worker(stack: &Stack, w: usize, deadline: Instant) -> Tally {
             }
             _ => {
                 // Abandoned mid-way.
-                let body = bench::openai::chat_body(&msgs, true, None);
+                let body = test_support::openai::chat_body(&msgs, true, None);
                 let req = stack
                     .http
                     .post(stack.gateway.chat_url())

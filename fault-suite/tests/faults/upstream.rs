@@ -1,11 +1,11 @@
 //! Faults of the upstream (the simulator standing in for Lingma), switched through its
 //! control API: crash mid-stream, hang, error frames, slow chunks, rate-limit refusals.
 
-use bench::stack::SimOptions;
 use fault_suite::{
     Stack, StackSpec, assert_result_or_error, assert_stream_result_or_error, user, user_stream,
 };
 use std::time::{Duration, Instant};
+use test_support::stack::SimOptions;
 
 /// A stack whose answers stream slowly enough to be interrupted mid-way.
 fn streaming_spec() -> StackSpec {
@@ -25,22 +25,12 @@ async fn simulator_crash_mid_stream_ends_open_streams_with_errors_and_recovers()
     let mut streams = Vec::new();
     for i in 0..4 {
         let body = user_stream(&format!("long answer {i}"));
-        let http = stack.http.clone();
-        let url = stack.gateway.chat_url();
-        streams.push(tokio::spawn(async move {
-            bench::openai::post_stream(
-                &http,
-                &url,
-                Some(fault_suite::API_KEY),
-                &body,
-                Instant::now(),
-            )
-            .await
-        }));
+        streams.push(stack.spawn_stream(body));
     }
     // Let the streams start, then crash the simulator on the next chat.
     wait_for_sim_chats(&stack, 4).await;
     stack.sims[0]
+        .control()
         .set_fault("crash", Some(1))
         .await
         .expect("set fault");
@@ -75,6 +65,7 @@ async fn simulator_crash_mid_stream_ends_open_streams_with_errors_and_recovers()
 async fn wait_for_sim_chats(stack: &Stack, n: u64) {
     test_support::wait_until(Duration::from_secs(10), || async {
         stack.sims[0]
+            .control()
             .stats()
             .await
             .ok()
@@ -91,6 +82,7 @@ async fn hung_upstream_times_out_with_an_openai_error() {
     // Until cleared: a chat that failed before any output may be retried, and the retry
     // must hang too.
     stack.sims[0]
+        .control()
         .set_fault("hang", None)
         .await
         .expect("set fault");
@@ -109,6 +101,7 @@ async fn hung_upstream_times_out_with_an_openai_error() {
         "a hung stream must end with an error"
     );
     stack.sims[0]
+        .control()
         .set_fault("none", None)
         .await
         .expect("clear fault");
@@ -146,6 +139,7 @@ async fn error_frames_give_openai_errors_and_the_next_chat_works() {
         for streaming in [false, true] {
             // Twice: a non-streaming chat that failed before output may be retried once.
             stack.sims[0]
+                .control()
                 .set_fault(fault, Some(2))
                 .await
                 .expect("set fault");
@@ -158,12 +152,13 @@ async fn error_frames_give_openai_errors_and_the_next_chat_works() {
                 assert_result_or_error(&out, &what);
             }
             stack.sims[0]
+                .control()
                 .set_fault("none", None)
                 .await
                 .expect("clear fault");
             if fault == "not_logged_in" || fault == "quota_exhausted" {
                 // These may log the simulator out; log it back in for the next fault.
-                let _ = stack.sims[0].control_post("/control/login").await;
+                let _ = stack.sims[0].control().post("/control/login").await;
             }
             stack.eventually_ok(Duration::from_secs(20)).await;
         }
@@ -190,6 +185,7 @@ async fn slow_chunks_still_stream_completely() {
     let fast = stack.chat(&user("reference answer")).await;
     assert_eq!(fast.status, 200);
     stack.sims[0]
+        .control()
         .set_fault("slow", Some(1))
         .await
         .expect("set fault");
@@ -225,6 +221,7 @@ async fn slow_chunks_still_stream_completely() {
 async fn rate_limit_refusals_become_429_openai_errors() {
     let stack = Stack::start(StackSpec::default()).await;
     stack.sims[0]
+        .control()
         .set_fault("rate_limited", Some(4))
         .await
         .expect("set fault");
@@ -235,6 +232,7 @@ async fn rate_limit_refusals_become_429_openai_errors() {
     assert_stream_result_or_error(&streamed, "rate-limited stream");
     assert!(streamed.error.is_some(), "a refused chat is no answer");
     stack.sims[0]
+        .control()
         .set_fault("none", None)
         .await
         .expect("clear fault");

@@ -2,13 +2,14 @@
 //! (a wedged process): the gateway's own deadlines answer its requests in time, eject it,
 //! and route the next chats to the healthy sidecar.
 
-use bench::stack::{Binaries, Gateway, GatewayOptions, Sidecar, SidecarOptions, Sim, SimOptions};
 use fault_suite::{API_KEY, Stack, assert_result_or_error, user};
 use futures_util::SinkExt;
 use mux_protocol::{
     ConnectionState, LoginState, PROTOCOL_VERSION, SUBPROTOCOL, ServerMessage, SidecarStatus,
 };
 use std::time::{Duration, Instant};
+use test_support::Binaries;
+use test_support::stack::{Gateway, GatewayOptions, Sidecar, SidecarOptions, Sim, SimOptions};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};

@@ -28,6 +28,7 @@ pub fn status_and_type(e: &GatewayError) -> (StatusCode, &'static str) {
             (StatusCode::BAD_REQUEST, "invalid_request_error")
         }
         GatewayError::Unauthorized => (StatusCode::UNAUTHORIZED, "authentication_error"),
+        GatewayError::Forbidden => (StatusCode::FORBIDDEN, "permission_error"),
         GatewayError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found_error"),
         GatewayError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error"),
         GatewayError::PayloadTooLarge { .. } => {

@@ -26,9 +26,10 @@ pub async fn client(State(keys): State<ApiKeys>, mut request: Request, next: Nex
     }
 }
 
-/// Admin routes: METRICS_TOKEN or an API key (open when neither is configured).
+/// Admin routes: METRICS_TOKEN or ADMIN_TOKEN; a client key gets 403 (all open when no
+/// token and no key is configured).
 pub async fn admin(State(keys): State<ApiKeys>, request: Request, next: Next) -> Response {
-    match keys.check_metrics(request.headers()) {
+    match keys.check_admin(request.headers()) {
         Ok(()) => next.run(request).await,
         Err(e) => refuse(request, e).await,
     }

@@ -8,7 +8,7 @@
 //! | group | routes | guard |
 //! |---|---|---|
 //! | client | `POST /v1/chat/completions`, `POST /v1/responses`, `GET /v1/responses/{id}`, `POST /v1/messages`, `POST /v1/messages/count_tokens`, `GET /v1/models`, `GET /v1/models/{id}` | API key, as `Authorization: Bearer` or `x-api-key` (`guards::client`; Anthropic-shaped 401 on `/v1/messages*`) |
-//! | admin | `GET /metrics`, `GET /internal/stats`, `GET /internal/auto-login/status`, `POST /internal/auto-login/start` | METRICS_TOKEN or an API key (`guards::admin`) |
+//! | admin | `GET /metrics`, `GET /internal/stats`, `GET /internal/auto-login/status`, `POST /internal/auto-login/start` | METRICS_TOKEN or ADMIN_TOKEN, never a client key (403) (`guards::admin`) |
 //! | probes | `GET /healthz`, `GET /readyz` | open |
 //!
 //! Unknown routes and wrong methods answer with OpenAI error bodies.
@@ -22,9 +22,10 @@ pub mod ops;
 pub mod request;
 pub mod response;
 pub mod responses;
+pub mod serve;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::middleware;
@@ -34,6 +35,7 @@ use crate::auth::ApiKeys;
 use crate::chat::ChatService;
 use crate::errors::GatewayError;
 use crate::observability::metrics::Metrics;
+use crate::pool::LoginCooldown;
 use crate::responses::ResponseStore;
 
 #[derive(Clone)]
@@ -45,6 +47,8 @@ pub struct AppState {
     pub started_unix: u64,
     /// Finished responses for `previous_response_id` (per API key, bounded, with TTL).
     pub responses: Arc<ResponseStore>,
+    /// Forced logins (`POST /internal/auto-login/start`) per instance.
+    pub forced_logins: Arc<LoginCooldown>,
 }
 
 impl AppState {
@@ -53,6 +57,7 @@ impl AppState {
         keys: ApiKeys,
         metrics: Arc<Metrics>,
         max_body_bytes: usize,
+        login_cooldown: Duration,
     ) -> Self {
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -67,6 +72,7 @@ impl AppState {
                 crate::responses::STORE_CAPACITY,
                 crate::responses::STORE_TTL,
             )),
+            forced_logins: Arc::new(LoginCooldown::new(login_cooldown)),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! | `GET /metrics` | admin | Prometheus text |
 //! | `GET /internal/stats` | admin | concurrency, routing, every sidecar, session pins |
 //! | `GET /internal/auto-login/status` | admin | every instance's login, from its sidecar |
-//! | `POST /internal/auto-login/start?instance=NAME` | admin | log one instance in now |
+//! | `POST /internal/auto-login/start?instance=NAME` | admin | log one instance in now (at most once per GATEWAY_LOGIN_COOLDOWN_SEC, else 429) |
 //!
 //! The login calls themselves are `pool::login_control`; here their answers become JSON.
 
@@ -183,6 +183,18 @@ pub async fn auto_login_start(
         }
         .into_response();
     };
+    if let Err(left) = state
+        .forced_logins
+        .try_take(&sidecar.name, std::time::Instant::now())
+    {
+        tracing::info!(sidecar = %sidecar.name, "forced login refused: cooldown");
+        return GatewayError::RateLimited {
+            message: "This instance was asked to log in recently; retry later.",
+            code: "login_cooldown",
+            retry_after_secs: left.as_secs_f64().ceil().max(1.0) as u64,
+        }
+        .into_response();
+    }
     let answer = state.chat.pool.start_login(&sidecar).await;
     let login = InstanceLogin::new(&sidecar.name, answer);
     if login.login.is_none() {

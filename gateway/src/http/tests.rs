@@ -12,6 +12,7 @@ use crate::config::GatewayConfig;
 
 const KEY: &str = "sk-edge";
 const METRICS: &str = "mt-edge";
+const ADMIN: &str = "at-edge";
 
 fn gateway() -> Gateway {
     let config = GatewayConfig::try_parse_from([
@@ -20,11 +21,18 @@ fn gateway() -> Gateway {
         KEY,
         "--metrics-token",
         METRICS,
+        "--admin-token",
+        ADMIN,
         "--max-body-bytes",
         "64",
     ])
     .expect("config");
-    let (_tx, rx) = watch::channel(Vec::new());
+    // Nothing listens on port 9 here: the instance exists but cannot be reached.
+    let (_tx, rx) = watch::channel(vec![mux_protocol::SidecarEndpoint {
+        name: "inst-0".into(),
+        url: "ws://127.0.0.1:9".into(),
+        token: None,
+    }]);
     Gateway::build(&config, rx).expect("gateway")
 }
 
@@ -95,16 +103,25 @@ async fn route_groups_guard_their_routes() {
             .status(),
         200
     );
-    // Admin routes: the metrics token (or, today, an API key).
+    // Admin routes: the metrics (or admin) token; a client key is 403.
     for path in ["/metrics", "/internal/stats", "/internal/auto-login/status"] {
         let r = send(&gw.router, get(path, None)).await;
         assert_eq!(r.status(), 401, "{path}");
         assert_eq!(json(r).await["error"]["code"], "invalid_api_key", "{path}");
+        let r = send(&gw.router, get(path, Some(KEY))).await;
+        assert_eq!(r.status(), 403, "{path}");
         assert_eq!(
-            send(&gw.router, get(path, Some(METRICS))).await.status(),
-            200,
+            json(r).await["error"]["code"],
+            "insufficient_permissions",
             "{path}"
         );
+        for token in [METRICS, ADMIN] {
+            assert_eq!(
+                send(&gw.router, get(path, Some(token))).await.status(),
+                200,
+                "{path}"
+            );
+        }
     }
     // A wrong method on a guarded route is 405, not 401.
     let delete = Request::delete("/v1/chat/completions")
@@ -174,4 +191,37 @@ async fn new_surfaces_are_client_routes_and_refuse_in_their_own_shape() {
         .body(Body::empty())
         .expect("request");
     assert_eq!(send(&gw.router, by_header).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn forced_logins_have_a_cooldown() {
+    let gw = gateway();
+    let start = |instance: &str| {
+        Request::post(format!("/internal/auto-login/start?instance={instance}"))
+            .header(header::AUTHORIZATION, format!("Bearer {METRICS}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    // A client key never forces a login.
+    let mut by_client = start("inst-0");
+    by_client.headers_mut().insert(
+        header::AUTHORIZATION,
+        format!("Bearer {KEY}").parse().expect("value"),
+    );
+    assert_eq!(send(&gw.router, by_client).await.status(), 403);
+    // An unknown instance does not use up anyone's turn.
+    assert_eq!(send(&gw.router, start("nope")).await.status(), 404);
+    // The first forced login goes to the sidecar (unreachable here: 503)...
+    let first = send(&gw.router, start("inst-0")).await;
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // ...the next one within the cooldown never leaves the gateway.
+    let second = send(&gw.router, start("inst-0")).await;
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = second.headers()[header::RETRY_AFTER]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(json(second).await["error"]["code"], "login_cooldown");
 }

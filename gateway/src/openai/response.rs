@@ -38,6 +38,9 @@ pub struct ChatCompletion<'a> {
     pub model: &'a str,
     pub choices: [Choice<'a>; 1],
     pub usage: Usage,
+    /// The published schema types it as a string: strict clients reject `null`, so it is
+    /// left out unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<&'static str>,
 }
 
@@ -103,6 +106,9 @@ pub struct ChatCompletionChunk<'a> {
     pub object: &'static str,
     pub created: u64,
     pub model: &'a str,
+    /// The published schema types it as a string: strict clients reject `null`, so it is
+    /// left out unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<&'static str>,
     pub choices: &'a [ChunkChoice<'a>],
     /// Present (null, then the totals on the last chunk) only with

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use mux_protocol::{ClientMessage, MUX_PATH, PROTOCOL_VERSION, SUBPROTOCOL, ServerMessage};
+use mux_protocol::{
+    ClientMessage, MUX_PATH, PROTOCOL_VERSION, SUBPROTOCOL, ServerMessage, SidecarToken,
+};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -28,7 +30,7 @@ const SHUTTING_DOWN: &str = "The gateway is shutting down; retry the request.";
 /// Run until `stop` fires or the sidecar was removed and has no open streams.
 pub(crate) async fn run(
     sidecar: Arc<Sidecar>,
-    token: Option<String>,
+    token: Arc<SidecarToken>,
     deadlines: Deadlines,
     stop: CancellationToken,
 ) {
@@ -39,7 +41,7 @@ pub(crate) async fn run(
         }
         let attempt = tokio::select! {
             _ = stop.cancelled() => break,
-            r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&sidecar, token.as_deref())) => r,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&sidecar, &token)) => r,
         };
         match attempt {
             Ok(Ok(ws)) => {
@@ -76,7 +78,8 @@ enum ConnectError {
     Ws(#[from] tokio_tungstenite::tungstenite::Error),
 }
 
-async fn connect(sidecar: &Sidecar, token: Option<&str>) -> Result<Ws, ConnectError> {
+/// `token` is read at every attempt: a rotated SIDECAR_TOKEN_FILE is used on reconnect.
+async fn connect(sidecar: &Sidecar, token: &SidecarToken) -> Result<Ws, ConnectError> {
     let url = format!(
         "{}{MUX_PATH}?v={PROTOCOL_VERSION}",
         sidecar.endpoint.url.trim_end_matches('/')
@@ -87,7 +90,8 @@ async fn connect(sidecar: &Sidecar, token: Option<&str>) -> Result<Ws, ConnectEr
         "sec-websocket-protocol",
         HeaderValue::from_static(SUBPROTOCOL),
     );
-    if let Some(token) = sidecar.endpoint.token.as_deref().or(token) {
+    let token = sidecar.endpoint.token.clone().or_else(|| token.current());
+    if let Some(token) = token {
         let value =
             HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ConnectError::Url)?;
         headers.insert(header::AUTHORIZATION, value);

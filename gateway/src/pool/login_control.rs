@@ -3,8 +3,9 @@
 //! answers are parsed into [`LoginState`], so nothing but a state and a short reason (never
 //! a password, token or upstream text) comes back.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use mux_protocol::LoginState;
@@ -49,6 +50,37 @@ impl LoginCallError {
 }
 
 pub type LoginAnswer = Result<LoginState, LoginCallError>;
+
+/// At most one forced login per instance per cooldown (GATEWAY_LOGIN_COOLDOWN_SEC): each
+/// one submits the account's password, and repeated submissions lock accounts.
+pub struct LoginCooldown {
+    every: Duration,
+    last: parking_lot::Mutex<HashMap<Arc<str>, Instant>>,
+}
+
+impl LoginCooldown {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Take the turn of `name` at `now`, or say how long until its next one.
+    pub fn try_take(&self, name: &Arc<str>, now: Instant) -> Result<(), Duration> {
+        let mut last = self.last.lock();
+        if let Some(at) = last.get(name) {
+            let since = now.saturating_duration_since(*at);
+            if since < self.every {
+                return Err(self.every - since);
+            }
+        }
+        // Entries whose cooldown is over say nothing any more.
+        last.retain(|_, at| now.saturating_duration_since(*at) < self.every);
+        last.insert(name.clone(), now);
+        Ok(())
+    }
+}
 
 impl Pool {
     /// Every member's login as its sidecar reports it, asked in parallel, in member order.
@@ -116,6 +148,23 @@ fn http_base(ws_url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forced_logins_wait_for_the_cooldown_per_instance() {
+        let cooldown = LoginCooldown::new(Duration::from_secs(60));
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("inst-0"), Arc::from("inst-1"));
+        let t0 = Instant::now();
+        assert_eq!(cooldown.try_take(&a, t0), Ok(()));
+        assert_eq!(
+            cooldown.try_take(&a, t0 + Duration::from_secs(10)),
+            Err(Duration::from_secs(50))
+        );
+        assert_eq!(cooldown.try_take(&b, t0 + Duration::from_secs(10)), Ok(()));
+        assert_eq!(cooldown.try_take(&a, t0 + Duration::from_secs(60)), Ok(()));
+        let none = LoginCooldown::new(Duration::ZERO);
+        assert_eq!(none.try_take(&a, t0), Ok(()));
+        assert_eq!(none.try_take(&a, t0), Ok(()));
+    }
 
     #[test]
     fn sidecar_http_base_comes_from_the_ws_url() {

@@ -14,19 +14,19 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ejection::EjectionBudget;
-use mux_protocol::{ModelInfo, SidecarEndpoint};
+use mux_protocol::{ModelInfo, SidecarEndpoint, SidecarToken};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use link::{ChatStream, Link, OpenError};
-pub use login_control::{LoginAnswer, LoginCallError};
+pub use login_control::{LoginAnswer, LoginCallError, LoginCooldown};
 pub use sidecar::{Sidecar, SidecarSlot, SidecarState};
 
 use crate::observability::metrics::Metrics;
 
 pub struct PoolSettings {
-    /// SIDECAR_TOKEN, for endpoints that carry none of their own.
-    pub default_token: Option<String>,
+    /// SIDECAR_TOKEN(_FILE), for endpoints that carry none of their own.
+    pub default_token: Arc<SidecarToken>,
     pub eject_failures: u32,
     pub eject_cooldown: Duration,
     /// GATEWAY_MAX_EJECTION_PERCENT: the most members ejected at once, in percent.
@@ -183,8 +183,8 @@ impl Pool {
             .endpoint
             .token
             .as_deref()
-            .or(self.settings.default_token.as_deref())
             .map(str::to_owned)
+            .or_else(|| self.settings.default_token.current())
     }
 
     pub fn find(&self, name: &str) -> Option<Arc<Sidecar>> {

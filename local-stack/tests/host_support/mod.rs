@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use test_support::{ChildProcess, ProcessBuilder, binary, free_port};
 
 pub const API_KEY: &str = "host-test-key";
+/// The gateway's METRICS_TOKEN: admin routes (`/metrics`, `/internal/*`) take it, never a
+/// client key.
+pub const ADMIN_TOKEN: &str = "host-test-metrics-token";
 pub const WAIT: Duration = Duration::from_secs(60);
 
 /// The binaries `lingma-local host` starts, built once per test process.
@@ -41,6 +44,7 @@ pub fn base_env(data: &Path, port: u16) -> Vec<(String, String)> {
         ("HOST", "127.0.0.1".to_owned()),
         ("PORT", port.to_string()),
         ("API_KEYS", API_KEY.to_owned()),
+        ("METRICS_TOKEN", ADMIN_TOKEN.to_owned()),
         ("LINGMA_BIN", sim_bin().to_string_lossy().into_owned()),
         ("LINGMA_WORK_DIR", data.to_string_lossy().into_owned()),
         ("LINGMA_SIM_FIRST_TOKEN_DELAY_MS", "0".to_owned()),
@@ -107,10 +111,11 @@ impl HostStack {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
+        let admin = path.starts_with("/internal/") || path == "/metrics";
         let resp = self
             .client
             .get(format!("{}{path}", self.base))
-            .bearer_auth(API_KEY)
+            .bearer_auth(if admin { ADMIN_TOKEN } else { API_KEY })
             .timeout(Duration::from_secs(10))
             .send()
             .await

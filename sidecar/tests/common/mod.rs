@@ -1,6 +1,6 @@
-//! Shared pieces of the sidecar's integration tests: the real `lingma-sim` binary (a test
-//! double of Lingma), the real `sidecar` binary, and a small gateway-side client of the mux
-//! protocol over tokio-tungstenite.
+//! Shared pieces of the sidecar's integration tests: the real `sidecar` binary (the
+//! simulator, `lingma-sim`, comes from `test_support::stack`), and a small gateway-side
+//! client of the mux protocol over tokio-tungstenite.
 #![allow(dead_code)]
 
 use futures_util::{SinkExt, StreamExt};
@@ -9,7 +9,6 @@ use mux_protocol::{
     ServerMessage, SessionOutcome, SidecarStatus, StreamId, Usage,
 };
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use test_support::{ChildProcess, ProcessBuilder, binary, free_port, wait_for_port, wait_until};
@@ -19,7 +18,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 pub const TOKEN: &str = "sidecar-test-token-5f1e9c";
-pub const CONTROL_TOKEN: &str = "sim-control-token";
+/// Control token of the simulators these tests start (also handed to supervised ones).
+#[allow(unused_imports)] // not every test file uses every re-export
+pub use test_support::stack::SIM_CONTROL_TOKEN as CONTROL_TOKEN;
+#[allow(unused_imports)]
+pub use test_support::stack::{Sim, SimControl};
 pub const WAIT: Duration = Duration::from_secs(20);
 
 pub fn m(role: Role, content: &str) -> ChatMessage {
@@ -40,106 +43,17 @@ pub fn request(scope: &str, messages: Vec<ChatMessage>) -> ChatRequest {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// The simulator
-// ---------------------------------------------------------------------------------------
-
-pub struct Sim {
-    pub proc: ChildProcess,
-    pub ws_port: u16,
-    pub http_port: u16,
-    pub work_dir: PathBuf,
-}
-
-/// Arguments of `lingma-sim start` for these ports and this work dir.
-pub fn sim_args(work_dir: &Path, ws_port: u16, http_port: u16, extra: &[&str]) -> Vec<String> {
-    let mut args = vec![
-        "start".to_owned(),
-        "--workDir".to_owned(),
-        work_dir.display().to_string(),
-        "--socketPort".to_owned(),
-        ws_port.to_string(),
-        "--httpPort".to_owned(),
-        http_port.to_string(),
-        "--control-token".to_owned(),
-        CONTROL_TOKEN.to_owned(),
-    ];
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    args
-}
-
-impl Sim {
-    pub async fn start(work_dir: &Path, ws_port: u16, http_port: u16, extra: &[&str]) -> Sim {
-        let proc = ProcessBuilder::new("lingma-sim", binary("lingma-sim", "lingma-sim"))
-            .args(sim_args(work_dir, ws_port, http_port, extra))
-            .spawn()
-            .expect("spawn lingma-sim");
-        wait_for_port(ws_port, WAIT)
-            .await
-            .expect("lingma-sim listens");
-        Sim {
-            proc,
-            ws_port,
-            http_port,
-            work_dir: work_dir.to_path_buf(),
-        }
-    }
-}
-
-/// The simulator's control API (works for a supervised simulator too: same HTTP port).
-pub struct SimControl {
-    pub http_port: u16,
-    http: reqwest::Client,
-}
-
-impl SimControl {
-    pub fn new(http_port: u16) -> Self {
-        Self {
-            http_port,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    pub async fn stats(&self) -> serde_json::Value {
-        self.http
-            .get(format!("http://127.0.0.1:{}/control/stats", self.http_port))
-            .bearer_auth(CONTROL_TOKEN)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .expect("GET /control/stats")
-            .json()
-            .await
-            .expect("stats JSON")
-    }
-
-    pub async fn recent_asks(&self) -> Vec<serde_json::Value> {
-        self.stats().await["recent_asks"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    pub async fn post(&self, path: &str, body: serde_json::Value) {
-        let resp = self
-            .http
-            .post(format!("http://127.0.0.1:{}{path}", self.http_port))
-            .bearer_auth(CONTROL_TOKEN)
-            .json(&body)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .expect("control API call");
-        assert!(resp.status().is_success(), "{path}: {}", resp.status());
-    }
-
-    pub async fn set_fault(&self, fault: &str, times: Option<u32>) {
-        self.post(
-            "/control/fault",
-            serde_json::json!({"fault": fault, "times": times}),
-        )
-        .await;
-    }
+/// A simulator whose login is an HTML form that accepts only `username` / `password`.
+pub async fn form_login_sim(username: &str, password: &str) -> Sim {
+    Sim::start_with(&[
+        "--login-mode",
+        "form",
+        "--accept-username",
+        username,
+        "--accept-password",
+        password,
+    ])
+    .await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -174,16 +88,6 @@ pub async fn spawn_sidecar(envs: &[(&str, String)]) -> Sidecar {
         port,
         http: reqwest::Client::new(),
     }
-}
-
-/// Settings for a sidecar attached to `sim`.
-pub fn attach_env(sim: &Sim) -> Vec<(&'static str, String)> {
-    vec![
-        ("LINGMA_ATTACH", "true".into()),
-        ("LINGMA_SOCKET_PORT", sim.ws_port.to_string()),
-        ("LINGMA_HTTP_PORT", sim.http_port.to_string()),
-        ("LINGMA_WORK_DIR", sim.work_dir.display().to_string()),
-    ]
 }
 
 impl Drop for Sidecar {
