@@ -441,7 +441,14 @@ mod tests {
             let err = parse(&args).validate().expect_err("out of range");
             assert!(err.to_string().contains("from"), "{args:?}: {err}");
         }
-        let c = parse(&["--queue-timeout-sec", "3600", "--eject-cooldown-sec", "0"]);
+        let c = parse(&[
+            "--host",
+            "127.0.0.1",
+            "--queue-timeout-sec",
+            "3600",
+            "--eject-cooldown-sec",
+            "0",
+        ]);
         c.validate().expect("the bounds are valid");
         assert_eq!(c.queue_timeout(), Duration::from_secs(3600));
     }
