@@ -313,6 +313,7 @@ mod tests {
             std::time::Instant::now(),
             pool.slot_freed_handle(),
             Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            Arc::new(crate::pool::ejection::EjectionBudget::new(50)),
             &metrics,
         ));
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
@@ -328,7 +329,10 @@ mod tests {
             draining: false,
             models: vec![],
         });
-        sidecar.set_link(Some(Arc::new(crate::pool::Link::new(tx))));
+        sidecar.set_link(Some(Arc::new(crate::pool::Link::new(
+            tx,
+            crate::pool::Deadlines::default(),
+        ))));
         sidecar
     }
 
@@ -340,6 +344,8 @@ mod tests {
                 default_token: Arc::new(mux_protocol::SidecarToken::fixed(None)),
                 eject_failures: 3,
                 eject_cooldown: Duration::from_secs(1),
+                max_ejection_percent: 50,
+                deadlines: crate::pool::Deadlines::default(),
             },
             Arc::new(crate::observability::metrics::Metrics::new().expect("metrics")),
             tokio_util::sync::CancellationToken::new(),

@@ -104,6 +104,27 @@ pub struct GatewayConfig {
     pub eject_failures: u32,
     #[arg(long, env = "GATEWAY_EJECT_COOLDOWN_SEC", default_value_t = 10.0)]
     pub eject_cooldown_sec: f64,
+    /// The most sidecars ejected at once, in percent of the pool (rounded down).
+    #[arg(long, env = "GATEWAY_MAX_EJECTION_PERCENT", default_value_t = 50,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub max_ejection_percent: u8,
+    /// Longest wait for a sidecar's `Started` after its own queue wait.
+    #[arg(long, env = "GATEWAY_START_TIMEOUT_SEC", default_value_t = 60.0)]
+    pub start_timeout_sec: f64,
+    /// Longest silence of a sidecar within an accepted chat, and longest a client may
+    /// leave a full stream buffer unread.
+    #[arg(long, env = "GATEWAY_IDLE_TIMEOUT_SEC", default_value_t = 180.0)]
+    pub idle_timeout_sec: f64,
+    /// Longest one write to a sidecar's socket may block before the connection is dropped.
+    #[arg(
+        long,
+        env = "GATEWAY_SIDECAR_WRITE_TIMEOUT_SEC",
+        default_value_t = 10.0
+    )]
+    pub sidecar_write_timeout_sec: f64,
+    /// After SIGTERM: how long open chats may go on before they end with an error event.
+    #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE_SEC", default_value_t = 25.0)]
+    pub shutdown_grace_sec: f64,
     /// Serve without API keys on a non-loopback HOST (refused otherwise).
     #[arg(long, env = "GATEWAY_ALLOW_ANONYMOUS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_anonymous: bool,
@@ -138,6 +159,8 @@ pub enum ConfigError {
     LoadFactor,
     #[error("GATEWAY_EJECT_COOLDOWN_SEC must be a number of seconds from 0 to 3600")]
     EjectCooldown,
+    #[error("{0} must be a number of seconds in (0, 86400]")]
+    Deadline(&'static str),
     #[error("GATEWAY_LOGIN_COOLDOWN_SEC must be a finite number >= 0")]
     LoginCooldown,
     #[error("GATEWAY_HEADER_READ_TIMEOUT_SEC must be a finite number >= 0")]
@@ -163,6 +186,19 @@ impl GatewayConfig {
         }
         if !(0.0..=MAX_WAIT_SEC).contains(&self.eject_cooldown_sec) {
             return Err(ConfigError::EjectCooldown);
+        }
+        for (name, value) in [
+            ("GATEWAY_START_TIMEOUT_SEC", self.start_timeout_sec),
+            ("GATEWAY_IDLE_TIMEOUT_SEC", self.idle_timeout_sec),
+            (
+                "GATEWAY_SIDECAR_WRITE_TIMEOUT_SEC",
+                self.sidecar_write_timeout_sec,
+            ),
+            ("GATEWAY_SHUTDOWN_GRACE_SEC", self.shutdown_grace_sec),
+        ] {
+            if !(value > 0.0 && value <= 86_400.0) {
+                return Err(ConfigError::Deadline(name));
+            }
         }
         if !seconds_ok(self.login_cooldown_sec) {
             return Err(ConfigError::LoginCooldown);
@@ -213,6 +249,19 @@ impl GatewayConfig {
         Duration::from_secs_f64(self.eject_cooldown_sec)
     }
 
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.shutdown_grace_sec)
+    }
+
+    /// The gateway's own deadlines on a sidecar (validated: finite and positive).
+    pub fn deadlines(&self) -> crate::pool::Deadlines {
+        crate::pool::Deadlines {
+            start: Duration::from_secs_f64(self.start_timeout_sec),
+            idle: Duration::from_secs_f64(self.idle_timeout_sec),
+            write: Duration::from_secs_f64(self.sidecar_write_timeout_sec),
+        }
+    }
+
     /// The default sidecar token: SIDECAR_TOKEN_FILE wins over SIDECAR_TOKEN (a mounted
     /// Secret is the cluster's source of truth). A file is read again at every connection
     /// attempt, so a rotated Secret is used without a restart.
@@ -249,6 +298,11 @@ impl std::fmt::Debug for GatewayConfig {
             .field("load_factor", &self.load_factor)
             .field("eject_failures", &self.eject_failures)
             .field("eject_cooldown_sec", &self.eject_cooldown_sec)
+            .field("max_ejection_percent", &self.max_ejection_percent)
+            .field("start_timeout_sec", &self.start_timeout_sec)
+            .field("idle_timeout_sec", &self.idle_timeout_sec)
+            .field("sidecar_write_timeout_sec", &self.sidecar_write_timeout_sec)
+            .field("shutdown_grace_sec", &self.shutdown_grace_sec)
             .field("allow_anonymous", &self.allow_anonymous)
             .field("login_cooldown_sec", &self.login_cooldown_sec)
             .field("header_read_timeout_sec", &self.header_read_timeout_sec)

@@ -53,9 +53,14 @@ pub struct Gateway {
     pub router: axum::Router,
     pub state: http::AppState,
     pub stop: CancellationToken,
+    /// GATEWAY_SHUTDOWN_GRACE_SEC.
+    pub shutdown_grace: Duration,
     /// Header-read deadline and connection cap of the listener.
     pub serve: http::serve::ServeSettings,
 }
+
+/// After the grace period, how long the open responses get to write their error event.
+const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
 impl Gateway {
     /// Wire everything; must be called inside a Tokio runtime (the pool starts its
@@ -83,6 +88,8 @@ impl Gateway {
                 default_token: Arc::new(config.sidecar_token()?),
                 eject_failures: config.eject_failures,
                 eject_cooldown: config.eject_cooldown(),
+                max_ejection_percent: config.max_ejection_percent,
+                deadlines: config.deadlines(),
             },
             metrics.clone(),
             stop.clone(),
@@ -119,6 +126,7 @@ impl Gateway {
             router: http::router(state.clone()),
             state,
             stop,
+            shutdown_grace: config.shutdown_grace(),
             serve: http::serve::ServeSettings {
                 header_read_timeout: config.header_read_timeout(),
                 max_connections: config.max_connections,
@@ -127,14 +135,41 @@ impl Gateway {
     }
 }
 
-/// Serve on `listener` until `shutdown` completes (graceful: open streams finish).
+/// Serve on `listener` until `shutdown` completes, then shut down gracefully with a
+/// deadline: readiness flips first (`/readyz` 503) and no new connection is taken; open
+/// chats get the grace period; then the pool's connections close and every chat still
+/// open ends with an error event (SSE) or error body, rather than a cut socket.
 pub async fn serve(
     gateway: Gateway,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = gateway.stop.clone();
-    let result = http::serve::serve(listener, gateway.router, gateway.serve, shutdown).await;
+    let grace = gateway.shutdown_grace;
+    let pool = gateway.state.chat.pool.clone();
+    let signalled = CancellationToken::new();
+    let on_signal = signalled.clone();
+    let shutdown = async move {
+        shutdown.await;
+        pool.begin_shutdown();
+        tracing::info!(
+            grace_s = grace.as_secs_f64(),
+            "shutting down: not ready, open chats get the grace period"
+        );
+        on_signal.cancel();
+    };
+    let server = http::serve::serve(listener, gateway.router, gateway.serve, shutdown);
+    let mut server = std::pin::pin!(server);
+    let result = tokio::select! {
+        result = &mut server => result,
+        _ = async { signalled.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("grace period over: ending the open chats with an error");
+            stop.cancel();
+            tokio::time::timeout(FINAL_FLUSH, &mut server)
+                .await
+                .unwrap_or(Ok(()))
+        }
+    };
     stop.cancel();
     result
 }

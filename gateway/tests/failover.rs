@@ -31,9 +31,11 @@ async fn failure_before_output_retries_once_elsewhere_then_ejects() {
     let question = "which sidecar am I on";
     let target = target_of(&gw, question).await;
     let (bad, good) = if target == a.name { (&a, &b) } else { (&b, &a) };
+    // An instance fault that proves the ask never ran (the account is logged out): a
+    // refusal of the prompt itself (`error`) would be the request's fault, not retried.
     bad.sim
         .control()
-        .set_fault("error", None)
+        .set_fault("not_logged_in", None)
         .await
         .expect("sim control API");
 
@@ -87,12 +89,12 @@ async fn both_attempts_failing_gives_an_openai_error() {
     gw.wait_usable(2).await;
     a.sim
         .control()
-        .set_fault("error", None)
+        .set_fault("not_logged_in", None)
         .await
         .expect("sim control API");
     b.sim
         .control()
-        .set_fault("error", None)
+        .set_fault("not_logged_in", None)
         .await
         .expect("sim control API");
     let resp = gw.chat(user("doomed")).await;

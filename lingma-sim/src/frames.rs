@@ -9,9 +9,9 @@ use std::cell::RefCell;
 /// JSON-RPC error codes of the simulator (server-error range).
 pub mod sim_codes {
     /// `chat/ask` while logged out (or the `not_logged_in` fault).
-    pub const NOT_LOGGED_IN: i64 = -32001;
+    pub const NOT_LOGGED_IN: i64 = lingma_protocol::jsonrpc::codes::NOT_LOGGED_IN;
     /// `chat/ask` over the concurrency cap with `--over-limit error`.
-    pub const TOO_MANY_CHATS: i64 = -32002;
+    pub const TOO_MANY_CHATS: i64 = lingma_protocol::jsonrpc::codes::TOO_MANY_CHATS;
 }
 
 thread_local! {

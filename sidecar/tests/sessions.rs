@@ -225,3 +225,42 @@ async fn filtered_and_refused_turns_map_and_store_nothing() {
         1.0
     );
 }
+
+/// At most once upstream: once Lingma accepted the ask (`Started` goes out at once), a
+/// failure is reported, never retried as a fresh session.
+#[tokio::test]
+async fn a_failure_after_the_ask_was_accepted_is_never_retried() {
+    let (_sim, sidecar, mux, control) = setup().await;
+    let r1 = mux.chat(1, request("k", turn1())).await;
+    assert!(r1.ok(), "{r1:?}");
+    let asks = |s: anyhow::Result<serde_json::Value>| {
+        s.expect("sim control API")["asks_received"]
+            .as_u64()
+            .expect("asks_received")
+    };
+    for (id, fault) in [(2, "timeout"), (3, "internal")] {
+        let before = asks(control.stats().await);
+        // Armed for two chats: a retry would reach Lingma again and fail again.
+        control
+            .set_fault(fault, Some(2))
+            .await
+            .expect("sim control API");
+        let r = mux.chat(id, request("k", turn2(&r1.content))).await;
+        control
+            .set_fault("none", None)
+            .await
+            .expect("sim control API");
+        let (_, _, before_output) = r.error.clone().expect("the fault ends the chat");
+        assert!(r.started.is_some(), "{fault}: Started before the failure");
+        assert!(!before_output, "{fault}: the ask was accepted");
+        assert_eq!(
+            asks(control.stats().await),
+            before + 1,
+            "{fault}: one ask upstream, no fresh retry"
+        );
+    }
+    assert_eq!(
+        sidecar.metric("sidecar_session_invalidations_total").await,
+        0.0
+    );
+}

@@ -34,6 +34,13 @@ pub mod codes {
     pub const METHOD_NOT_FOUND: i64 = -32601;
     pub const INVALID_PARAMS: i64 = -32602;
     pub const INTERNAL_ERROR: i64 = -32603;
+    /// Server-defined: `chat/ask` while logged out. Lingma's own code is not known
+    /// (lingma-protocol.md A-items); this is the simulator's, the one the sidecar reads
+    /// as the account's fault rather than a refusal of the request.
+    pub const NOT_LOGGED_IN: i64 = -32001;
+    /// Server-defined: `chat/ask` over the concurrency cap (the simulator's
+    /// `--over-limit error`): the instance is busy, the ask never ran.
+    pub const TOO_MANY_CHATS: i64 = -32002;
 }
 
 /// Any JSON-RPC message. Classified by which fields are present, so the order of the

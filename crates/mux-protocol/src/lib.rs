@@ -17,6 +17,7 @@ pub use estimate::estimate_tokens;
 pub use keys::{api_key_scope, continuation_key, conversation_key, new_turn_start};
 pub use messages::*;
 pub use token::{SidecarToken, TokenFileError};
+pub use vocabulary::Blame;
 
 /// Version of this protocol; the sidecar refuses a client whose `?v=` differs.
 pub const PROTOCOL_VERSION: u32 = 1;

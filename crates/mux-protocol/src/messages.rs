@@ -80,7 +80,8 @@ impl Role {
 pub enum ServerMessage {
     /// First message on every connection, and sent again whenever any field changes.
     Status(SidecarStatus),
-    /// The chat was accepted upstream; sent before any delta.
+    /// Lingma accepted the ask (`chat/ask` answered with success); sent at once, before
+    /// any delta. From here on the chat ran upstream: neither side retries it.
     Started {
         id: StreamId,
         session: SessionOutcome,
@@ -108,8 +109,8 @@ pub enum ServerMessage {
         kind: ErrorKind,
         /// Safe, short, English text; never upstream raw text or secrets.
         message: String,
-        /// True when no `Started`/`Delta` had been sent for this stream, so the gateway may
-        /// retry elsewhere.
+        /// True when no `Started` had been sent for this stream (Lingma never accepted the
+        /// ask), so the gateway may retry elsewhere if the kind allows it.
         before_output: bool,
     },
 }
@@ -212,7 +213,9 @@ pub struct Usage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    /// Malformed chat request (gateway bug or version skew) -> 400.
+    /// The request's own fault -> 400: malformed (gateway bug or version skew), or
+    /// refused by Lingma (a JSON-RPC error or a rejection of `chat/ask`, an unlisted
+    /// `chat/finish` code). Never counts against the instance, never retried elsewhere.
     BadRequest,
     /// Unknown model key -> 404.
     UnknownModel,

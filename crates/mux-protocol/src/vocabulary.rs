@@ -7,6 +7,34 @@ use crate::messages::{
     ConnectionState, ErrorKind, FinishReason, LoginFailure, LoginState, SessionOutcome,
 };
 
+/// Whose fault a failure is ([`ErrorKind::blame`]). Only [`Blame::Instance`] counts towards
+/// ejection; only `Instance` and `Busy` are retried elsewhere (and only before Lingma
+/// accepted the ask).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Blame {
+    /// The request: Lingma refused it, or it names an unknown model, or it is malformed.
+    /// Any instance would fail it the same way.
+    Request,
+    /// The client: it cancelled or went away.
+    Client,
+    /// A healthy instance at its limit (rate limited, at capacity).
+    Busy,
+    /// The instance, its Lingma or its account failed.
+    Instance,
+}
+
+impl Blame {
+    /// The metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Blame::Request => "request",
+            Blame::Client => "client",
+            Blame::Busy => "busy",
+            Blame::Instance => "instance",
+        }
+    }
+}
+
 impl ErrorKind {
     /// Every kind, for exhaustive tests and pre-registered metric labels.
     pub const ALL: [ErrorKind; 11] = [
@@ -40,25 +68,44 @@ impl ErrorKind {
         }
     }
 
+    /// Whose fault this failure is: decided once here, read by every binary.
+    pub const fn blame(self) -> Blame {
+        match self {
+            // The request itself (malformed, unknown model, or refused by Lingma): the
+            // same request fails on any instance.
+            ErrorKind::BadRequest | ErrorKind::UnknownModel => Blame::Request,
+            // The client went away (or read too slowly and was given up on).
+            ErrorKind::Cancelled => Blame::Client,
+            // The instance is healthy but at its limit (its account's rate limit, its
+            // full capacity): another instance may take the request.
+            ErrorKind::RateLimited | ErrorKind::Overloaded => Blame::Busy,
+            ErrorKind::Unavailable
+            | ErrorKind::UpstreamAuth
+            | ErrorKind::Timeout
+            | ErrorKind::ConnectionLost
+            | ErrorKind::Upstream
+            | ErrorKind::Internal => Blame::Instance,
+        }
+    }
+
     /// Whether this failure counts against the instance that reported it (towards passive
     /// ejection): the instance, its Lingma or its account failed, not the request.
     pub const fn blames_instance(self) -> bool {
+        matches!(self.blame(), Blame::Instance)
+    }
+
+    /// Whether a failure before `Started` may be retried on another instance: the
+    /// instance's fault or limit, and the failure proves Lingma never ran the ask (at most
+    /// once upstream). Not a timeout, a lost connection, an invalid answer or a sidecar
+    /// bug: the ask may have reached Lingma. Never the request's or the client's.
+    pub const fn retriable_elsewhere(self) -> bool {
         matches!(
             self,
             ErrorKind::Unavailable
+                | ErrorKind::Overloaded
+                | ErrorKind::RateLimited
                 | ErrorKind::UpstreamAuth
-                | ErrorKind::Timeout
-                | ErrorKind::ConnectionLost
-                | ErrorKind::Upstream
-                | ErrorKind::Internal
         )
-    }
-
-    /// Whether a failure before any output may be retried on another instance (another
-    /// account, another process may not have it): the instance's faults plus its
-    /// account's rate limit and its full capacity.
-    pub const fn retriable_elsewhere(self) -> bool {
-        self.blames_instance() || matches!(self, ErrorKind::RateLimited | ErrorKind::Overloaded)
     }
 
     /// Whether Lingma (or the cloud behind it) produced this failure, as opposed to the
@@ -250,11 +297,14 @@ mod tests {
     }
 
     #[test]
-    fn retried_elsewhere_are_the_instances_faults_and_its_limits() {
+    fn retried_elsewhere_are_only_failures_that_prove_the_ask_never_ran() {
         for kind in ErrorKind::ALL {
-            let expected = kind.blames_instance()
-                || matches!(kind, ErrorKind::RateLimited | ErrorKind::Overloaded);
-            assert_eq!(kind.retriable_elsewhere(), expected, "{kind:?}");
+            if kind.retriable_elsewhere() {
+                assert!(
+                    matches!(kind.blame(), Blame::Instance | Blame::Busy),
+                    "{kind:?}"
+                );
+            }
         }
         // The request's own faults and a cancel are never retried.
         for kind in [
@@ -265,6 +315,47 @@ mod tests {
             assert!(!kind.retriable_elsewhere(), "{kind:?}");
             assert!(!kind.blames_instance(), "{kind:?}");
         }
+        // The ask may have reached Lingma: blamed, but never run a second time.
+        for kind in [
+            ErrorKind::Timeout,
+            ErrorKind::ConnectionLost,
+            ErrorKind::Upstream,
+            ErrorKind::Internal,
+        ] {
+            assert!(!kind.retriable_elsewhere(), "{kind:?}");
+            assert!(kind.blames_instance(), "{kind:?}");
+        }
+        for kind in [
+            ErrorKind::Unavailable,
+            ErrorKind::Overloaded,
+            ErrorKind::RateLimited,
+        ] {
+            assert!(kind.retriable_elsewhere(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn every_kind_has_exactly_one_blame() {
+        let of = |b: Blame| -> Vec<ErrorKind> {
+            ErrorKind::ALL
+                .into_iter()
+                .filter(|k| k.blame() == b)
+                .collect()
+        };
+        assert_eq!(
+            of(Blame::Request),
+            [ErrorKind::BadRequest, ErrorKind::UnknownModel]
+        );
+        assert_eq!(of(Blame::Client), [ErrorKind::Cancelled]);
+        assert_eq!(
+            of(Blame::Busy),
+            [ErrorKind::RateLimited, ErrorKind::Overloaded]
+        );
+        assert_eq!(of(Blame::Instance).len(), 6);
+        for kind in ErrorKind::ALL {
+            assert_eq!(kind.blames_instance(), kind.blame() == Blame::Instance);
+        }
+        assert_eq!(Blame::Instance.as_str(), "instance");
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //! One test binary (one link) for all of them; each test starts its own stack.
 
 mod bad_input;
+mod containment;
 mod disconnects;
 mod overload;
+mod shutdown;
 mod sidecar_restart;
 mod soak;
 mod upstream;
+mod wedged_sidecar;

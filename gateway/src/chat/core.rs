@@ -223,7 +223,12 @@ impl ChatService {
             None => None,
         };
         let Some(mut stream) = opened else {
-            return lost(admission);
+            // Never sent, so never run: another sidecar may take it.
+            return Attempt::Failed {
+                admission,
+                kind: ErrorKind::Unavailable,
+                message: "The upstream instance is not connected.".to_owned(),
+            };
         };
         let t = Instant::now();
         let first = stream.next().await;
@@ -318,6 +323,8 @@ impl ChatService {
     }
 }
 
+/// The connection went down after the chat was sent: it may have run, so it is not
+/// retried elsewhere (at most once upstream).
 fn lost(admission: Admission) -> Attempt {
     Attempt::Failed {
         admission,

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 use tokio_util::sync::CancellationToken;
 
+use super::Deadlines;
 use super::link::{Link, OUTBOUND_BUFFER};
 use super::sidecar::Sidecar;
 
@@ -24,9 +25,15 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 /// A connection whose sidecar sends nothing for this long (not even a pong) is dead.
 const IDLE_LIMIT: Duration = Duration::from_secs(45);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const SHUTTING_DOWN: &str = "The gateway is shutting down; retry the request.";
 
 /// Run until `stop` fires or the sidecar was removed and has no open streams.
-pub(crate) async fn run(sidecar: Arc<Sidecar>, token: Arc<SidecarToken>, stop: CancellationToken) {
+pub(crate) async fn run(
+    sidecar: Arc<Sidecar>,
+    token: Arc<SidecarToken>,
+    deadlines: Deadlines,
+    stop: CancellationToken,
+) {
     let mut backoff = BACKOFF_MIN;
     loop {
         if stop.is_cancelled() || sidecar.is_removed() {
@@ -39,7 +46,7 @@ pub(crate) async fn run(sidecar: Arc<Sidecar>, token: Arc<SidecarToken>, stop: C
         match attempt {
             Ok(Ok(ws)) => {
                 tracing::info!(sidecar = %sidecar.name, "mux connection up");
-                let served_ok = serve(&sidecar, ws, &stop).await;
+                let served_ok = serve(&sidecar, ws, deadlines, &stop).await;
                 tracing::warn!(sidecar = %sidecar.name, "mux connection down");
                 if served_ok {
                     backoff = BACKOFF_MIN;
@@ -95,11 +102,30 @@ async fn connect(sidecar: &Sidecar, token: &SidecarToken) -> Result<Ws, ConnectE
     Ok(ws)
 }
 
+/// One write to the sidecar, within `limit`. A sidecar that stops reading must not hold
+/// the connection loop in a write forever: its silence check would never run again and
+/// the sidecar would keep taking chats. False = failed or timed out.
+async fn write_within(
+    limit: Duration,
+    sink: &mut futures_util::stream::SplitSink<Ws, Message>,
+    message: Message,
+) -> bool {
+    matches!(
+        tokio::time::timeout(limit, sink.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Serve one connection until it ends. True when it got as far as a `Status`.
-async fn serve(sidecar: &Arc<Sidecar>, ws: Ws, stop: &CancellationToken) -> bool {
+async fn serve(
+    sidecar: &Arc<Sidecar>,
+    ws: Ws,
+    deadlines: Deadlines,
+    stop: &CancellationToken,
+) -> bool {
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::channel::<ClientMessage>(OUTBOUND_BUFFER);
-    let link = Arc::new(Link::new(tx));
+    let link = Arc::new(Link::new(tx, deadlines));
     let mut got_status = false;
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
@@ -111,7 +137,8 @@ async fn serve(sidecar: &Arc<Sidecar>, ws: Ws, stop: &CancellationToken) -> bool
             outgoing = rx.recv() => {
                 let Some(message) = outgoing else { break };
                 let Ok(text) = serde_json::to_string(&message) else { continue };
-                if sink.send(Message::Text(text.into())).await.is_err() {
+                if !write_within(deadlines.write, &mut sink, Message::Text(text.into())).await {
+                    tracing::warn!(sidecar = %sidecar.name, "mux write failed or timed out, closing");
                     break;
                 }
             }
@@ -146,7 +173,8 @@ async fn serve(sidecar: &Arc<Sidecar>, ws: Ws, stop: &CancellationToken) -> bool
                     tracing::warn!(sidecar = %sidecar.name, "mux connection silent, closing");
                     break;
                 }
-                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if !write_within(deadlines.write, &mut sink, Message::Ping(Vec::new().into())).await {
+                    tracing::warn!(sidecar = %sidecar.name, "mux ping failed or timed out, closing");
                     break;
                 }
             }
@@ -158,7 +186,13 @@ async fn serve(sidecar: &Arc<Sidecar>, ws: Ws, stop: &CancellationToken) -> bool
         }
     }
     sidecar.set_link(None);
-    link.close_all();
-    let _ = sink.close().await;
+    if stop.is_cancelled() {
+        // The gateway is shutting down and the grace period is over: open streams end
+        // with an error event, not a cut socket.
+        link.fail_all(mux_protocol::ErrorKind::Unavailable, SHUTTING_DOWN);
+    } else {
+        link.close_all();
+    }
+    let _ = tokio::time::timeout(deadlines.write, sink.close()).await;
     got_status
 }

@@ -1,23 +1,49 @@
 //! One live mux connection: the outbound queue and the open streams, and the handle a
 //! request holds on its stream (dropping it cancels the chat upstream).
+//!
+//! The reader never waits on a slow client (that would stall every chat of the
+//! connection) and never cuts one for being slow either: a stream's events queue up for
+//! its reader, and only a reader that took nothing for the idle deadline while its queue
+//! was full is given up on (as the client's fault, `cancelled`). The handle keeps the
+//! gateway's own deadlines on the sidecar: `Started` within the start deadline, then no
+//! silence longer than the idle deadline.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use mux_protocol::{ChatRequest, ClientMessage, ServerMessage, StreamId};
+use mux_protocol::{ChatRequest, ClientMessage, ErrorKind, ServerMessage, StreamId};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-/// Events buffered per stream. The reader never waits on a slow client: a stream whose
-/// buffer is full is cancelled instead of stalling every other chat on the connection.
+use super::Deadlines;
+
+/// Events a stream may hold unread before its reader's stall is measured.
 const STREAM_BUFFER: usize = 512;
+/// Events a stream may hold unread at all (far above any answer Lingma gives).
+const MAX_BACKLOG: usize = 65_536;
 pub(crate) const OUTBOUND_BUFFER: usize = 1024;
 
 pub struct Link {
     outbound: mpsc::Sender<ClientMessage>,
-    streams: Mutex<HashMap<StreamId, mpsc::Sender<ServerMessage>>>,
+    streams: Mutex<HashMap<StreamId, StreamEntry>>,
     next_id: AtomicU64,
+    deadlines: Deadlines,
+    epoch: Instant,
+}
+
+struct StreamEntry {
+    tx: mpsc::UnboundedSender<ServerMessage>,
+    backlog: Arc<Backlog>,
+}
+
+/// What a stream's reader has left unread, and when it last took something.
+#[derive(Default)]
+struct Backlog {
+    queued: AtomicUsize,
+    /// Milliseconds since the link's epoch.
+    last_read_ms: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,12 +53,18 @@ pub enum OpenError {
 }
 
 impl Link {
-    pub(crate) fn new(outbound: mpsc::Sender<ClientMessage>) -> Self {
+    pub(crate) fn new(outbound: mpsc::Sender<ClientMessage>, deadlines: Deadlines) -> Self {
         Self {
             outbound,
             streams: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            deadlines,
+            epoch: Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     pub fn open_streams(&self) -> usize {
@@ -42,13 +74,27 @@ impl Link {
     /// Send a chat and return the handle its events arrive on.
     pub async fn open(self: &Arc<Self>, request: ChatRequest) -> Result<ChatStream, OpenError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        self.streams.lock().insert(id, tx);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let backlog = Arc::new(Backlog::default());
+        backlog.last_read_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.streams.lock().insert(
+            id,
+            StreamEntry {
+                tx,
+                backlog: backlog.clone(),
+            },
+        );
+        // The sidecar may queue the chat for `queue_timeout_ms` before asking Lingma.
+        let start_within =
+            Duration::from_millis(request.queue_timeout_ms).saturating_add(self.deadlines.start);
         let stream = ChatStream {
             link: self.clone(),
             id,
             rx,
+            backlog,
             finished: false,
+            started: false,
+            start_deadline: tokio::time::Instant::now() + start_within,
         };
         // On failure `stream` drops here and unregisters itself.
         self.outbound
@@ -58,7 +104,8 @@ impl Link {
         Ok(stream)
     }
 
-    /// Hand one message from the sidecar to its stream (called by the connection reader).
+    /// Hand one message from the sidecar to its stream (called by the connection reader;
+    /// never waits).
     pub(crate) fn dispatch(&self, message: ServerMessage) {
         let (id, last) = match &message {
             ServerMessage::Status(_) => return,
@@ -66,26 +113,68 @@ impl Link {
             ServerMessage::Finish { id, .. } | ServerMessage::Error { id, .. } => (*id, true),
         };
         let mut streams = self.streams.lock();
-        let Some(tx) = (if last {
-            streams.remove(&id)
-        } else {
-            streams.get(&id).cloned()
-        }) else {
+        let Some(entry) = streams.get(&id) else {
             // Late frames of a cancelled stream: nothing waits for them.
             return;
         };
+        if !last && self.reader_stalled(&entry.backlog) {
+            // The client took nothing for the idle deadline with a full buffer: it is the
+            // client's fault (never the instance's). Stop the chat upstream and tell the
+            // handle why.
+            let entry = streams.remove(&id);
+            drop(streams);
+            if let Some(entry) = entry {
+                let _ = entry.tx.send(ServerMessage::Error {
+                    id,
+                    kind: ErrorKind::Cancelled,
+                    message: "The client did not read its stream in time.".to_owned(),
+                    before_output: false,
+                });
+            }
+            let _ = self.outbound.try_send(ClientMessage::Cancel { id });
+            return;
+        }
+        entry.backlog.queued.fetch_add(1, Ordering::AcqRel);
+        let gone = entry.tx.send(message).is_err();
+        if last || gone {
+            streams.remove(&id);
+        }
         drop(streams);
-        if tx.try_send(message).is_err() && !last {
-            // Full (client too slow) or gone: stop the chat upstream; the handle sees its
-            // channel close and reports the stream as failed.
-            self.streams.lock().remove(&id);
+        if gone && !last {
+            // The handle is gone (its drop already sent `Cancel` unless it raced us).
             let _ = self.outbound.try_send(ClientMessage::Cancel { id });
         }
+    }
+
+    fn reader_stalled(&self, backlog: &Backlog) -> bool {
+        let queued = backlog.queued.load(Ordering::Acquire);
+        if queued >= MAX_BACKLOG {
+            return true;
+        }
+        if queued < STREAM_BUFFER {
+            return false;
+        }
+        let idle = u64::try_from(self.deadlines.idle.as_millis()).unwrap_or(u64::MAX);
+        let last_read = backlog.last_read_ms.load(Ordering::Relaxed);
+        self.now_ms().saturating_sub(last_read) > idle
     }
 
     /// The connection ended: every open stream sees its channel close.
     pub(crate) fn close_all(&self) {
         self.streams.lock().clear();
+    }
+
+    /// End every open stream with an `Error` of `kind` (the gateway stops them itself).
+    pub(crate) fn fail_all(&self, kind: ErrorKind, message: &str) {
+        for (id, entry) in self.streams.lock().drain() {
+            entry.backlog.queued.fetch_add(1, Ordering::AcqRel);
+            let _ = entry.tx.send(ServerMessage::Error {
+                id,
+                kind,
+                message: message.to_owned(),
+                before_output: false,
+            });
+        }
     }
 }
 
@@ -93,30 +182,58 @@ impl Link {
 pub struct ChatStream {
     link: Arc<Link>,
     id: StreamId,
-    rx: mpsc::Receiver<ServerMessage>,
+    rx: mpsc::UnboundedReceiver<ServerMessage>,
+    backlog: Arc<Backlog>,
     finished: bool,
+    started: bool,
+    start_deadline: tokio::time::Instant,
 }
 
 impl ChatStream {
-    /// The next event; `None` when the connection was lost (or the stream was cancelled
-    /// for being too slow).
+    /// The next event; `None` when the connection was lost. A sidecar that misses the
+    /// gateway's own deadline (`Started` within the start deadline, then no silence over
+    /// the idle deadline) gets its chat cancelled and the handle an `Error` of kind
+    /// `timeout`.
     pub async fn next(&mut self) -> Option<ServerMessage> {
-        let message = self.rx.recv().await;
+        let deadline = if self.started {
+            tokio::time::Instant::now() + self.link.deadlines.idle
+        } else {
+            self.start_deadline
+        };
+        let message = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            Ok(message) => message,
+            Err(_) => Some(self.time_out()),
+        };
         match &message {
             Some(ServerMessage::Finish { .. } | ServerMessage::Error { .. }) | None => {
                 self.finished = true;
             }
-            _ => {}
+            Some(_) => self.started = true,
+        }
+        if message.is_some() {
+            self.backlog.queued.fetch_sub(1, Ordering::AcqRel);
+            self.backlog
+                .last_read_ms
+                .store(self.link.now_ms(), Ordering::Relaxed);
         }
         message
     }
-}
 
-impl Drop for ChatStream {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
+    /// The sidecar missed a deadline: stop the chat there and end it here.
+    fn time_out(&mut self) -> ServerMessage {
+        // Counted as if dispatched, so the bookkeeping in `next` stays even.
+        self.backlog.queued.fetch_add(1, Ordering::AcqRel);
+        self.cancel_upstream();
+        self.finished = true;
+        ServerMessage::Error {
+            id: self.id,
+            kind: ErrorKind::Timeout,
+            message: "The upstream instance did not answer in time.".to_owned(),
+            before_output: !self.started,
         }
+    }
+
+    fn cancel_upstream(&self) {
         let registered = self.link.streams.lock().remove(&self.id).is_some();
         if registered {
             let cancel = ClientMessage::Cancel { id: self.id };
@@ -130,6 +247,14 @@ impl Drop for ChatStream {
                     });
                 }
             }
+        }
+    }
+}
+
+impl Drop for ChatStream {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cancel_upstream();
         }
     }
 }
@@ -152,7 +277,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_an_open_stream_sends_cancel() {
         let (tx, mut rx) = mpsc::channel(8);
-        let link = Arc::new(Link::new(tx));
+        let link = Arc::new(Link::new(tx, Deadlines::default()));
         let stream = link.open(request()).await.expect("open");
         assert!(matches!(
             rx.recv().await,
@@ -167,7 +292,7 @@ mod tests {
     #[tokio::test]
     async fn finished_streams_do_not_cancel() {
         let (tx, mut rx) = mpsc::channel(8);
-        let link = Arc::new(Link::new(tx));
+        let link = Arc::new(Link::new(tx, Deadlines::default()));
         let mut stream = link.open(request()).await.expect("open");
         let _chat = rx.recv().await;
         link.dispatch(ServerMessage::Error {
@@ -186,9 +311,111 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_slow_reader_queues_instead_of_being_cut() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let link = Arc::new(Link::new(tx, Deadlines::default()));
+        let mut stream = link.open(request()).await.expect("open");
+        let _chat = rx.recv().await;
+        let delta = |i: usize| ServerMessage::Delta {
+            id: 1,
+            content: Some(format!("{i} ")),
+            reasoning_content: None,
+        };
+        for i in 0..(STREAM_BUFFER * 4) {
+            link.dispatch(delta(i));
+        }
+        link.dispatch(ServerMessage::Finish {
+            id: 1,
+            finish_reason: mux_protocol::FinishReason::Stop,
+            usage: mux_protocol::Usage::default(),
+            session_id: "s".into(),
+        });
+        assert!(rx.try_recv().is_err(), "no cancel for a slow reader");
+        let mut deltas = 0;
+        while let Some(m) = stream.next().await {
+            match m {
+                ServerMessage::Delta { .. } => deltas += 1,
+                ServerMessage::Finish { .. } => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(deltas, STREAM_BUFFER * 4, "every event arrived");
+        assert_eq!(link.open_streams(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reader_stalled_past_the_idle_deadline_is_given_up_as_cancelled() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let deadlines = Deadlines {
+            idle: Duration::from_millis(50),
+            ..Deadlines::default()
+        };
+        let link = Arc::new(Link::new(tx, deadlines));
+        let mut stream = link.open(request()).await.expect("open");
+        let _chat = rx.recv().await;
+        for _ in 0..STREAM_BUFFER {
+            link.dispatch(ServerMessage::Delta {
+                id: 1,
+                content: Some("x".into()),
+                reasoning_content: None,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        link.dispatch(ServerMessage::Delta {
+            id: 1,
+            content: Some("y".into()),
+            reasoning_content: None,
+        });
+        assert_eq!(rx.recv().await, Some(ClientMessage::Cancel { id: 1 }));
+        let mut last = None;
+        while let Some(m) = stream.next().await {
+            last = Some(m);
+            if matches!(last, Some(ServerMessage::Error { .. })) {
+                break;
+            }
+        }
+        assert!(
+            matches!(
+                last,
+                Some(ServerMessage::Error {
+                    kind: ErrorKind::Cancelled,
+                    ..
+                })
+            ),
+            "{last:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_sidecar_misses_the_start_deadline() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let deadlines = Deadlines {
+            start: Duration::from_millis(100),
+            ..Deadlines::default()
+        };
+        let link = Arc::new(Link::new(tx, deadlines));
+        let mut stream = link.open(request()).await.expect("open");
+        let _chat = rx.recv().await;
+        let m = stream.next().await;
+        assert!(
+            matches!(
+                m,
+                Some(ServerMessage::Error {
+                    kind: ErrorKind::Timeout,
+                    before_output: true,
+                    ..
+                })
+            ),
+            "{m:?}"
+        );
+        assert_eq!(rx.recv().await, Some(ClientMessage::Cancel { id: 1 }));
+        assert_eq!(link.open_streams(), 0);
+    }
+
+    #[tokio::test]
     async fn lost_connection_ends_streams() {
         let (tx, _rx) = mpsc::channel(8);
-        let link = Arc::new(Link::new(tx));
+        let link = Arc::new(Link::new(tx, Deadlines::default()));
         let mut stream = link.open(request()).await.expect("open");
         link.close_all();
         assert!(stream.next().await.is_none());

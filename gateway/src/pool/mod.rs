@@ -2,16 +2,18 @@
 //! load and ejection; membership follows the discovery channel.
 
 mod connection;
+pub mod ejection;
 pub mod link;
 pub mod login_control;
 pub mod sidecar;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use ejection::EjectionBudget;
 use mux_protocol::{ModelInfo, SidecarEndpoint, SidecarToken};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +29,32 @@ pub struct PoolSettings {
     pub default_token: Arc<SidecarToken>,
     pub eject_failures: u32,
     pub eject_cooldown: Duration,
+    /// GATEWAY_MAX_EJECTION_PERCENT: the most members ejected at once, in percent.
+    pub max_ejection_percent: u8,
+    pub deadlines: Deadlines,
+}
+
+/// The gateway's own deadlines on a sidecar, so no wait depends on the sidecar keeping
+/// its word.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// GATEWAY_START_TIMEOUT_SEC: from the chat's queue deadline to `Started`.
+    pub start: Duration,
+    /// GATEWAY_IDLE_TIMEOUT_SEC: between events of an accepted chat; also how long a
+    /// client may leave its stream's buffer full before the stream is given up.
+    pub idle: Duration,
+    /// GATEWAY_SIDECAR_WRITE_TIMEOUT_SEC: one write to the sidecar's socket.
+    pub write: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            start: Duration::from_secs(60),
+            idle: Duration::from_secs(180),
+            write: Duration::from_secs(10),
+        }
+    }
 }
 
 pub struct Pool {
@@ -35,6 +63,8 @@ pub struct Pool {
     slot_freed: Arc<Notify>,
     /// Bumped by any status, connection or membership change.
     generation: Arc<AtomicU64>,
+    budget: Arc<EjectionBudget>,
+    shutting_down: AtomicBool,
     /// The union of models, recomputed only when `generation` moved (it is read on every
     /// chat request).
     models: ArcSwap<(u64, Arc<Vec<ModelInfo>>)>,
@@ -56,6 +86,8 @@ impl Pool {
             members: ArcSwap::from_pointee(Vec::new()),
             slot_freed: Arc::new(Notify::new()),
             generation: Arc::new(AtomicU64::new(1)),
+            budget: Arc::new(EjectionBudget::new(settings.max_ejection_percent)),
+            shutting_down: AtomicBool::new(false),
             models: ArcSwap::from_pointee((0, Arc::new(Vec::new()))),
             settings,
             metrics,
@@ -101,12 +133,14 @@ impl Pool {
                         self.epoch,
                         self.slot_freed.clone(),
                         self.generation.clone(),
+                        self.budget.clone(),
                         &self.metrics,
                     ));
                     tracing::info!(sidecar = %sidecar.name, url = %sidecar.endpoint.url, "sidecar joined the pool");
                     tokio::spawn(connection::run(
                         sidecar.clone(),
                         self.settings.default_token.clone(),
+                        self.settings.deadlines,
                         self.stop.child_token(),
                     ));
                     next.push(sidecar);
@@ -120,6 +154,7 @@ impl Pool {
                 self.metrics.remove_sidecar(&gone.name);
             }
         }
+        self.budget.set_members(next.len());
         self.members.store(Arc::new(next));
         self.generation.fetch_add(1, Ordering::Release);
         self.slot_freed.notify_waiters();
@@ -160,8 +195,17 @@ impl Pool {
             .cloned()
     }
 
+    /// Whether a chat could be served now: some sidecar is usable and the gateway is not
+    /// shutting down (this is what `/readyz` reports).
     pub fn any_usable(&self) -> bool {
-        self.members.load().iter().any(|s| s.usable())
+        !self.shutting_down.load(Ordering::Relaxed)
+            && self.members.load().iter().any(|s| s.usable())
+    }
+
+    /// Shutdown began: readiness flips to not ready at once; open chats go on until
+    /// the grace period ends.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
     }
 
     /// Union of the models the connected sidecars report, by id.

@@ -10,6 +10,7 @@ use mux_protocol::{LoginState, SidecarEndpoint, SidecarStatus};
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::Notify;
 
+use super::ejection::EjectionBudget;
 use super::link::Link;
 use crate::observability::metrics::Metrics;
 
@@ -28,6 +29,8 @@ pub struct Sidecar {
     slot_freed: Arc<Notify>,
     /// Bumped on every status or connection change (the pool's model cache key).
     generation: Arc<AtomicU64>,
+    /// The pool's share of members that may be ejected at once.
+    budget: Arc<EjectionBudget>,
     gauge_in_flight: IntGauge,
     gauge_ready: IntGauge,
     gauge_connected: IntGauge,
@@ -53,6 +56,7 @@ impl Sidecar {
         epoch: Instant,
         slot_freed: Arc<Notify>,
         generation: Arc<AtomicU64>,
+        budget: Arc<EjectionBudget>,
         metrics: &Metrics,
     ) -> Self {
         let name: Arc<str> = Arc::from(endpoint.name.as_str());
@@ -74,6 +78,7 @@ impl Sidecar {
             epoch,
             slot_freed,
             generation,
+            budget,
         }
     }
 
@@ -176,6 +181,7 @@ impl Sidecar {
 
     pub(crate) fn mark_removed(&self) {
         self.removed.store(true, Ordering::Relaxed);
+        self.budget.forget(&self.name);
     }
 
     pub(crate) fn is_removed(&self) -> bool {
@@ -193,18 +199,30 @@ impl Sidecar {
     }
 
     /// A chat failed because of the sidecar; `threshold` consecutive ones eject it for
-    /// `cooldown`. Returns whether this failure ejected it.
+    /// `cooldown`, unless the pool's ejection share is used up (then it stays in rotation
+    /// with its streak kept, so its next failure tries again). Returns whether this
+    /// failure ejected it.
     pub fn record_failure(&self, threshold: u32, cooldown: Duration) -> bool {
         let streak = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if threshold == 0 || streak < threshold {
             return false;
         }
+        let now = self.now_ms();
+        let until = (now + u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX / 2)).max(1);
+        if !self.budget.try_eject(&self.name, now, until) {
+            self.failures.store(threshold, Ordering::Relaxed);
+            return false;
+        }
         self.failures.store(0, Ordering::Relaxed);
-        let until = self.now_ms() + u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX / 2);
-        self.ejected_until_ms.store(until.max(1), Ordering::Relaxed);
+        self.ejected_until_ms.store(until, Ordering::Relaxed);
         self.ejections.inc();
         self.refresh_gauges();
         true
+    }
+
+    /// Consecutive failures blamed on it so far (for /internal/stats).
+    pub fn failure_streak(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     pub fn ejected_for(&self) -> Option<Duration> {
@@ -243,9 +261,15 @@ mod tests {
     use mux_protocol::{ConnectionState, PROTOCOL_VERSION};
 
     fn sidecar() -> Arc<Sidecar> {
+        let budget = Arc::new(EjectionBudget::new(100));
+        budget.set_members(1);
+        named("s", budget)
+    }
+
+    fn named(name: &str, budget: Arc<EjectionBudget>) -> Arc<Sidecar> {
         let metrics = Metrics::new().expect("metrics");
         let ep = SidecarEndpoint {
-            name: "s".into(),
+            name: name.into(),
             url: "ws://127.0.0.1:1".into(),
             token: None,
         };
@@ -254,6 +278,7 @@ mod tests {
             Instant::now(),
             Arc::new(Notify::new()),
             Arc::new(AtomicU64::new(0)),
+            budget,
             &metrics,
         ))
     }
@@ -303,6 +328,21 @@ mod tests {
         assert!(short.record_failure(1, Duration::ZERO));
         std::thread::sleep(Duration::from_millis(3));
         assert!(short.ejected_for().is_none(), "cooldown over");
+    }
+
+    #[test]
+    fn the_ejection_share_keeps_the_last_instances_in_rotation() {
+        let budget = Arc::new(EjectionBudget::new(50));
+        budget.set_members(2);
+        let (a, b) = (named("a", budget.clone()), named("b", budget));
+        let cooldown = Duration::from_secs(30);
+        assert!(!a.record_failure(2, cooldown));
+        assert!(a.record_failure(2, cooldown), "half of two may go");
+        for _ in 0..5 {
+            assert!(!b.record_failure(2, cooldown), "the last one stays");
+        }
+        assert!(b.ejected_for().is_none());
+        assert_eq!(b.failure_streak(), 2, "the streak is kept, not forgotten");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Forwarding one Lingma chat stream to the gateway: answer text (think blocks split off)
-//! as `Delta`s, `Started` with the first output, `Finish` with usage at `chat/finish`.
+//! as `Delta`s, `Finish` with usage at `chat/finish`. `Started` goes out first, as soon as
+//! Lingma accepted the ask: from then on the chat has run upstream and nobody retries it.
 
 use super::output::{Gone, Output};
 use super::think::{Piece, ThinkSplitter};
@@ -39,6 +40,9 @@ pub(super) async fn forward(
         splitter: ThinkSplitter::default(),
         pieces: Vec::new(),
     };
+    // Lingma accepted the ask: tell the gateway now, not with the first text, so a failure
+    // from here on is never taken for one that may be retried (at most once upstream).
+    fwd.ensure_started().await?;
     loop {
         let event = tokio::select! {
             biased;
@@ -87,8 +91,7 @@ pub(super) async fn forward(
 }
 
 impl Forwarder<'_> {
-    /// `Started` goes out with the first output, so a chat that fails before producing
-    /// any can still be retried (here or by the gateway).
+    /// `Started`, once per chat.
     async fn ensure_started(&mut self) -> Result<(), Gone> {
         if !self.started {
             self.started = true;

@@ -1,7 +1,8 @@
 //! One chat from the gateway to Lingma and back: wait (bounded) for a ready Lingma and a
 //! free slot, continue the stored session or start a fresh one, stream the answer as mux
-//! `Delta`s, and end with `Finish` or `Error`. A failure on a continued session before
-//! anything reached the gateway is retried once as a fresh session.
+//! `Delta`s, and end with `Finish` or `Error`. A continued session Lingma refused (before
+//! it accepted the ask, so before `Started`) is retried once as a fresh session; after
+//! `Started` nothing is retried.
 
 mod forward;
 mod outcome;
@@ -9,7 +10,9 @@ mod output;
 mod prompt;
 mod think;
 
-pub use outcome::{Failure, classify_client_error, classify_finish, estimated_usage};
+pub use outcome::{
+    Failure, classify_ask_error, classify_client_error, classify_finish, estimated_usage,
+};
 pub use output::{Gone, Output};
 pub use prompt::{flatten, may_continue};
 pub use think::{Piece, ThinkSplitter};
@@ -65,8 +68,9 @@ pub async fn run(
                     .with_label_values(&[f.kind.as_str()])
                     .inc();
             }
-            if f.kind == ErrorKind::UpstreamAuth {
-                // The account may have been logged out: check now rather than at the next tick.
+            if matches!(f.kind, ErrorKind::UpstreamAuth | ErrorKind::BadRequest) {
+                // The account may have been logged out (a refused ask can mean that too):
+                // check now rather than at the next tick.
                 state.login_check.notify_one();
             }
             let _ = out.error(f).await;
@@ -246,7 +250,7 @@ async fn start_chat(
     cancel: &CancellationToken,
 ) -> Result<Result<ChatStream, Failure>, End> {
     tokio::select! {
-        r = client.chat(params) => Ok(r.map_err(|e| classify_client_error(&e))),
+        r = client.chat(params) => Ok(r.map_err(|e| classify_ask_error(&e))),
         _ = cancel.cancelled() => Err(End::Cancelled),
     }
 }

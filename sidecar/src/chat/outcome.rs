@@ -3,6 +3,7 @@
 //! fixed, safe message (never upstream text), and the usage estimate.
 
 use lingma_protocol::ClientError;
+use lingma_protocol::jsonrpc::codes;
 use lingma_protocol::wire::finish_codes;
 use mux_protocol::{ErrorKind, FinishReason, Usage};
 
@@ -45,7 +46,34 @@ pub fn classify_finish(status_code: i64) -> Result<FinishReason, Failure> {
             ErrorKind::Timeout,
             "Lingma timed out or gave an empty answer",
         )),
-        _ => Err(Failure::new(ErrorKind::Upstream, "Lingma failed the chat")),
+        finish_codes::INTERNAL => Err(Failure::new(ErrorKind::Upstream, "Lingma failed the chat")),
+        // A code Lingma does not document is its verdict on this request (a refusal), not
+        // a sign the instance is broken: the request's fault (no ejection, no retry).
+        _ => Err(Failure::new(
+            ErrorKind::BadRequest,
+            "Lingma refused this request",
+        )),
+    }
+}
+
+/// An error answering `chat/ask` itself -> a failure. A JSON-RPC error or a rejection is
+/// Lingma refusing this request (invalid params, a prompt it will not run): the request's
+/// fault, so it neither counts against the instance nor moves to another one. Transport
+/// failures stay the instance's.
+pub fn classify_ask_error(e: &ClientError) -> Failure {
+    match e {
+        ClientError::Upstream {
+            code: codes::NOT_LOGGED_IN,
+            ..
+        } => Failure::new(ErrorKind::UpstreamAuth, "Lingma account is not logged in"),
+        ClientError::Upstream {
+            code: codes::TOO_MANY_CHATS,
+            ..
+        } => Failure::new(ErrorKind::Overloaded, "Lingma is at capacity"),
+        ClientError::Upstream { .. } | ClientError::Rejected(_) => {
+            Failure::new(ErrorKind::BadRequest, "Lingma refused this request")
+        }
+        other => classify_client_error(other),
     }
 }
 
@@ -99,7 +127,42 @@ mod tests {
         assert_eq!(kind(403), Some(ErrorKind::UpstreamAuth));
         assert_eq!(kind(408), Some(ErrorKind::Timeout));
         assert_eq!(kind(500), Some(ErrorKind::Upstream));
-        assert_eq!(kind(90000), Some(ErrorKind::Upstream));
+        assert_eq!(
+            kind(90000),
+            Some(ErrorKind::BadRequest),
+            "unlisted: a refusal"
+        );
+    }
+
+    #[test]
+    fn refusals_of_the_ask_are_the_requests_fault() {
+        let invalid = ClientError::Upstream {
+            code: -32602,
+            message: "unknown model".into(),
+        };
+        assert_eq!(classify_ask_error(&invalid).kind, ErrorKind::BadRequest);
+        assert_eq!(
+            classify_ask_error(&ClientError::Rejected("no".into())).kind,
+            ErrorKind::BadRequest
+        );
+        assert!(!classify_ask_error(&invalid).kind.blames_instance());
+        let logged_out = ClientError::Upstream {
+            code: codes::NOT_LOGGED_IN,
+            message: "user not logged in".into(),
+        };
+        assert_eq!(
+            classify_ask_error(&logged_out).kind,
+            ErrorKind::UpstreamAuth
+        );
+        let busy = ClientError::Upstream {
+            code: codes::TOO_MANY_CHATS,
+            message: "too many".into(),
+        };
+        assert_eq!(classify_ask_error(&busy).kind, ErrorKind::Overloaded);
+        assert_eq!(
+            classify_ask_error(&ClientError::ConnectionLost).kind,
+            ErrorKind::ConnectionLost
+        );
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! Failure containment (issue 14): only the instance's own faults count against it, and a
+//! request Lingma accepted reaches it exactly once, whatever fails afterwards.
+
+use fault_suite::{Stack, StackSpec, assert_result_or_error, assert_stream_result_or_error, user};
+use serde_json::Value;
+use test_support::openai;
+
+fn two_sidecars() -> StackSpec {
+    StackSpec {
+        sidecars: 2,
+        ..StackSpec::default()
+    }
+}
+
+/// Asks received by all simulators of the stack.
+async fn asks(stack: &Stack) -> u64 {
+    let mut total = 0;
+    for sim in &stack.sims {
+        let stats = sim.control().stats().await.expect("simulator stats");
+        total += stats["asks_received"].as_u64().expect("asks_received");
+    }
+    total
+}
+
+async fn arm_everywhere(stack: &Stack, fault: &str) {
+    for sim in &stack.sims {
+        sim.control()
+            .set_fault(fault, None)
+            .await
+            .expect("set fault");
+    }
+}
+
+async fn ejections(stack: &Stack) -> f64 {
+    let metrics = stack.gateway.metrics().await.expect("gateway metrics");
+    metrics.sum("gateway_pool_ejections_total").unwrap_or(0.0)
+}
+
+/// Three prompts Lingma refuses (a JSON-RPC error on `chat/ask`, an unknown model key) are
+/// the request's fault: a 400 each, no retry on the other instance, nothing ejected, and
+/// the next good chat is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_prompts_eject_nothing_and_move_nowhere() {
+    let stack = Stack::start(two_sidecars()).await;
+    for fault in ["error", "unknown_model"] {
+        arm_everywhere(&stack, fault).await;
+        let before = asks(&stack).await;
+        for i in 0..3 {
+            let out = stack.chat(&user(&format!("bad prompt {fault} {i}"))).await;
+            assert_result_or_error(&out, fault);
+            assert_eq!(
+                out.status, 400,
+                "{fault}: the request's fault: {}",
+                out.body
+            );
+        }
+        assert_eq!(
+            asks(&stack).await,
+            before + 3,
+            "{fault}: each refused prompt reached Lingma once (no retry elsewhere)"
+        );
+    }
+    arm_everywhere(&stack, "none").await;
+    assert_eq!(ejections(&stack).await, 0.0, "refusals eject nothing");
+    let good = stack.chat(&user("a good prompt")).await;
+    assert_eq!(good.status, 200, "served at once: {}", good.body);
+    stack.assert_quiescent().await;
+    stack.assert_no_secrets();
+}
+
+/// A chat Lingma accepted and then failed (statusCode 408 / 500, or no answer until the
+/// idle timeout) reaches Lingma exactly once: neither the sidecar (fresh session) nor the
+/// gateway (other instance) asks again. Also for a follow-up turn on a stored session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_ask_reaches_lingma_exactly_once() {
+    let stack = Stack::start(two_sidecars()).await;
+    for fault in ["timeout", "internal", "hang"] {
+        for streaming in [false, true] {
+            arm_everywhere(&stack, fault).await;
+            let before = asks(&stack).await;
+            let what = format!("fault {fault} (stream: {streaming})");
+            let body = openai::chat_body(&[("user", what.as_str())], streaming, None);
+            failed_once(&stack, &body, streaming, &what).await;
+            arm_everywhere(&stack, "none").await;
+            assert_eq!(asks(&stack).await, before + 1, "{what}: one ask upstream");
+        }
+    }
+
+    // A follow-up turn: the first turn stores a session, the second continues it and fails.
+    let first = stack.chat(&user("hello there")).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let answer = first.content().expect("answer").to_owned();
+    arm_everywhere(&stack, "timeout").await;
+    let before = asks(&stack).await;
+    let follow_up = openai::chat_body(
+        &[
+            ("user", "hello there"),
+            ("assistant", answer.as_str()),
+            ("user", "and then?"),
+        ],
+        false,
+        None,
+    );
+    failed_once(&stack, &follow_up, false, "follow-up turn").await;
+    arm_everywhere(&stack, "none").await;
+    assert_eq!(
+        asks(&stack).await,
+        before + 1,
+        "follow-up turn: one ask upstream"
+    );
+    stack.assert_quiescent().await;
+    stack.assert_no_secrets();
+}
+
+async fn failed_once(stack: &Stack, body: &Value, streaming: bool, what: &str) {
+    if streaming {
+        let out = stack.stream(body).await;
+        assert_stream_result_or_error(&out, what);
+        assert!(out.error.is_some(), "{what}: the fault ends the stream");
+    } else {
+        let out = stack.chat(body).await;
+        assert_result_or_error(&out, what);
+        assert!(out.status >= 500, "{what}: {} {}", out.status, out.body);
+    }
+}
+
+/// When every sidecar fails (each chat accepted, then statusCode 500), requests keep being
+/// tried: at most half of the pool is ejected (GATEWAY_MAX_EJECTION_PERCENT=50), so no
+/// request gets an instant pool-wide 503, and the next chat after the fault is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sidecar_failing_still_leaves_requests_tried() {
+    let stack = Stack::start(two_sidecars()).await;
+    arm_everywhere(&stack, "internal").await;
+    let before = asks(&stack).await;
+    for i in 0..9 {
+        let out = stack.chat(&user(&format!("failing everywhere {i}"))).await;
+        assert_result_or_error(&out, "all failing");
+        assert_eq!(
+            out.status, 502,
+            "request {i} was tried, not refused: {}",
+            out.body
+        );
+    }
+    assert_eq!(
+        asks(&stack).await,
+        before + 9,
+        "every request reached an instance, once"
+    );
+    assert!(
+        ejections(&stack).await <= 1.0,
+        "at most half of two sidecars ejected"
+    );
+    arm_everywhere(&stack, "none").await;
+    let ok = stack.chat(&user("all healthy again")).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    stack.assert_quiescent().await;
+    stack.assert_no_secrets();
+}
+
+/// A client that stops reading a long stream for 10 s is neither cut nor held against its
+/// sidecar: the stream completes and nothing is ejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_its_whole_stream_and_ejects_nothing() {
+    let stack = Stack::start(StackSpec {
+        sim: test_support::stack::SimOptions {
+            // Paced at 1 ms a piece, as a model streams: the sidecar keeps up with its
+            // Lingma, so only the paused client can fall behind.
+            chunk_delay_ms: 1,
+            extra_args: vec!["--answer-pieces".into(), "5000".into()],
+            ..test_support::stack::SimOptions::default()
+        },
+        ..StackSpec::default()
+    })
+    .await;
+    let body = openai::chat_body(&[("user", "a very long answer please")], true, None);
+    let mut response = stack
+        .http
+        .post(stack.gateway.chat_url())
+        .bearer_auth(fault_suite::API_KEY)
+        .json(&body)
+        .timeout(std::time::Duration::from_secs(120))
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(response.status(), 200);
+    let mut text = String::new();
+    let first = response
+        .chunk()
+        .await
+        .expect("first chunk")
+        .expect("a chunk");
+    text.push_str(&String::from_utf8_lossy(&first));
+    // The reader pauses: the gateway's per-stream buffer fills far beyond 512 events.
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    while let Some(chunk) = response.chunk().await.expect("the stream is not cut") {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    if let Some(at) = text.find("\"error\"") {
+        panic!(
+            "an error event after {} bytes: {}",
+            at,
+            &text[at.saturating_sub(200)..(at + 400).min(text.len())]
+        );
+    }
+    assert!(text.contains("data: [DONE]"), "the stream completed");
+    let deltas = text.matches("\"content\":").count();
+    assert!(
+        deltas >= 5000,
+        "every piece arrived ({deltas} content deltas)"
+    );
+    assert_eq!(ejections(&stack).await, 0.0, "a slow reader ejects nothing");
+    stack.assert_quiescent().await;
+    stack.assert_no_secrets();
+}
