@@ -69,6 +69,16 @@ impl Gateway {
         config: &GatewayConfig,
         endpoints: watch::Receiver<Vec<SidecarEndpoint>>,
     ) -> Result<Self, BuildError> {
+        Self::build_with_sync(config, endpoints, watch::channel(true).1)
+    }
+
+    /// [`Gateway::build`] for a discovery source that needs time to see the pool (the
+    /// Kubernetes watch): `/readyz` answers 503 until `synced` turns true.
+    pub fn build_with_sync(
+        config: &GatewayConfig,
+        endpoints: watch::Receiver<Vec<SidecarEndpoint>>,
+        synced: watch::Receiver<bool>,
+    ) -> Result<Self, BuildError> {
         config.validate()?;
         if config.anonymous_on_public_host() {
             tracing::warn!(
@@ -115,13 +125,14 @@ impl Gateway {
             &config.api_key_list(),
             &[&config.metrics_token, &config.admin_token],
         );
-        let state = http::AppState::new(
+        let mut state = http::AppState::new(
             chat,
             keys,
             metrics,
             config.max_body_bytes,
             config.login_cooldown(),
         );
+        state.discovery_synced = synced;
         Ok(Self {
             router: http::router(state.clone()),
             state,

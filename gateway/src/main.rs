@@ -11,25 +11,28 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = gateway::observability::telemetry::init(&config)?;
     // Kubernetes: the ready EndpointSlice addresses of the LingmaInstance Services, each
     // with its instance's token (crate `k8s-discovery`).
-    let endpoints = match config.discovery {
-        DiscoveryKind::Static => StaticDiscovery::parse(&config.sidecars)
-            .context("GATEWAY_SIDECARS")?
-            .subscribe(),
+    let (endpoints, synced) = match config.discovery {
+        DiscoveryKind::Static => (
+            StaticDiscovery::parse(&config.sidecars)
+                .context("GATEWAY_SIDECARS")?
+                .subscribe(),
+            tokio::sync::watch::channel(true).1,
+        ),
         DiscoveryKind::Kubernetes => {
             let client = kube::Client::try_default().await.context(
                 "GATEWAY_DISCOVERY=kubernetes needs a cluster (in-cluster config or a kubeconfig)",
             )?;
-            let (rx, _watch_task) = k8s_discovery::watch_sidecars(
+            let (rx, synced, _watch_task) = k8s_discovery::watch_sidecars_synced(
                 client,
                 k8s_discovery::DiscoveryConfig::new(
                     config.k8s_namespace.clone(),
                     config.k8s_label_selector.clone(),
                 ),
             );
-            rx
+            (rx, synced)
         }
     };
-    let gw = gateway::Gateway::build(&config, endpoints)?;
+    let gw = gateway::Gateway::build_with_sync(&config, endpoints, synced)?;
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

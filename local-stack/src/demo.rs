@@ -59,7 +59,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut stack = InProcessStack::new();
     let started = start(&mut stack, &args, &work_root, listener).await;
     let base = format!("http://{}:{}", display_host(&args.host), args.port);
-    let readyz = format!("{base}/readyz");
+    let health = format!("{base}/healthz");
     let ready = match started {
         Ok(()) => {
             progress(
@@ -67,7 +67,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             );
             let timeout = Duration::from_secs(args.ready_timeout_sec);
             tokio::select! {
-                r = wait_for_success(&readyz, timeout, "the stack was not ready") => r,
+                r = wait_for_usable(&health, timeout) => r,
                 why = stack.first_exit() => Err(anyhow::anyhow!("{why} during start-up")),
             }
         }
@@ -201,6 +201,23 @@ pub(crate) async fn wait_for_success(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bail!("{what} within {timeout:?} ({url})")
+}
+
+/// Until the gateway's `/healthz` counts a usable sidecar (its `/readyz` only says that it
+/// serves and knows its pool).
+async fn wait_for_usable(health: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(resp) = client.get(health).timeout(Duration::from_secs(2)).send().await
+            && let Ok(body) = resp.json::<serde_json::Value>().await
+            && body["ready"].as_u64().is_some_and(|n| n >= 1)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("the stack was not ready within {timeout:?} (no usable sidecar at {health})")
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use tokio::sync::watch;
 use axum::middleware;
 use axum::routing::{get, post};
 
@@ -49,6 +50,9 @@ pub struct AppState {
     pub responses: Arc<ResponseStore>,
     /// Forced logins (`POST /internal/auto-login/start`) per instance.
     pub forced_logins: Arc<LoginCooldown>,
+    /// True once discovery has delivered its first complete view (at once for a static
+    /// list); `/readyz` waits for it, not for a logged-in sidecar.
+    pub discovery_synced: watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -73,6 +77,7 @@ impl AppState {
                 crate::responses::STORE_TTL,
             )),
             forced_logins: Arc::new(LoginCooldown::new(login_cooldown)),
+            discovery_synced: watch::channel(true).1,
         }
     }
 }

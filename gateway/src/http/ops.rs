@@ -3,7 +3,7 @@
 //! | path | group | what |
 //! |------|-------|------|
 //! | `GET /healthz` | probes | liveness, with each instance's state and the ready count |
-//! | `GET /readyz` | probes | 200 while some sidecar can take a chat, else 503 |
+//! | `GET /readyz` | probes | 200 once discovery has synced, until shutdown begins; not about sidecars (no capacity is a JSON 503 on the chat, not a missing endpoint) |
 //! | `GET /metrics` | admin | Prometheus text |
 //! | `GET /internal/stats` | admin | concurrency, routing, every sidecar, session pins |
 //! | `GET /internal/auto-login/status` | admin | every instance's login, from its sidecar |
@@ -45,11 +45,17 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
+/// `GET /readyz`: the gateway serves and knows its pool. It does not wait for a logged-in
+/// sidecar: a gateway without capacity must stay in its Service so that clients get our
+/// JSON 503 (`no_upstream_available`), not a connection error, and `helm install --wait`
+/// turns healthy before any account has logged in.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.chat.pool.any_usable() {
-        (StatusCode::OK, "ready").into_response()
+    if state.chat.pool.shutting_down() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else if !*state.discovery_synced.borrow() {
+        (StatusCode::SERVICE_UNAVAILABLE, "discovery not synced yet").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "no ready sidecar").into_response()
+        (StatusCode::OK, "ready").into_response()
     }
 }
 

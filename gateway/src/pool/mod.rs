@@ -196,10 +196,15 @@ impl Pool {
     }
 
     /// Whether a chat could be served now: some sidecar is usable and the gateway is not
-    /// shutting down (this is what `/readyz` reports).
+    /// shutting down.
     pub fn any_usable(&self) -> bool {
         !self.shutting_down.load(Ordering::Relaxed)
             && self.members.load().iter().any(|s| s.usable())
+    }
+
+    /// Whether [`Pool::begin_shutdown`] was called.
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
     }
 
     /// Shutdown began: readiness flips to not ready at once; open chats go on until

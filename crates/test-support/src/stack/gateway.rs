@@ -95,9 +95,25 @@ impl Gateway {
         })
     }
 
-    /// Wait until `/readyz` answers 200 (a sidecar is usable).
+    /// Wait until a sidecar is usable: `/healthz` reports `ready >= 1` (`/readyz` only says
+    /// the gateway serves and its discovery synced).
     pub async fn wait_ready(&mut self) -> Result<()> {
-        self.wait_for("/readyz").await
+        let url = format!("{}/healthz", self.base_url());
+        let client = reqwest::Client::new();
+        let usable = crate::wait_until(super::READY_TIMEOUT, || async {
+            let health = match client.get(&url).send().await {
+                Ok(r) => r.json::<serde_json::Value>().await.ok(),
+                Err(_) => None,
+            };
+            health.is_some_and(|h| h["ready"].as_u64().unwrap_or(0) >= 1)
+        })
+        .await;
+        usable.with_context(|| {
+            format!(
+                "gateway: no usable sidecar; output:\n{}",
+                super::tail(&self.process.output())
+            )
+        })
     }
 
     /// Wait until `/healthz` answers 200 (it serves, whatever its sidecars do).
