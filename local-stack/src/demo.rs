@@ -209,7 +209,11 @@ async fn wait_for_usable(health: &str, timeout: Duration) -> anyhow::Result<()> 
     let client = reqwest::Client::new();
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if let Ok(resp) = client.get(health).timeout(Duration::from_secs(2)).send().await
+        if let Ok(resp) = client
+            .get(health)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
             && let Ok(body) = resp.json::<serde_json::Value>().await
             && body["ready"].as_u64().is_some_and(|n| n >= 1)
         {

@@ -28,9 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use tokio::sync::watch;
 use axum::middleware;
 use axum::routing::{get, post};
+use tokio::sync::watch;
 
 use crate::auth::ApiKeys;
 use crate::chat::ChatService;
