@@ -68,6 +68,35 @@ pub fn instances_of_secret(
     owner.chain(readers).collect()
 }
 
+/// Wait until this replica holds the leader-election Lease; the receiver turns false when it
+/// loses it.
+async fn lead(
+    client: &Client,
+    config: &RunConfig,
+    identity: &str,
+) -> anyhow::Result<(tokio::sync::watch::Receiver<bool>, impl Sized + use<>)> {
+    let namespace = if config.lease_namespace.is_empty() {
+        client.default_namespace().to_owned()
+    } else {
+        config.lease_namespace.clone()
+    };
+    let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+        .with_namespace(&namespace)
+        .with_identity(identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .context("creating the leader-election Lease")?;
+    let (mut rx, task) = manager.watch().await;
+    tracing::info!(lease = %config.lease_name, %namespace, %identity, "waiting for leadership");
+    rx.wait_for(|leader| *leader)
+        .await
+        .context("leader election stopped")?;
+    tracing::info!("leading");
+    Ok((rx, task))
+}
+
 pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
@@ -81,29 +110,11 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     };
 
     // Keep the receiver alive for as long as we lead: dropping it releases the Lease.
-    let mut leadership = None;
-    if config.leader_election {
-        let namespace = if config.lease_namespace.is_empty() {
-            client.default_namespace().to_owned()
-        } else {
-            config.lease_namespace.clone()
-        };
-        let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
-            .with_namespace(&namespace)
-            .with_identity(&identity)
-            .with_duration(15)
-            .with_grace(5)
-            .build()
-            .await
-            .context("creating the leader-election Lease")?;
-        let (mut rx, task) = manager.watch().await;
-        tracing::info!(lease = %config.lease_name, %namespace, %identity, "waiting for leadership");
-        rx.wait_for(|leader| *leader)
-            .await
-            .context("leader election stopped")?;
-        tracing::info!("leading");
-        leadership = Some((rx, task));
-    }
+    let leadership = if config.leader_election {
+        Some(lead(&client, &config, &identity).await?)
+    } else {
+        None
+    };
 
     let scope = Scope {
         client: client.clone(),
