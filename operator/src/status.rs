@@ -72,25 +72,8 @@ pub fn login_label(login: &Option<LoginState>) -> (&'static str, Option<&'static
         Some(LoginState::LoggedOut) => ("logged_out", None),
         Some(LoginState::LoggingIn) => ("logging_in", None),
         Some(LoginState::LoggedIn) => ("logged_in", None),
-        Some(LoginState::Failed { reason }) => ("failed", Some(failure_name(*reason))),
+        Some(LoginState::Failed { reason }) => ("failed", Some(reason.as_str())),
     }
-}
-
-fn failure_name(reason: LoginFailure) -> &'static str {
-    match reason {
-        LoginFailure::Expired => "Expired",
-        LoginFailure::ChallengeRequired => "ChallengeRequired",
-        LoginFailure::QuotaExhausted => "QuotaExhausted",
-        LoginFailure::WrongCredentials => "WrongCredentials",
-        LoginFailure::NoAccount => "NoAccount",
-        LoginFailure::Timeout => "Timeout",
-        LoginFailure::Unavailable => "Unavailable",
-    }
-}
-
-/// A failure no retry fixes: a human must change the accounts Secret.
-fn is_permanent(reason: &str) -> bool {
-    matches!(reason, "WrongCredentials" | "NoAccount")
 }
 
 fn is_logged_in(r: &ReplicaObservation) -> bool {
@@ -369,7 +352,8 @@ fn degraded_condition(
 ) -> Condition {
     let permanent: Vec<&str> = not_logged_in
         .iter()
-        .filter(|(_, w)| is_permanent(w))
+        // A failure no retry fixes: a human must change the accounts Secret.
+        .filter(|(_, w)| LoginFailure::from_name(w).is_some_and(LoginFailure::is_permanent))
         .map(|(n, _)| *n)
         .collect();
     match &obs.accounts {
