@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use test_support::{ChildProcess, ProcessBuilder, binary, free_port};
 
@@ -35,7 +36,14 @@ pub struct HostStack {
     pub port: u16,
     pub data: PathBuf,
     client: reqwest::Client,
+    /// One single-host stack at a time per test binary: each starts several simulators,
+    /// sidecars and a gateway on ports it picks free and releases just before the children
+    /// bind them, and concurrent stacks (their outbound connections take ephemeral ports
+    /// too) made that window collide on a loaded machine. Released by `stop` or drop.
+    _serial: Option<MutexGuard<'static, ()>>,
 }
+
+static ONE_STACK_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Settings every test uses: the simulator as Lingma, quiet and fast answers, the gateway
 /// on a free port of 127.0.0.1, an API key, plain log lines.
@@ -63,6 +71,10 @@ impl HostStack {
     /// Start `lingma-local host` with `base_env` plus `env` (later entries win) and `args`.
     pub fn start(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
         let exe = build_binaries();
+        // A test that failed while holding it poisons it; the next one may still run.
+        let serial = ONE_STACK_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let data = dir.join("data");
         let port = free_port();
         let mut all = base_env(&data, port);
@@ -86,6 +98,7 @@ impl HostStack {
             port,
             data,
             client: reqwest::Client::new(),
+            _serial: Some(serial),
         }
     }
 
@@ -191,6 +204,7 @@ impl HostStack {
             .process
             .terminate(Duration::from_secs(45))
             .expect("lingma-local host exits after SIGTERM");
+        self._serial = None;
         assert!(
             status.success(),
             "clean exit, got {status}:\n{}",
