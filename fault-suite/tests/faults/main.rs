@@ -3,6 +3,7 @@
 //! in-flight/queued/open-stream gauges are back to 0, and that no secret reached a log.
 //! One test binary (one link) for all of them; each test starts its own stack.
 
+mod agent_surfaces;
 mod bad_input;
 mod containment;
 mod disconnects;
