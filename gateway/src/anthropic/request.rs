@@ -172,10 +172,14 @@ fn decode_message(
     let role = match message.role.as_str() {
         "user" => Role::User,
         "assistant" => Role::Assistant,
+        // Not in Anthropic's published schema, but Claude Code sends system-role entries in
+        // `messages` (tried: 2.1.197 with `-p`); refusing them would break it. They are
+        // system turns like the top-level `system`.
+        "system" => Role::System,
         other => {
             return Err(GatewayError::invalid(
                 format!(
-                    "messages.{index}.role: Input should be 'user' or 'assistant' (got '{}')",
+                    "messages.{index}.role: Input should be 'user', 'assistant' or 'system' (got '{}')",
                     other.chars().take(40).collect::<String>()
                 ),
                 Some("messages"),
@@ -397,6 +401,23 @@ mod tests {
     }
 
     #[test]
+    fn system_entries_in_messages_are_system_turns() {
+        // What Claude Code sends: a system-role entry between the user's turns.
+        let t = decode_json(json!({"model": "m", "max_tokens": 5, "messages": [
+            {"role": "user", "content": "hello"},
+            {"role": "system", "content": [{"type": "text", "text": "be brief"}]},
+            {"role": "user", "content": "again"}
+        ]}))
+        .expect("accepted")
+        .input
+        .turns;
+        assert!(
+            t.iter().any(|t| matches!(t, Turn::Message(m) if m.role == Role::System && m.content == "be brief")),
+            "{t:?}"
+        );
+    }
+
+    #[test]
     fn images_and_bad_roles_are_refused() {
         let img = decode_json(
             json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
@@ -405,6 +426,8 @@ mod tests {
         assert!(
             matches!(img, Err(GatewayError::InvalidRequest { message, .. }) if message.contains("'image'"))
         );
+        assert!(decode_json(json!({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]})).is_err());
+        // A system entry alone is no conversation: a user turn is still required.
         assert!(decode_json(json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]})).is_err());
         assert!(decode_json(json!({"model": "m", "max_tokens": 5, "messages": []})).is_err());
         assert!(
