@@ -32,13 +32,10 @@ pub async fn messages(
 ) -> Response {
     let arrival = Instant::now();
     let request_id = request_id::text(&request_id);
-    match serve(&state, identity, request_id.clone(), request, arrival).await {
-        Ok(response) => response,
-        Err(e) => {
-            tracing::info!(request_id = %request_id, status = e.status().as_u16(), reason = e.reason(), "messages refused");
-            AnthropicError(e).into_response()
-        }
-    }
+    let result = serve(&state, identity, request_id.clone(), request, arrival).await;
+    super::response::answer_or_refusal(result, &request_id, "messages refused", |e| {
+        AnthropicError(e).into_response()
+    })
 }
 
 async fn serve(

@@ -32,13 +32,13 @@ pub async fn chat_completions(
 ) -> Response {
     let arrival = Instant::now();
     let request_id = request_id::text(&request_id);
-    match serve(&state, identity, request_id.clone(), request, arrival).await {
-        Ok(response) => response,
-        Err(e) => {
-            tracing::info!(request_id = %request_id, status = e.status().as_u16(), reason = e.reason(), "chat refused");
-            e.into_response()
-        }
-    }
+    let result = serve(&state, identity, request_id.clone(), request, arrival).await;
+    super::response::answer_or_refusal(
+        result,
+        &request_id,
+        "chat refused",
+        IntoResponse::into_response,
+    )
 }
 
 async fn serve(

@@ -4,6 +4,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::chat::tools::Answer;
+use crate::errors::GatewayError;
 
 static SESSION: HeaderName = HeaderName::from_static("x-lingma-session");
 static SIDECAR: HeaderName = HeaderName::from_static("x-lingma-sidecar");
@@ -46,4 +47,21 @@ pub fn sse_headers() -> HeaderMap {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(ACCEL.clone(), HeaderValue::from_static("no"));
     headers
+}
+
+/// The end of every surface's handler: its answer, or its refusal, logged once (`what`: the
+/// log line) and written in the surface's own error shape.
+pub fn answer_or_refusal(
+    result: Result<axum::response::Response, GatewayError>,
+    request_id: &str,
+    what: &'static str,
+    error_body: impl FnOnce(GatewayError) -> axum::response::Response,
+) -> axum::response::Response {
+    match result {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::info!(request_id = %request_id, status = e.status().as_u16(), reason = e.reason(), "{what}");
+            error_body(e)
+        }
+    }
 }

@@ -35,13 +35,13 @@ pub async fn create_response(
 ) -> Response {
     let arrival = Instant::now();
     let request_id = request_id::text(&request_id);
-    match serve(&state, identity, request_id.clone(), request, arrival).await {
-        Ok(response) => response,
-        Err(e) => {
-            tracing::info!(request_id = %request_id, status = e.status().as_u16(), reason = e.reason(), "response refused");
-            e.into_response()
-        }
-    }
+    let result = serve(&state, identity, request_id.clone(), request, arrival).await;
+    super::response::answer_or_refusal(
+        result,
+        &request_id,
+        "response refused",
+        IntoResponse::into_response,
+    )
 }
 
 /// A stored response of this API key, as it was returned.
