@@ -18,6 +18,7 @@ pub mod openai;
 pub mod pool;
 pub mod responses;
 pub mod routing;
+pub mod ttl_cache;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,12 +2,10 @@
 //! with a TTL, keyed by API-key scope and response id, so one key never sees (or continues)
 //! another key's conversation.
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lru::LruCache;
-use parking_lot::Mutex;
+use crate::ttl_cache::TtlCache;
 
 use crate::chat::turns::Turn;
 
@@ -25,44 +23,30 @@ pub struct StoredResponse {
 type Key = (Arc<str>, String);
 
 pub struct ResponseStore {
-    entries: Mutex<LruCache<Key, (Arc<StoredResponse>, Instant)>>,
-    ttl: Duration,
+    entries: TtlCache<Key, Arc<StoredResponse>>,
 }
 
 impl ResponseStore {
     pub fn new(capacity: usize, ttl: Duration) -> Self {
-        let cap = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         Self {
-            entries: Mutex::new(LruCache::new(cap)),
-            ttl,
+            entries: TtlCache::new(capacity, ttl),
         }
     }
 
     pub fn get(&self, scope: &Arc<str>, id: &str) -> Option<Arc<StoredResponse>> {
-        let key = (scope.clone(), id.to_owned());
-        let mut map = self.entries.lock();
-        match map.get(&key) {
-            Some((stored, at)) if at.elapsed() <= self.ttl => Some(stored.clone()),
-            Some(_) => {
-                map.pop(&key);
-                None
-            }
-            None => None,
-        }
+        self.entries.get(&(scope.clone(), id.to_owned()))
     }
 
     pub fn insert(&self, scope: Arc<str>, id: String, stored: StoredResponse) {
-        self.entries
-            .lock()
-            .put((scope, id), (Arc::new(stored), Instant::now()));
+        self.entries.insert((scope, id), Arc::new(stored));
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 }
 

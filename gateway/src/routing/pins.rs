@@ -1,12 +1,9 @@
 //! Conversation pins: continuation key -> the sidecar that holds the upstream session,
 //! learned from successful finishes and checked on every hit.
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use lru::LruCache;
-use parking_lot::Mutex;
+use crate::ttl_cache::TtlCache;
 
 /// Where a follow-up turn should go, given its pin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,53 +26,13 @@ pub fn check_pin(pinned: Option<Arc<str>>, usable: impl Fn(&str) -> bool) -> Pin
     }
 }
 
-/// Bounded LRU with a TTL; the lock is held only for a map operation, never across await.
-pub struct PinMap {
-    entries: Mutex<LruCache<String, (Arc<str>, Instant)>>,
-    ttl: Duration,
-}
-
-impl PinMap {
-    pub fn new(capacity: usize, ttl: Duration) -> Self {
-        let cap = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
-        Self {
-            entries: Mutex::new(LruCache::new(cap)),
-            ttl,
-        }
-    }
-
-    pub fn get(&self, key: &str) -> Option<Arc<str>> {
-        let mut map = self.entries.lock();
-        match map.get(key) {
-            Some((name, at)) if at.elapsed() <= self.ttl => Some(name.clone()),
-            Some(_) => {
-                map.pop(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    pub fn insert(&self, key: String, sidecar: Arc<str>) {
-        self.entries.lock().put(key, (sidecar, Instant::now()));
-    }
-
-    pub fn remove(&self, key: &str) {
-        self.entries.lock().pop(key);
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+/// Continuation key -> sidecar name, bounded, with a TTL.
+pub type PinMap = TtlCache<String, Arc<str>>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn pin_check_uses_only_usable_sidecars() {
