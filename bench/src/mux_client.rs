@@ -89,6 +89,7 @@ impl MuxClient {
                     ServerMessage::Finish { id, .. } | ServerMessage::Error { id, .. } => {
                         (*id, true)
                     }
+                    ServerMessage::Sessions(_) | ServerMessage::Load(_) => continue,
                 };
                 let mut routes = reader_routes.lock().unwrap_or_else(|e| e.into_inner());
                 let tx = if last {

@@ -142,6 +142,12 @@ pub struct GatewayConfig {
     pub otlp_endpoint: String,
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "lingma-gateway")]
     pub otel_service_name: String,
+    /// Sticky routing: how long (ms) a follow-up turn waits for the instance holding its
+    /// session when that instance is full, before it may go to another (a fresh session
+    /// there); 0 = never wait.
+    #[arg(long, env = "GATEWAY_STICKY_WAIT_MS", default_value_t = 1500,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub sticky_wait_ms: u64,
 }
 
 /// Largest accepted GATEWAY_QUEUE_TIMEOUT_SEC and GATEWAY_EJECT_COOLDOWN_SEC: beyond an hour
@@ -239,6 +245,10 @@ impl GatewayConfig {
     /// `None` = unlimited.
     pub fn global_limit(&self) -> Option<usize> {
         usize::try_from(self.max_in_flight).ok().filter(|n| *n > 0)
+    }
+
+    pub fn sticky_wait(&self) -> Duration {
+        Duration::from_millis(self.sticky_wait_ms)
     }
 
     pub fn queue_timeout(&self) -> Duration {

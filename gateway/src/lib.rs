@@ -107,7 +107,8 @@ impl Gateway {
         );
         let chat = Arc::new(ChatService {
             pool,
-            router: Router::new(config.routing, config.load_factor),
+            router: Router::new(config.routing, config.load_factor)
+                .with_sticky_wait(config.sticky_wait()),
             limiter: InFlightLimiter::new(
                 limit,
                 config.max_queued,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// Most chats waiting for a slot; beyond it requests are refused at once.
 pub const MAX_QUEUED: usize = 4096;
@@ -15,27 +15,46 @@ pub const UNLIMITED_ADVERTISED: u32 = 65_536;
 pub struct ChatSlots {
     semaphore: Arc<Semaphore>,
     limit: u32,
+    counts: Arc<Counts>,
+}
+
+/// In-flight and queued counts, and a signal that fires whenever either changes (the mux
+/// connections push it to the gateways as `load`).
+struct Counts {
+    in_flight: AtomicUsize,
     queued: AtomicUsize,
-    in_flight: Arc<AtomicUsize>,
+    changed: watch::Sender<()>,
+}
+
+impl Counts {
+    fn add(&self, counter: &AtomicUsize) {
+        counter.fetch_add(1, Ordering::AcqRel);
+        self.changed.send_replace(());
+    }
+
+    fn sub(&self, counter: &AtomicUsize) {
+        counter.fetch_sub(1, Ordering::AcqRel);
+        self.changed.send_replace(());
+    }
 }
 
 /// A held slot; dropping it frees the slot.
 pub struct ChatSlot {
     _permit: Option<OwnedSemaphorePermit>,
-    in_flight: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
 }
 
 impl Drop for ChatSlot {
     fn drop(&mut self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.counts.sub(&self.counts.in_flight);
     }
 }
 
-struct Decrement<'a>(&'a AtomicUsize);
+struct Decrement<'a>(&'a Counts);
 
 impl Drop for Decrement<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.sub(&self.0.queued);
     }
 }
 
@@ -46,8 +65,8 @@ pub enum SlotError {
 }
 
 impl ChatSlots {
-    /// `limit` 0 = unlimited. In-flight and queued counts change at every chat, so they are
-    /// read (polled) rather than pushed.
+    /// `limit` 0 = unlimited. In-flight and queued counts change at every chat: readers
+    /// poll them, or follow [`ChatSlots::subscribe`] and coalesce.
     pub fn new(limit: u32) -> Self {
         let permits = if limit == 0 {
             Semaphore::MAX_PERMITS
@@ -57,8 +76,11 @@ impl ChatSlots {
         Self {
             semaphore: Arc::new(Semaphore::new(permits)),
             limit,
-            queued: AtomicUsize::new(0),
-            in_flight: Arc::new(AtomicUsize::new(0)),
+            counts: Arc::new(Counts {
+                in_flight: AtomicUsize::new(0),
+                queued: AtomicUsize::new(0),
+                changed: watch::Sender::new(()),
+            }),
         }
     }
 
@@ -70,12 +92,13 @@ impl ChatSlots {
         if wait.is_zero() {
             return Err(SlotError::Overloaded);
         }
-        if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+        if self.counts.queued.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
+            self.counts.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(SlotError::Overloaded);
         }
+        self.counts.changed.send_replace(());
         // A guard, so a waiter that is dropped (its chat cancelled) leaves the count too.
-        let _queued = Decrement(&self.queued);
+        let _queued = Decrement(&self.counts);
         let waited = tokio::time::timeout(wait, self.semaphore.clone().acquire_owned()).await;
         match waited {
             Ok(Ok(permit)) => Ok(self.slot(permit)),
@@ -84,11 +107,16 @@ impl ChatSlots {
     }
 
     fn slot(&self, permit: OwnedSemaphorePermit) -> ChatSlot {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.counts.add(&self.counts.in_flight);
         ChatSlot {
             _permit: Some(permit),
-            in_flight: self.in_flight.clone(),
+            counts: self.counts.clone(),
         }
+    }
+
+    /// Fires (marks changed) whenever the in-flight or queued count changes.
+    pub fn subscribe(&self) -> watch::Receiver<()> {
+        self.counts.changed.subscribe()
     }
 
     /// The advertised capacity.
@@ -101,11 +129,11 @@ impl ChatSlots {
     }
 
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.counts.in_flight.load(Ordering::Relaxed)
     }
 
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.counts.queued.load(Ordering::Relaxed)
     }
 }
 

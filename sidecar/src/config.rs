@@ -196,6 +196,14 @@ pub struct Config {
     // --- where the Lingma binary comes from when LINGMA_BIN is empty ---
     #[command(flatten)]
     pub bootstrap: lingma_bootstrap::BootstrapArgs,
+
+    // --- announcements to the gateways ---
+    /// Coalescing window, in ms, of the `sessions` (held/dropped keys) and `load` messages
+    /// on each gateway connection: the first change after a quiet window goes out at once,
+    /// later ones within the window are batched (0 = every change at once).
+    #[arg(long, env = "SIDECAR_ANNOUNCE_COALESCE_MS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub announce_coalesce_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -323,6 +331,10 @@ impl Config {
 
     pub fn chat_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.lingma_chat_idle_timeout_sec.max(1))
+    }
+
+    pub fn announce_window(&self) -> Duration {
+        Duration::from_millis(self.announce_coalesce_ms)
     }
 
     pub fn keepalive(&self) -> Duration {

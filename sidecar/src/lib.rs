@@ -4,6 +4,7 @@
 //! single-host mode.
 
 pub mod accounts;
+pub mod announce;
 pub mod capacity;
 pub mod chat;
 pub mod config;

@@ -2,11 +2,12 @@
 //! on one connection, told apart by the gateway's stream id. See `docs/mux-protocol.md`.
 //!
 //! Per connection: a reader (this task) that starts and cancels chats, a writer task that
-//! owns the socket's sending half (status pushes and chat frames through one bounded
-//! channel), and one task per chat. Each chat's bookkeeping is a [`StreamEntry`] guard:
+//! owns the socket's sending half (status pushes, the `sessions`/`load` announcements of
+//! `announce`, and chat frames through one bounded channel), and one task per chat. Each chat's bookkeeping is a [`StreamEntry`] guard:
 //! dropping it (finish, error, cancel, disconnect, panic) removes the stream and lowers
 //! the open-streams gauge.
 
+use crate::announce::Announcer;
 use crate::chat::{self, Output};
 use crate::state::SidecarState;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -15,7 +16,6 @@ use mux_protocol::{ClientMessage, ErrorKind, ServerMessage, StreamId};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -24,8 +24,6 @@ use tokio_util::sync::CancellationToken;
 const OUTBOUND_FRAMES: usize = 1024;
 /// Most frames written before one flush.
 const WRITE_BATCH: usize = 64;
-/// How often in-flight/queued counts are compared and, when changed, pushed as Status.
-const LOAD_STATUS_EVERY: Duration = Duration::from_millis(500);
 /// A gateway silent (no frame, not even a pong) for this many keepalive periods is
 /// dropped, so one that vanished without closing does not hold streams forever.
 const SILENT_PERIODS: u32 = 3;
@@ -184,14 +182,18 @@ async fn write_loop(
     done: CancellationToken,
 ) {
     let mut health = state.subscribe();
-    let mut last_status = state.status();
-    let mut load_tick = tokio::time::interval(LOAD_STATUS_EVERY);
-    load_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let first_status = state.status();
     let mut ping_tick = tokio::time::interval_at(
         tokio::time::Instant::now() + state.keepalive,
         state.keepalive,
     );
-    if send_status(&mut sink, &last_status).await.is_err() {
+    if send_status(&mut sink, &first_status).await.is_err() {
+        done.cancel();
+        return;
+    }
+    // Right after the first status: the session keys held now, then changes and load.
+    let (mut announcer, snapshot) = Announcer::start(state.clone(), &first_status);
+    if send_frames(&mut sink, snapshot).await.is_err() {
         done.cancel();
         return;
     }
@@ -209,8 +211,14 @@ async fn write_loop(
                 if changed.is_err() {
                     break;
                 }
-                last_status = state.status();
-                if send_status(&mut sink, &last_status).await.is_err() {
+                if send_status(&mut sink, &state.status()).await.is_err() {
+                    break;
+                }
+            }
+            // Before chat frames: a chat's session is stored and its slot freed before its
+            // `finish` is queued, so a gateway hears of both no later than of the finish.
+            frames = announcer.next_frames() => {
+                if send_frames(&mut sink, frames).await.is_err() {
                     break;
                 }
             }
@@ -223,15 +231,6 @@ async fn write_loop(
             _ = ping_tick.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
                     break;
-                }
-            }
-            _ = load_tick.tick() => {
-                let now = state.status();
-                if (now.in_flight, now.queued) != (last_status.in_flight, last_status.queued) {
-                    last_status = now;
-                    if send_status(&mut sink, &last_status).await.is_err() {
-                        break;
-                    }
                 }
             }
         }
@@ -251,6 +250,17 @@ async fn write_batch(
             Ok(next) => sink.feed(Message::Text(next.into())).await?,
             Err(_) => break,
         }
+    }
+    sink.flush().await
+}
+
+/// Write announcement frames and flush once.
+async fn send_frames(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    frames: Vec<String>,
+) -> Result<(), axum::Error> {
+    for f in frames {
+        sink.feed(Message::Text(f.into())).await?;
     }
     sink.flush().await
 }

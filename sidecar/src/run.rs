@@ -124,6 +124,7 @@ fn shared_state(config: &Config) -> Arc<SidecarState> {
         config.session_ttl(),
     );
     state.keepalive = config.keepalive();
+    state.announce_window = config.announce_window();
     Arc::new(state)
 }
 

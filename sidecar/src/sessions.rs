@@ -5,12 +5,29 @@
 //! requests never continue one upstream session, and a failed or cancelled turn leaves
 //! nothing behind (the upstream session may hold half a turn). A successful turn stores
 //! the session again under its continuation key.
+//!
+//! Every change of the set of keys (stored, claimed, evicted, expired) is published as a
+//! [`KeyChange`] while the map's lock is held, and [`SessionMap::watch`] takes a snapshot
+//! and subscribes under that same lock: a mux connection that announces the snapshot and
+//! then the changes never misses or reorders one (`sidecar/src/announce.rs`).
 
 use lru::LruCache;
+use mux_protocol::KeyDigest;
 use parking_lot::Mutex;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+/// Changes a slow announcer may fall behind by before it must start over from a snapshot.
+const CHANGE_BUFFER: usize = 4096;
+
+/// One key entering (`held`) or leaving the map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyChange {
+    pub digest: KeyDigest,
+    pub held: bool,
+}
 
 struct Entry {
     session_id: String,
@@ -23,6 +40,7 @@ pub struct SessionMap {
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
+    changes: broadcast::Sender<KeyChange>,
 }
 
 /// Counters for metrics and stats.
@@ -44,7 +62,31 @@ impl SessionMap {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            changes: broadcast::Sender::new(CHANGE_BUFFER),
         }
+    }
+
+    /// The digests of the keys held now (expired ones left out) and the changes from this
+    /// moment on, taken atomically.
+    pub fn watch(&self) -> (Vec<KeyDigest>, broadcast::Receiver<KeyChange>) {
+        let now = Instant::now();
+        let entries = self.entries.lock();
+        let rx = self.changes.subscribe();
+        let held = entries
+            .iter()
+            .filter(|(_, e)| !self.expired(e, now))
+            .map(|(k, _)| KeyDigest::of(k))
+            .collect();
+        (held, rx)
+    }
+
+    /// Publish a change; called with the map's lock held so changes keep their order
+    /// relative to [`SessionMap::watch`] snapshots. Nobody listening is fine.
+    fn publish(&self, key: &str, held: bool) {
+        let _ = self.changes.send(KeyChange {
+            digest: KeyDigest::of(key),
+            held,
+        });
     }
 
     /// Take the session stored under `key`, if any and not expired.
@@ -53,7 +95,15 @@ impl SessionMap {
     }
 
     fn claim_at(&self, key: &str, now: Instant) -> Option<String> {
-        let entry = self.entries.lock().pop(key);
+        let entry = {
+            let mut entries = self.entries.lock();
+            let entry = entries.pop(key);
+            if entry.is_some() {
+                // Running (or dead): no longer something a follow-up can continue.
+                self.publish(key, false);
+            }
+            entry
+        };
         match entry {
             Some(e) if !self.expired(&e, now) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -79,13 +129,20 @@ impl SessionMap {
     fn store_at(&self, key: String, session_id: String, now: Instant) {
         let evicted = {
             let mut entries = self.entries.lock();
-            entries.push(
+            let evicted = entries.push(
                 key.clone(),
                 Entry {
                     session_id,
                     stored_at: now,
                 },
-            )
+            );
+            if let Some((old, _)) = &evicted
+                && *old != key
+            {
+                self.publish(old, false);
+            }
+            self.publish(&key, true);
+            evicted
         };
         // `push` returns the replaced entry for the same key too: only a different key
         // is an eviction.
@@ -111,6 +168,7 @@ impl SessionMap {
             .collect();
         for k in &dead {
             entries.pop(k);
+            self.publish(k, false);
         }
         drop(entries);
         self.evictions
@@ -185,6 +243,36 @@ mod tests {
         assert_eq!(map.claim("b"), None);
         assert_eq!(map.claim("a").as_deref(), Some("1b"));
         assert_eq!(map.claim("c").as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn every_change_of_the_key_set_is_published_after_the_snapshot() {
+        let map = SessionMap::new(2, Duration::from_secs(10));
+        let t0 = Instant::now();
+        let key = |c: char| c.to_string().repeat(32);
+        map.store_at(key('a'), "1".into(), t0);
+        let (held, mut rx) = map.watch();
+        assert_eq!(held, vec![KeyDigest::of(&key('a'))]);
+        map.store_at(key('b'), "2".into(), t0);
+        map.store_at(key('c'), "3".into(), t0); // evicts a
+        assert_eq!(map.claim_at(&key('b'), t0).as_deref(), Some("2"));
+        assert_eq!(map.claim_at(&key('b'), t0), None, "nothing to drop twice");
+        assert_eq!(map.purge_expired_at(t0 + Duration::from_secs(11)), 1); // c expires
+        let mut seen = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            seen.push((c.digest, c.held));
+        }
+        let d = |c| KeyDigest::of(&key(c));
+        assert_eq!(
+            seen,
+            vec![
+                (d('b'), true),
+                (d('a'), false),
+                (d('c'), true),
+                (d('b'), false),
+                (d('c'), false),
+            ]
+        );
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub struct SidecarState {
     pub lingma_restart: Notify,
     /// WebSocket ping period towards the gateways (SIDECAR_KEEPALIVE_SEC).
     pub keepalive: Duration,
+    /// Coalescing window of the `sessions` and `load` announcements
+    /// (SIDECAR_ANNOUNCE_COALESCE_MS).
+    pub announce_window: Duration,
 }
 
 impl SidecarState {
@@ -91,6 +94,7 @@ impl SidecarState {
             closing: CancellationToken::new(),
             lingma_restart: Notify::new(),
             keepalive: Duration::from_secs(15),
+            announce_window: Duration::from_millis(5),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The pool as users feel it: N sidecars whose simulators take one chat at a time and answer
-//! with a realistic delay, M multi-turn conversations (M = N, 2N, 4N) alternating between two
-//! gateway replicas, for each routing policy side by side. Busy time is sampled off the
-//! sidecars' own gauges (in_flight over capacity).
+//! with a realistic delay, M multi-turn conversations (M = N, 2N, 4N) whose turns are spread
+//! over two and then three gateway replicas, sticky routing next to least-in-flight (whose
+//! wait p99 is sticky's bound at M = 2N). Busy time is sampled off the sidecars' own gauges
+//! (in_flight over capacity).
 
 use super::{Ctx, pct};
 use bench::load;
@@ -16,11 +17,57 @@ use std::time::{Duration, Instant};
 const TURNS_PER_CONVERSATION: usize = 8;
 const FIRST_TOKEN_DELAY_MS: u64 = 200;
 const UTILIZATION_GOAL: f64 = 0.95;
-const REUSE_GOAL: f64 = 0.90;
+/// Session reuse goals of sticky routing (issue 16): at M = N and at M = 2N.
+const REUSE_GOAL_M_EQ_N: f64 = 0.95;
+const REUSE_GOAL_M_2N: f64 = 0.90;
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let n = ctx.settings.pool_sidecars;
-    let queue_timeout = ctx.settings.pool_queue_timeout;
+    let (sims, sidecars) = start_sidecars(ctx, n).await?;
+    for replicas in REPLICAS {
+        // Least-in-flight first: its wait p99 is the bound sticky routing is held to.
+        let mut lif_p99: Vec<(usize, Option<f64>)> = Vec::new();
+        for routing in ["least-in-flight", "sticky"] {
+            let gateways = start_gateways(ctx, &sidecars, routing, replicas).await?;
+            for m in [n, 2 * n, 4 * n] {
+                let p99 = measure(
+                    ctx,
+                    &sidecars,
+                    &gateways,
+                    Run {
+                        n,
+                        m,
+                        replicas,
+                        routing,
+                    },
+                    lif_p99.iter().find(|(lm, _)| *lm == m).and_then(|(_, v)| *v),
+                )
+                .await;
+                if routing == "least-in-flight" {
+                    lif_p99.push((m, p99));
+                }
+                // Let every chat end before the next run so runs do not overlap.
+                settle(&sidecars).await;
+            }
+        }
+    }
+    drop(sims);
+    Ok(())
+}
+
+/// Gateway replicas in front of the same sidecars, one pool run each.
+const REPLICAS: [usize; 2] = [2, 3];
+
+/// One (replicas, routing, M) run.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    n: usize,
+    m: usize,
+    replicas: usize,
+    routing: &'a str,
+}
+
+async fn start_sidecars(ctx: &Ctx, n: usize) -> anyhow::Result<(Vec<Sim>, Vec<Sidecar>)> {
     let mut sims = Vec::new();
     let mut sidecars = Vec::new();
     for i in 0..n {
@@ -53,139 +100,170 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         sims.push(sim);
         sidecars.push(sidecar);
     }
-    let refs: Vec<&Sidecar> = sidecars.iter().collect();
+    Ok((sims, sidecars))
+}
 
-    for routing in ["sticky", "least-in-flight", "round-robin"] {
-        let mut gateways = Vec::new();
-        for _ in 0..2 {
-            gateways.push(
-                Gateway::start(
-                    &ctx.bins.gateway,
-                    GatewayOptions {
-                        routing: routing.to_owned(),
-                        max_in_flight: 0,
-                        queue_timeout_sec: queue_timeout.as_secs_f64(),
-                        ..GatewayOptions::for_sidecars(&refs)
-                    },
-                )
-                .await?,
-            );
-        }
-        for m in [n, 2 * n, 4 * n] {
-            let scenario = format!("pool N={n} M={m}");
-            let before = scrape_queue_wait(&gateways).await;
-            let busy = BusyMeter::start(&sidecars);
-            let secs = ctx.settings.pool_secs;
-            let tag = format!("{routing}-{m}");
-            let run = drive(&gateways, m, secs, &tag);
-            tokio::pin!(run);
-            // Busy time is measured over the load window only, not the drain after it.
-            let early = tokio::select! {
-                r = &mut run => Some(r),
-                _ = tokio::time::sleep(secs) => None,
-            };
-            let utilization = busy.stop().await;
-            let run = match early {
-                Some(r) => r,
-                None => run.await,
-            };
-            let after = scrape_queue_wait(&gateways).await;
-            let wait = bucket_delta(&after, &before);
-            let r = &mut ctx.report;
-            let (util_goal, reuse_goal) = if routing == "sticky" && m == n {
-                (
-                    Some(Goal::AtLeast(UTILIZATION_GOAL)),
-                    Some(Goal::AtLeast(REUSE_GOAL)),
-                )
-            } else {
-                (None, None)
-            };
-            r.add(
-                &scenario,
-                &format!("{routing}: utilization"),
-                utilization,
-                "",
-                util_goal,
-                "busy/capacity",
-            );
-            let reuse = (run.follow_ups > 0).then(|| run.reused as f64 / run.follow_ups as f64);
-            r.add(
-                &scenario,
-                &format!("{routing}: session reuse"),
-                reuse,
-                "",
-                reuse_goal,
-                "of follow-up turns",
-            );
+async fn start_gateways(
+    ctx: &Ctx,
+    sidecars: &[Sidecar],
+    routing: &str,
+    replicas: usize,
+) -> anyhow::Result<Vec<Gateway>> {
+    let refs: Vec<&Sidecar> = sidecars.iter().collect();
+    let mut gateways = Vec::new();
+    for _ in 0..replicas {
+        gateways.push(
+            Gateway::start(
+                &ctx.bins.gateway,
+                GatewayOptions {
+                    routing: routing.to_owned(),
+                    max_in_flight: 0,
+                    queue_timeout_sec: ctx.settings.pool_queue_timeout.as_secs_f64(),
+                    ..GatewayOptions::for_sidecars(&refs)
+                },
+            )
+            .await?,
+        );
+    }
+    Ok(gateways)
+}
+
+/// Drive one run and report it; returns its wait p99 (ms). `lif_p99`: least-in-flight's
+/// wait p99 at the same M and replicas, the bound of sticky routing at M = 2N.
+async fn measure(
+    ctx: &mut Ctx,
+    sidecars: &[Sidecar],
+    gateways: &[Gateway],
+    run_of: Run<'_>,
+    lif_p99: Option<f64>,
+) -> Option<f64> {
+    let Run {
+        n,
+        m,
+        replicas,
+        routing,
+    } = run_of;
+    let queue_timeout = ctx.settings.pool_queue_timeout;
+    let scenario = format!("pool N={n} M={m} replicas={replicas}");
+    let before = scrape_queue_wait(gateways).await;
+    let busy = BusyMeter::start(sidecars);
+    let secs = ctx.settings.pool_secs;
+    let tag = format!("{routing}-{m}-{replicas}");
+    let run = drive(gateways, m, secs, &tag);
+    tokio::pin!(run);
+    // Busy time is measured over the load window only, not the drain after it.
+    let early = tokio::select! {
+        r = &mut run => Some(r),
+        _ = tokio::time::sleep(secs) => None,
+    };
+    let utilization = busy.stop().await;
+    let run = match early {
+        Some(r) => r,
+        None => run.await,
+    };
+    let after = scrape_queue_wait(gateways).await;
+    let wait = bucket_delta(&after, &before);
+    let sticky = routing == "sticky";
+    let (util_goal, reuse_goal) = match (sticky, m == n, m == 2 * n) {
+        (true, true, _) => (
+            Some(Goal::AtLeast(UTILIZATION_GOAL)),
+            Some(Goal::AtLeast(REUSE_GOAL_M_EQ_N)),
+        ),
+        (true, _, true) => (None, Some(Goal::AtLeast(REUSE_GOAL_M_2N))),
+        _ => (None, None),
+    };
+    let r = &mut ctx.report;
+    r.add(
+        &scenario,
+        &format!("{routing}: utilization"),
+        utilization,
+        "",
+        util_goal,
+        "busy/capacity",
+    );
+    let reuse = (run.follow_ups > 0).then(|| run.reused as f64 / run.follow_ups as f64);
+    r.add(
+        &scenario,
+        &format!("{routing}: session reuse"),
+        reuse,
+        "",
+        reuse_goal,
+        "of follow-up turns",
+    );
+    r.info(
+        &scenario,
+        &format!("{routing}: turns completed"),
+        Some(run.completed as f64),
+        "",
+    );
+    r.info(
+        &scenario,
+        &format!("{routing}: TTFT p50"),
+        pct(&run.ttft_us, 0.5).map(ms),
+        "ms",
+    );
+    r.info(
+        &scenario,
+        &format!("{routing}: TTFT p99"),
+        pct(&run.ttft_us, 0.99).map(ms),
+        "ms",
+    );
+    // Wait as users feel it: time to first token beyond the simulator's own delay
+    // (gateway queue + sidecar queue + transport).
+    let felt = |q: f64| {
+        pct(&run.ttft_us, q).map(|us| (us / 1000.0 - FIRST_TOKEN_DELAY_MS as f64).max(0.0))
+    };
+    let p99 = felt(0.99);
+    let wait_goal = if m == 4 * n {
+        Some(Goal::AtMost(queue_timeout.as_secs_f64() * 1000.0))
+    } else if sticky && m == 2 * n {
+        lif_p99.map(Goal::AtMost)
+    } else {
+        None
+    };
+    r.info(
+        &scenario,
+        &format!("{routing}: wait p50 (TTFT - {FIRST_TOKEN_DELAY_MS} ms)"),
+        felt(0.5),
+        "ms",
+    );
+    r.add(
+        &scenario,
+        &format!("{routing}: wait p99 (TTFT - {FIRST_TOKEN_DELAY_MS} ms)"),
+        p99,
+        "ms",
+        wait_goal,
+        if sticky && m == 2 * n {
+            "goal: least-in-flight's p99"
+        } else {
+            ""
+        },
+    );
+    if wait.last().is_some_and(|(_, n)| *n > 0.0) {
+        for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
             r.info(
                 &scenario,
-                &format!("{routing}: turns completed"),
-                Some(run.completed as f64),
-                "",
-            );
-            r.info(
-                &scenario,
-                &format!("{routing}: TTFT p50"),
-                pct(&run.ttft_us, 0.5).map(ms),
+                &format!("{routing}: gateway_queue_wait_seconds {label}"),
+                histogram_quantile(&wait, q).map(|s| s * 1000.0),
                 "ms",
             );
-            r.info(
-                &scenario,
-                &format!("{routing}: TTFT p99"),
-                pct(&run.ttft_us, 0.99).map(ms),
-                "ms",
-            );
-            let bounded =
-                (m == 4 * n).then_some(Goal::AtMost(queue_timeout.as_secs_f64() * 1000.0));
-            // Wait as users feel it: time to first token beyond the simulator's own delay
-            // (gateway queue + sidecar queue + transport).
-            let felt = |q: f64| {
-                pct(&run.ttft_us, q).map(|us| (us / 1000.0 - FIRST_TOKEN_DELAY_MS as f64).max(0.0))
-            };
-            r.info(
-                &scenario,
-                &format!("{routing}: wait p50 (TTFT - {FIRST_TOKEN_DELAY_MS} ms)"),
-                felt(0.5),
-                "ms",
-            );
-            r.add(
-                &scenario,
-                &format!("{routing}: wait p99 (TTFT - {FIRST_TOKEN_DELAY_MS} ms)"),
-                felt(0.99),
-                "ms",
-                bounded,
-                "",
-            );
-            if wait.last().is_some_and(|(_, n)| *n > 0.0) {
-                for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
-                    r.info(
-                        &scenario,
-                        &format!("{routing}: gateway_queue_wait_seconds {label}"),
-                        histogram_quantile(&wait, q).map(|s| s * 1000.0),
-                        "ms",
-                    );
-                }
-            }
-            r.info(
-                &scenario,
-                &format!("{routing}: 429 responses"),
-                Some(run.rejected as f64),
-                "",
-            );
-            r.add(
-                &scenario,
-                &format!("{routing}: requests lost"),
-                Some(run.lost as f64),
-                "",
-                Some(Goal::AtMost(0.0)),
-                run.lost_reasons.clone(),
-            );
-            // Let every chat end before the next run so runs do not overlap.
-            settle(&sidecars).await;
         }
     }
-    drop(sims);
-    Ok(())
+    r.info(
+        &scenario,
+        &format!("{routing}: 429 responses"),
+        Some(run.rejected as f64),
+        "",
+    );
+    r.add(
+        &scenario,
+        &format!("{routing}: requests lost"),
+        Some(run.lost as f64),
+        "",
+        Some(Goal::AtMost(0.0)),
+        run.lost_reasons.clone(),
+    );
+    p99
 }
 
 fn ms(us: f64) -> f64 {

@@ -9,6 +9,7 @@ mod endpoint;
 mod estimate;
 mod keys;
 mod messages;
+mod ownership;
 mod token;
 mod vocabulary;
 
@@ -16,6 +17,7 @@ pub use endpoint::SidecarEndpoint;
 pub use estimate::estimate_tokens;
 pub use keys::{api_key_scope, continuation_key, conversation_key, new_turn_start};
 pub use messages::*;
+pub use ownership::{KeyDigest, MAX_DIGESTS_PER_MESSAGE, SessionKeys, SidecarLoad};
 pub use token::{SidecarToken, TokenFileError};
 pub use vocabulary::Blame;
 

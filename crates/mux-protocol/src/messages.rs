@@ -113,6 +113,29 @@ pub enum ServerMessage {
         /// ask), so the gateway may retry elsewhere if the kind allows it.
         before_output: bool,
     },
+    /// The conversation keys the sidecar's session map holds: a snapshot after the first
+    /// `status`, then changes (see [`crate::SessionKeys`]).
+    Sessions(crate::SessionKeys),
+    /// Chats running and waiting in the sidecar over all gateways, pushed on change.
+    Load(crate::SidecarLoad),
+}
+
+/// Every `type` a `ServerMessage` may have. A gateway ignores (quietly) a message whose
+/// type is not here: a newer sidecar may send types this build does not know.
+pub const SERVER_MESSAGE_TYPES: &[&str] = &[
+    "status", "started", "delta", "finish", "error", "sessions", "load",
+];
+
+/// Whether `text` is a JSON object whose `type` is not a [`ServerMessage`] type this build
+/// knows (to be ignored), as opposed to a malformed message of a known type.
+pub fn is_unknown_server_type(text: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Tag<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_str::<Tag<'_>>(text)
+        .is_ok_and(|t| !SERVER_MESSAGE_TYPES.contains(&t.kind.as_ref()))
 }
 
 /// What the sidecar is and can do right now.

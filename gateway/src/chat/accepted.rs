@@ -157,7 +157,12 @@ impl AcceptedChat {
                 self.fail(kind);
                 ChatEvent::Error(GatewayError::from_upstream(kind, &message))
             }
-            Some(ServerMessage::Started { .. } | ServerMessage::Status(_)) => return None,
+            Some(
+                ServerMessage::Started { .. }
+                | ServerMessage::Status(_)
+                | ServerMessage::Sessions(_)
+                | ServerMessage::Load(_),
+            ) => return None,
             None => {
                 self.done = true;
                 self.fail(ErrorKind::ConnectionLost);

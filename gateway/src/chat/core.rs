@@ -47,7 +47,7 @@ pub struct PreparedChat {
     pub stream: bool,
 }
 
-/// Where a follow-up turn should go, from this gateway's pins.
+/// Where a follow-up turn should go: the sidecar holding its session.
 struct PinChoice {
     /// The pinned sidecar, when it can take the turn.
     sidecar: Option<Arc<str>>,
@@ -101,7 +101,7 @@ impl ChatService {
         arrival: Instant,
     ) -> Result<AcceptedChat, GatewayError> {
         let deadline = tokio::time::Instant::from_std(arrival + self.settings.queue_timeout);
-        let pin = self.pin_choice(&chat);
+        let mut pin = self.pin_choice(&chat);
         let mut waits = Waits::default();
         let queue_started = Instant::now();
         let mut global = self
@@ -119,7 +119,7 @@ impl ChatService {
                 .admit_sidecar(
                     global,
                     &chat,
-                    &pin,
+                    (&mut pin, arrival),
                     exclude.as_deref(),
                     deadline,
                     &mut waits,
@@ -127,7 +127,14 @@ impl ChatService {
                 .await?;
             match self.attempt(&chat, admission, deadline, &mut waits).await {
                 Attempt::Accepted(opened) => {
-                    return Ok(self.accepted(chat, arrival, waits, opened, pin.migrated));
+                    // Served elsewhere than the instance holding its session (the sticky
+                    // wait ran out, or the owner failed): the session migrated.
+                    let migrated = pin.migrated
+                        || pin
+                            .sidecar
+                            .as_ref()
+                            .is_some_and(|owner| *owner != opened.admission.sidecar().name);
+                    return Ok(self.accepted(chat, arrival, waits, opened, migrated));
                 }
                 Attempt::Failed {
                     admission,
@@ -150,12 +157,34 @@ impl ChatService {
         Err(self.refuse(last_error))
     }
 
-    /// Step 1: use this gateway's pin of the conversation only if its sidecar can take it.
+    /// Step 1: where the session of a follow-up turn is. First the pool's owner index
+    /// (what the sidecars announce they hold: the source of truth, the same on every
+    /// gateway replica); only when no sidecar announces the key, this gateway's own pin.
+    /// Either is used only if its sidecar can take the turn.
     fn pin_choice(&self, chat: &PreparedChat) -> PinChoice {
-        let pinned = chat
-            .conversation_key
-            .as_deref()
-            .and_then(|k| self.pins.get(k));
+        let Some(key) = chat.conversation_key.as_deref() else {
+            return PinChoice {
+                sidecar: None,
+                migrated: false,
+            };
+        };
+        let holders = self
+            .pool
+            .owners()
+            .holders(mux_protocol::KeyDigest::of(key));
+        if !holders.is_empty() {
+            // Usually one holder; of several, the least loaded usable one.
+            let best = holders
+                .iter()
+                .filter_map(|name| self.pool.find(name))
+                .filter(|s| s.usable())
+                .min_by_key(|s| s.load());
+            return PinChoice {
+                migrated: best.is_none(),
+                sidecar: best.map(|s| s.name.clone()),
+            };
+        }
+        let pinned = self.pins.get(key);
         let decision = check_pin(pinned, |name| {
             self.pool.find(name).is_some_and(|s| s.usable())
         });
@@ -177,11 +206,15 @@ impl ChatService {
 
     /// Step 2: a slot on the first sidecar of the ranking that has one (waiting until
     /// `deadline`), skipping the one that just failed.
+    /// `order` is evaluated again at every change, with the time since `arrival`: a
+    /// follow-up waits for its own (full) instance up to the sticky wait bound. The owner
+    /// is looked up again each time too (`pin` keeps the last answer), so a turn that
+    /// arrived just before its sidecar's `sessions` announcement still finds its session.
     async fn admit_sidecar(
         &self,
         global: GlobalPermit,
         chat: &PreparedChat,
-        pin: &PinChoice,
+        (pin, arrival): (&mut PinChoice, Instant),
         exclude: Option<&str>,
         deadline: tokio::time::Instant,
         waits: &mut Waits,
@@ -190,8 +223,17 @@ impl ChatService {
         let admission = self
             .limiter
             .acquire_sidecar(global, &self.pool, deadline, || {
-                self.router
-                    .order(&self.pool, chat.affinity, pin.sidecar.as_deref(), exclude)
+                let fresh = self.pin_choice(chat);
+                if fresh.sidecar.is_some() || pin.sidecar.is_none() {
+                    *pin = fresh;
+                }
+                self.router.order_for(
+                    &self.pool,
+                    chat.affinity,
+                    pin.sidecar.as_deref(),
+                    exclude,
+                    arrival.elapsed(),
+                )
             })
             .await
             .map_err(|r| self.refuse(r.into_error()))?;
@@ -249,7 +291,10 @@ impl ChatService {
                     message,
                 };
             }
-            Some(ServerMessage::Status(_)) | None => return lost(admission),
+            Some(
+                ServerMessage::Status(_) | ServerMessage::Sessions(_) | ServerMessage::Load(_),
+            )
+            | None => return lost(admission),
         };
         Attempt::Accepted(Opened {
             stream,

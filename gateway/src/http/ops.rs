@@ -83,6 +83,7 @@ pub async fn stats(State(state): State<AppState>) -> Response {
                 "state": s.state(),
                 "connected": s.connected(),
                 "in_flight": s.in_flight(),
+                "reported_load": s.reported_load(),
                 "open_streams": s.open_streams(),
                 "ejected_for_ms": s.ejected_for().map(|d| d.as_millis() as u64),
                 "status": status.as_deref().map(|st| json!({
@@ -110,6 +111,7 @@ pub async fn stats(State(state): State<AppState>) -> Response {
         "pool": sidecars,
         "sessions": {
             "pins": chat.pins.len(),
+            "owner_keys": chat.pool.owners().len(),
             "reused": sessions("reused"),
             "new": sessions("new"),
             "migrated": sessions("migrated"),

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Deadlines;
 use super::link::{Link, OUTBOUND_BUFFER};
+use super::owners::{ConnId, OwnerIndex};
 use super::sidecar::Sidecar;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -30,6 +31,7 @@ const SHUTTING_DOWN: &str = "The gateway is shutting down; retry the request.";
 /// Run until `stop` fires or the sidecar was removed and has no open streams.
 pub(crate) async fn run(
     sidecar: Arc<Sidecar>,
+    owners: Arc<OwnerIndex>,
     token: Arc<SidecarToken>,
     deadlines: Deadlines,
     stop: CancellationToken,
@@ -46,7 +48,10 @@ pub(crate) async fn run(
         match attempt {
             Ok(Ok(ws)) => {
                 tracing::info!(sidecar = %sidecar.name, "mux connection up");
-                let served_ok = serve(&sidecar, ws, deadlines, &stop).await;
+                let conn = ConnId::next();
+                let served_ok = serve(&sidecar, ws, (&owners, conn), deadlines, &stop).await;
+                // Whatever this connection announced is no longer known to be true.
+                owners.clear(conn);
                 tracing::warn!(sidecar = %sidecar.name, "mux connection down");
                 if served_ok {
                     backoff = BACKOFF_MIN;
@@ -120,6 +125,7 @@ async fn write_within(
 async fn serve(
     sidecar: &Arc<Sidecar>,
     ws: Ws,
+    (owners, conn): (&OwnerIndex, ConnId),
     deadlines: Deadlines,
     stop: &CancellationToken,
 ) -> bool {
@@ -158,7 +164,20 @@ async fn serve(
                                     sidecar.set_link(Some(link.clone()));
                                 }
                             }
+                            Ok(ServerMessage::Sessions(keys)) => {
+                                // A sidecar that left the pool keeps its connection only to
+                                // finish open chats: it owns nothing new.
+                                if !sidecar.is_removed() {
+                                    owners.apply(conn, &sidecar.name, &keys);
+                                }
+                            }
+                            Ok(ServerMessage::Load(load)) => sidecar.set_load(load),
                             Ok(other) => link.dispatch(other),
+                            Err(_) if mux_protocol::is_unknown_server_type(text.as_str()) => {
+                                // A newer sidecar's additive message: ignore it (versioning
+                                // in docs/mux-protocol.md).
+                                tracing::debug!(sidecar = %sidecar.name, "mux message of an unknown type ignored");
+                            }
                             Err(e) => {
                                 tracing::warn!(sidecar = %sidecar.name, error = %e, "unreadable mux message");
                             }

@@ -108,7 +108,9 @@ impl Link {
     /// never waits).
     pub(crate) fn dispatch(&self, message: ServerMessage) {
         let (id, last) = match &message {
-            ServerMessage::Status(_) => return,
+            ServerMessage::Status(_) | ServerMessage::Sessions(_) | ServerMessage::Load(_) => {
+                return;
+            }
             ServerMessage::Started { id, .. } | ServerMessage::Delta { id, .. } => (*id, false),
             ServerMessage::Finish { id, .. } | ServerMessage::Error { id, .. } => (*id, true),
         };

@@ -5,6 +5,7 @@ mod connection;
 pub mod ejection;
 pub mod link;
 pub mod login_control;
+pub mod owners;
 pub mod sidecar;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use link::{ChatStream, Link, OpenError};
 pub use login_control::{LoginAnswer, LoginCallError, LoginCooldown};
+pub use owners::OwnerIndex;
 pub use sidecar::{Sidecar, SidecarSlot, SidecarState};
 
 use crate::observability::metrics::Metrics;
@@ -72,6 +74,8 @@ pub struct Pool {
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     epoch: Instant,
+    /// Which sidecar holds which conversation key, as the sidecars announce it.
+    owners: Arc<OwnerIndex>,
 }
 
 impl Pool {
@@ -93,6 +97,7 @@ impl Pool {
             metrics,
             stop,
             epoch: Instant::now(),
+            owners: Arc::new(OwnerIndex::new()),
         });
         let initial = endpoints.borrow_and_update().clone();
         pool.apply(initial);
@@ -127,6 +132,8 @@ impl Pool {
                 other => {
                     if let Some(old) = other {
                         old.mark_removed();
+                        // Before the successor connects: what the old one announced goes.
+                        self.owners.clear_sidecar(&old.name);
                     }
                     let sidecar = Arc::new(Sidecar::new(
                         endpoint,
@@ -139,6 +146,7 @@ impl Pool {
                     tracing::info!(sidecar = %sidecar.name, url = %sidecar.endpoint.url, "sidecar joined the pool");
                     tokio::spawn(connection::run(
                         sidecar.clone(),
+                        self.owners.clone(),
                         self.settings.default_token.clone(),
                         self.settings.deadlines,
                         self.stop.child_token(),
@@ -150,6 +158,7 @@ impl Pool {
         for gone in by_name.into_values() {
             tracing::info!(sidecar = %gone.name, "sidecar left the pool");
             gone.mark_removed();
+            self.owners.clear_sidecar(&gone.name);
             if !next.iter().any(|s| s.name == gone.name) {
                 self.metrics.remove_sidecar(&gone.name);
             }
@@ -162,6 +171,11 @@ impl Pool {
 
     pub fn members(&self) -> Arc<Vec<Arc<Sidecar>>> {
         self.members.load_full()
+    }
+
+    /// The pool-wide owner index (conversation key -> the sidecars holding its session).
+    pub fn owners(&self) -> &OwnerIndex {
+        &self.owners
     }
 
     pub fn slot_freed(&self) -> &Notify {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use mux_protocol::{LoginState, SidecarEndpoint, SidecarStatus};
+use mux_protocol::{LoginState, SidecarEndpoint, SidecarLoad, SidecarStatus};
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::Notify;
 
@@ -35,6 +35,9 @@ pub struct Sidecar {
     gauge_ready: IntGauge,
     gauge_connected: IntGauge,
     ejections: IntCounter,
+    /// The sidecar's own load over all gateways (in flight + queued), from its last
+    /// `load` or `status`; 0 while disconnected.
+    reported_load: AtomicU32,
 }
 
 /// Why a sidecar takes no chats right now (for /internal/stats and logs).
@@ -79,6 +82,7 @@ impl Sidecar {
             slot_freed,
             generation,
             budget,
+            reported_load: AtomicU32::new(0),
         }
     }
 
@@ -136,12 +140,14 @@ impl Sidecar {
         self.status.load().as_ref().map_or(0, |s| s.capacity)
     }
 
-    /// Take a local slot if one is free (in flight < advertised capacity).
+    /// Take a slot if one is free: [`Sidecar::load`] (what this gateway runs there, or
+    /// what the sidecar reports over all gateways, whichever is more) < advertised capacity.
     pub fn try_reserve(self: &Arc<Self>) -> Option<SidecarSlot> {
         let capacity = self.capacity();
         let mut current = self.in_flight.load(Ordering::Relaxed);
         loop {
-            if capacity != 0 && current >= capacity {
+            let reported = self.reported_load.load(Ordering::Relaxed);
+            if capacity != 0 && current.max(reported) >= capacity {
                 return None;
             }
             match self.in_flight.compare_exchange_weak(
@@ -162,6 +168,10 @@ impl Sidecar {
     }
 
     pub(crate) fn set_status(&self, status: SidecarStatus) {
+        self.reported_load.store(
+            status.in_flight.saturating_add(status.queued),
+            Ordering::Relaxed,
+        );
         self.status.store(Some(Arc::new(status)));
         self.generation.fetch_add(1, Ordering::Release);
         self.refresh_gauges();
@@ -172,11 +182,44 @@ impl Sidecar {
     pub(crate) fn set_link(&self, link: Option<Arc<Link>>) {
         if link.is_none() {
             self.status.store(None);
+            self.reported_load.store(0, Ordering::Relaxed);
         }
         self.link.store(link);
         self.generation.fetch_add(1, Ordering::Release);
         self.refresh_gauges();
         self.slot_freed.notify_waiters();
+    }
+
+    /// The load routing judges this sidecar by: the larger of this gateway's own in-flight
+    /// count and the sidecar's reported in flight + queued over all gateways.
+    ///
+    /// Why the larger and not the sum: the sidecar's count already includes this
+    /// gateway's chats that reached it, so a sum would count them twice and leave slots
+    /// idle. The local count alone (what routing used before) misses every other
+    /// replica's chats, so replicas piled onto a sidecar that looked free to each. The
+    /// reported count lags by one hop and the coalescing window, and misses this
+    /// gateway's chats still on the wire, which the local count covers. The max is thus a
+    /// lower bound of the true load that is exact when one gateway uses the sidecar; what
+    /// it misses (another replica's chat in transit) waits in the sidecar's own queue.
+    /// Queued chats count because a chat sent there now would wait behind them.
+    pub fn load(&self) -> u32 {
+        self.in_flight()
+            .max(self.reported_load.load(Ordering::Relaxed))
+    }
+
+    /// The load the sidecar reported (in flight + queued over all gateways).
+    pub fn reported_load(&self) -> u32 {
+        self.reported_load.load(Ordering::Relaxed)
+    }
+
+    /// A `load` message: the sidecar's in flight and queued over all gateways.
+    pub(crate) fn set_load(&self, load: SidecarLoad) {
+        let now = load.in_flight.saturating_add(load.queued);
+        let before = self.reported_load.swap(now, Ordering::Relaxed);
+        if now < before {
+            // Room on it for a request that waits (possibly for this very sidecar).
+            self.slot_freed.notify_waiters();
+        }
     }
 
     pub(crate) fn mark_removed(&self) {
@@ -311,6 +354,42 @@ mod tests {
         s.set_status(status(0));
         let many: Vec<_> = (0..10).filter_map(|_| s.try_reserve()).collect();
         assert_eq!(many.len(), 10, "capacity 0 = unlimited");
+    }
+
+    #[test]
+    fn the_reported_global_load_counts_and_a_lower_one_wakes_waiters() {
+        let s = sidecar();
+        s.set_status(status(2));
+        s.set_load(SidecarLoad {
+            in_flight: 1,
+            queued: 1,
+        });
+        assert_eq!(s.load(), 2, "other gateways filled it");
+        assert!(s.try_reserve().is_none());
+        let woken = {
+            let notify = s.slot_freed.clone();
+            let mut fut = Box::pin(notify.notified_owned());
+            fut.as_mut().enable();
+            fut
+        };
+        s.set_load(SidecarLoad {
+            in_flight: 1,
+            queued: 0,
+        });
+        assert!(
+            futures_util::FutureExt::now_or_never(woken).is_some(),
+            "a lower load wakes waiters"
+        );
+        let mine = s.try_reserve().expect("one slot left");
+        assert_eq!(s.load(), 1, "max, not sum: the sidecar may count this one too");
+        s.set_load(SidecarLoad {
+            in_flight: 2,
+            queued: 0,
+        });
+        assert!(s.try_reserve().is_none());
+        drop(mine);
+        s.set_link(None);
+        assert_eq!(s.reported_load(), 0, "a dropped connection reports nothing");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use super::hash::score;
 pub struct Candidate {
     /// Hash of the sidecar's stable name (the same on every gateway replica).
     pub name_hash: u64,
-    /// Chats this gateway has in flight on it.
+    /// Its load: the larger of this gateway's chats on it and the sidecar's own count
+    /// over all gateways (`Sidecar::load`).
     pub load: u32,
 }
 

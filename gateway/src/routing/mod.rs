@@ -5,6 +5,7 @@ pub mod affinity;
 pub mod choose;
 pub mod pins;
 pub mod router;
+pub mod sticky;
 
 pub use affinity::affinity_key;
 pub use choose::{Candidate, rank};

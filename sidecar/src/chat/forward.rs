@@ -1,13 +1,15 @@
 //! Forwarding one Lingma chat stream to the gateway: answer text (think blocks split off)
-//! as `Delta`s, `Finish` with usage at `chat/finish`. `Started` goes out first, as soon as
-//! Lingma accepted the ask: from then on the chat has run upstream and nobody retries it.
+//! as `Delta`s until `chat/finish`. `Started` goes out first, as soon as Lingma accepted
+//! the ask: from then on the chat has run upstream and nobody retries it. The `Finish`
+//! (built by [`finish_message`]) is the caller's to send, after it stored the session and
+//! freed the slot, so every gateway can hear of both before the client has its answer.
 
 use super::output::{Gone, Output};
 use super::think::{Piece, ThinkSplitter};
 use super::{End, Failure, classify_client_error, classify_finish, estimated_usage};
 use futures_util::StreamExt;
 use lingma_protocol::{ChatEvent, ChatStream};
-use mux_protocol::{ErrorKind, FinishReason, ServerMessage, SessionOutcome};
+use mux_protocol::{ErrorKind, FinishReason, ServerMessage, SessionOutcome, StreamId, Usage};
 use tokio_util::sync::CancellationToken;
 
 /// What the gateway has been sent for this chat so far.
@@ -22,7 +24,14 @@ struct Forwarder<'a> {
     pieces: Vec<Piece>,
 }
 
-/// Forward one chat's events until its finish (or an error, or a cancel).
+/// How a forwarded chat ended well: what its `Finish` will say.
+pub(super) struct Finished {
+    pub(super) reason: FinishReason,
+    pub(super) usage: Usage,
+}
+
+/// Forward one chat's events up to its finish (or an error, or a cancel); the `Finish`
+/// itself is not sent.
 pub(super) async fn forward(
     mut stream: ChatStream,
     session_id: &str,
@@ -30,7 +39,7 @@ pub(super) async fn forward(
     prompt_chars: usize,
     out: &mut Output,
     cancel: &CancellationToken,
-) -> Result<FinishReason, End> {
+) -> Result<Finished, End> {
     let mut fwd = Forwarder {
         out,
         session_id,
@@ -75,8 +84,11 @@ pub(super) async fn forward(
                     fwd.pieces.push(Piece::Content(rest));
                     fwd.flush().await?;
                 }
-                fwd.finish(reason, prompt_chars).await?;
-                return Ok(reason);
+                fwd.ensure_started().await?;
+                return Ok(Finished {
+                    reason,
+                    usage: estimated_usage(prompt_chars, fwd.streamed.chars().count()),
+                });
             }
             Some(Ok(ChatEvent::Step(_) | ChatEvent::Title(_))) => {}
             Some(Err(e)) => return Err(End::Failed(classify_client_error(&e))),
@@ -130,15 +142,15 @@ impl Forwarder<'_> {
         Ok(())
     }
 
-    async fn finish(&mut self, reason: FinishReason, prompt_chars: usize) -> Result<(), Gone> {
-        self.ensure_started().await?;
-        let msg = ServerMessage::Finish {
-            id: self.out.id,
-            finish_reason: reason,
-            usage: estimated_usage(prompt_chars, self.streamed.chars().count()),
-            session_id: self.session_id.to_owned(),
-        };
-        self.out.send(&msg).await
+}
+
+/// The `Finish` of a chat that ended well.
+pub(super) fn finish_message(id: StreamId, done: &Finished, session_id: &str) -> ServerMessage {
+    ServerMessage::Finish {
+        id,
+        finish_reason: done.reason,
+        usage: done.usage,
+        session_id: session_id.to_owned(),
     }
 }
 

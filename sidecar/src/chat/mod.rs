@@ -110,7 +110,7 @@ async fn drive(
     let deadline = Instant::now() + Duration::from_millis(req.queue_timeout_ms);
     let client = wait_until_ready(state, deadline, cancel).await?;
     let model_key = model_key(state, req)?;
-    let _slot = acquire_slot(state, deadline, cancel).await?;
+    let slot = acquire_slot(state, deadline, cancel).await?;
 
     let reuse = state.chat.session_reuse && req.session_reuse;
     let turn = Turn {
@@ -127,14 +127,21 @@ async fn drive(
     };
     loop {
         match turn.ask(&plan, out, cancel).await {
-            Ok((reason, session_id)) => {
-                if reason == FinishReason::Stop
+            Ok((done, session_id)) => {
+                // Store the session and free the slot BEFORE the finish goes out: the
+                // `sessions` and `load` announcements then reach every gateway no later
+                // than the client's answer, so its next turn finds the session from any
+                // gateway replica (the turn ran to its end upstream either way).
+                if done.reason == FinishReason::Stop
                     && reuse
                     && let Some(key) = continuation_key(&req.scope, &req.messages)
                 {
-                    state.sessions.store(key, session_id);
+                    state.sessions.store(key, session_id.clone());
                 }
-                return Ok(reason);
+                drop(slot);
+                let finish = forward::finish_message(out.id, &done, &session_id);
+                out.send(&finish).await?;
+                return Ok(done.reason);
             }
             Err(End::Failed(f))
                 if matches!(plan, Plan::Continue(_)) && !out.sent_output && f.retry_fresh() =>
@@ -200,7 +207,7 @@ impl Turn<'_> {
         plan: &Plan,
         out: &mut Output,
         cancel: &CancellationToken,
-    ) -> Result<(FinishReason, String), End> {
+    ) -> Result<(forward::Finished, String), End> {
         let (session_id, question, is_reply, session) = match plan {
             Plan::Continue(sid) => (
                 sid.clone(),
@@ -233,9 +240,9 @@ impl Turn<'_> {
         let stream = start_chat(self.client, params, cancel)
             .await?
             .map_err(End::Failed)?;
-        let reason =
+        let done =
             forward::forward(stream, &session_id, session, self.prompt_chars, out, cancel).await?;
-        Ok((reason, session_id))
+        Ok((done, session_id))
     }
 }
 

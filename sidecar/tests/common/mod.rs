@@ -257,6 +257,7 @@ impl Mux {
                         let _ = status_tx.send(Some(s.clone()));
                         continue;
                     }
+                    ServerMessage::Sessions(_) | ServerMessage::Load(_) => continue,
                     ServerMessage::Started { id, .. }
                     | ServerMessage::Delta { id, .. }
                     | ServerMessage::Finish { id, .. }
@@ -370,7 +371,7 @@ pub async fn collect(mut rx: mpsc::UnboundedReceiver<ServerMessage>) -> ChatResu
                 result.error = Some((kind, message, before_output));
                 return result;
             }
-            ServerMessage::Status(_) => {}
+            ServerMessage::Status(_) | ServerMessage::Sessions(_) | ServerMessage::Load(_) => {}
         }
     }
 }

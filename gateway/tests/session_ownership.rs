@@ -1,0 +1,235 @@
+//! The pool as one scheduler across gateway replicas: the sidecars announce which
+//! conversation keys they hold and their load over all gateways, so any replica routes a
+//! follow-up turn to its session and none sends a chat to a sidecar another replica
+//! filled. Real processes: lingma-sim (test double of Lingma) + sidecar + gateways.
+//!
+//! Each conversation is made to land where rendezvous hashing would NOT send it (its hash
+//! target is kept busy by a slow chat when it starts), so a gateway that routed by its own
+//! pins or by hashing alone would miss the session.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use test_support::wait_until;
+
+/// How long the simulator's `slow` fault holds the first token of the blocking chat.
+const SLOW_MS: u64 = 3000;
+
+/// `n` one-chat sidecars (LINGMA_MAX_CONCURRENT_CHATS=1) whose simulators answer slowly
+/// when given the `slow` fault.
+async fn one_chat_sidecars(prefix: &str, n: usize) -> Vec<SidecarProc> {
+    let slow = SLOW_MS.to_string();
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(
+            start_sidecar_with(
+                &format!("{prefix}-{i}"),
+                &[
+                    "--slow-first-token-ms",
+                    &slow,
+                    "--slow-chunk-delay-ms",
+                    "5",
+                ],
+                &[("LINGMA_MAX_CONCURRENT_CHATS", "1")],
+            )
+            .await,
+        );
+    }
+    out
+}
+
+/// A chat body of `user` (the affinity key: every replica hashes it to the same sidecar).
+fn body(user: &str, turns: &[(&str, &str)]) -> Value {
+    let messages: Vec<Value> = turns
+        .iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect();
+    json!({"model": "gpt-4o", "user": user, "messages": messages})
+}
+
+/// The sidecar rendezvous hashing picks for `user` on an idle pool (same on every replica).
+async fn hash_target(gw: &GatewayProc, user: &str) -> String {
+    let resp = gw.chat(body(user, &[("user", "where does hashing send me")])).await;
+    assert_eq!(resp.status(), 200);
+    header(&resp, "x-lingma-sidecar")
+}
+
+/// Keep `target` busy with one slow chat sent through `gw` (hashing sends it there); the
+/// handle ends when the chat does.
+async fn block(
+    gw: &GatewayProc,
+    target: &SidecarProc,
+    user: &str,
+) -> tokio::task::JoinHandle<String> {
+    target
+        .sim
+        .control()
+        .set_fault("slow", Some(1))
+        .await
+        .expect("sim control API");
+    let (http, url) = (gw.http.clone(), gw.url("/v1/chat/completions"));
+    let b = body(user, &[("user", "a long answer, please")]);
+    let handle = tokio::spawn(async move {
+        let resp = http
+            .post(url)
+            .bearer_auth(API_KEY)
+            .json(&b)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .expect("blocking chat");
+        assert_eq!(resp.status(), 200);
+        header(&resp, "x-lingma-sidecar")
+    });
+    wait_until(WAIT, || async { pool_entry(gw, &target.name).await["in_flight"] == 1 })
+        .await
+        .expect("the blocking chat runs");
+    handle
+}
+
+async fn pool_entry(gw: &GatewayProc, name: &str) -> Value {
+    let stats = gw.get_json("/internal/stats").await;
+    stats["pool"]
+        .as_array()
+        .and_then(|p| p.iter().find(|s| s["name"] == name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn answer(resp: &Value) -> String {
+    resp["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Turn 1 of a conversation of `user`, sent through `gw` while its hash target is busy:
+/// it lands elsewhere. Returns (where it landed, the hash target, the answer).
+async fn first_turn_off_hash(
+    gw: &GatewayProc,
+    sidecars: &[SidecarProc],
+    user: &str,
+    turn1: &[(&str, &str)],
+) -> (String, String, String) {
+    let target = hash_target(gw, user).await;
+    let target_proc = sidecars
+        .iter()
+        .find(|s| s.name == target)
+        .expect("target is one of ours");
+    let blocker = block(gw, target_proc, user).await;
+    let resp = gw.chat(body(user, turn1)).await;
+    assert_eq!(resp.status(), 200);
+    let landed = header(&resp, "x-lingma-sidecar");
+    assert_ne!(landed, target, "turn 1 went around its busy hash target");
+    let text = answer(&resp.json().await.expect("json"));
+    assert_eq!(
+        blocker.await.expect("join"),
+        target,
+        "the blocker ran on the target"
+    );
+    (landed, target, text)
+}
+
+#[tokio::test]
+async fn a_follow_up_sent_to_the_other_replica_continues_its_session() {
+    let sidecars = one_chat_sidecars("own", 3).await;
+    let list = sidecar_list(&sidecars.iter().collect::<Vec<_>>());
+    let gw_a = start_gateway(&list, &[]).await;
+    let gw_b = start_gateway(&list, &[]).await;
+    gw_a.wait_usable(3).await;
+    gw_b.wait_usable(3).await;
+
+    let turn1 = [("system", "ownership test"), ("user", "hello there")];
+    let (owner, target, text) = first_turn_off_hash(&gw_a, &sidecars, "alice", &turn1).await;
+
+    // Turn 2 through the other replica, which never saw turn 1 and whose hash (free now)
+    // says `target`: the owner the sidecars announce wins.
+    let turn2 = [
+        turn1[0],
+        turn1[1],
+        ("assistant", text.as_str()),
+        ("user", "and then?"),
+    ];
+    let resp = gw_b.chat(body("alice", &turn2)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-lingma-session"), "reused");
+    assert_eq!(header(&resp, "x-lingma-sidecar"), owner);
+    assert_ne!(owner, target);
+}
+
+#[tokio::test]
+async fn a_gateway_started_later_learns_the_sessions_on_connect() {
+    let sidecars = one_chat_sidecars("late", 3).await;
+    let list = sidecar_list(&sidecars.iter().collect::<Vec<_>>());
+    let gw_a = start_gateway(&list, &[]).await;
+    gw_a.wait_usable(3).await;
+    let turn1 = [("system", "late replica"), ("user", "remember me")];
+    let (owner, _, text) = first_turn_off_hash(&gw_a, &sidecars, "carol", &turn1).await;
+
+    // A replica that did not exist when the session was made.
+    let gw_new = start_gateway(&list, &[]).await;
+    gw_new.wait_usable(3).await;
+    wait_until(WAIT, || async {
+        gw_new.get_json("/internal/stats").await["sessions"]["owner_keys"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    })
+    .await
+    .expect("the new replica learned the held keys from the snapshots");
+
+    let turn2 = [
+        turn1[0],
+        turn1[1],
+        ("assistant", text.as_str()),
+        ("user", "do you?"),
+    ];
+    let resp = gw_new.chat(body("carol", &turn2)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-lingma-session"), "reused");
+    assert_eq!(header(&resp, "x-lingma-sidecar"), owner);
+}
+
+#[tokio::test]
+async fn a_replica_does_not_send_to_a_sidecar_the_other_replica_filled() {
+    let sidecars = one_chat_sidecars("load", 2).await;
+    let list = sidecar_list(&sidecars.iter().collect::<Vec<_>>());
+    let gw_a = start_gateway(&list, &[]).await;
+    let gw_b = start_gateway(&list, &[]).await;
+    gw_a.wait_usable(2).await;
+    gw_b.wait_usable(2).await;
+
+    let target = hash_target(&gw_b, "bob").await;
+    let target_proc = sidecars
+        .iter()
+        .find(|s| s.name == target)
+        .expect("target is one of ours");
+    // Replica A fills the target; replica B has nothing on it itself.
+    let blocker = block(&gw_a, target_proc, "bob").await;
+    wait_until(WAIT, || async {
+        pool_entry(&gw_b, &target).await["reported_load"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    })
+    .await
+    .expect("replica B heard the target's load");
+    assert_eq!(pool_entry(&gw_b, &target).await["in_flight"], 0);
+
+    let started = Instant::now();
+    let resp = gw_b.chat(body("bob", &[("user", "a quick one")])).await;
+    assert_eq!(resp.status(), 200);
+    assert_ne!(
+        header(&resp, "x-lingma-sidecar"),
+        target,
+        "not queued behind the other replica's chat"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(SLOW_MS / 2),
+        "served at once by the free sidecar: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(blocker.await.expect("join"), target);
+}
