@@ -27,12 +27,7 @@ async fn one_chat_sidecars(prefix: &str, n: usize) -> Vec<SidecarProc> {
         out.push(
             start_sidecar_with(
                 &format!("{prefix}-{i}"),
-                &[
-                    "--slow-first-token-ms",
-                    &slow,
-                    "--slow-chunk-delay-ms",
-                    "5",
-                ],
+                &["--slow-first-token-ms", &slow, "--slow-chunk-delay-ms", "5"],
                 &[("LINGMA_MAX_CONCURRENT_CHATS", "1")],
             )
             .await,
@@ -52,7 +47,9 @@ fn body(user: &str, turns: &[(&str, &str)]) -> Value {
 
 /// The sidecar rendezvous hashing picks for `user` on an idle pool (same on every replica).
 async fn hash_target(gw: &GatewayProc, user: &str) -> String {
-    let resp = gw.chat(body(user, &[("user", "where does hashing send me")])).await;
+    let resp = gw
+        .chat(body(user, &[("user", "where does hashing send me")]))
+        .await;
     assert_eq!(resp.status(), 200);
     header(&resp, "x-lingma-sidecar")
 }
@@ -84,9 +81,11 @@ async fn block(
         assert_eq!(resp.status(), 200);
         header(&resp, "x-lingma-sidecar")
     });
-    wait_until(WAIT, || async { pool_entry(gw, &target.name).await["in_flight"] == 1 })
-        .await
-        .expect("the blocking chat runs");
+    wait_until(WAIT, || async {
+        pool_entry(gw, &target.name).await["in_flight"] == 1
+    })
+    .await
+    .expect("the blocking chat runs");
     handle
 }
 

@@ -9,9 +9,7 @@
 
 use crate::sessions::KeyChange;
 use crate::state::SidecarState;
-use mux_protocol::{
-    KeyDigest, MAX_DIGESTS_PER_MESSAGE, ServerMessage, SessionKeys, SidecarLoad,
-};
+use mux_protocol::{KeyDigest, MAX_DIGESTS_PER_MESSAGE, ServerMessage, SessionKeys, SidecarLoad};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

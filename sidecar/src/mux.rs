@@ -3,8 +3,8 @@
 //!
 //! Per connection: a reader (this task) that starts and cancels chats, a writer task that
 //! owns the socket's sending half (status pushes, the `sessions`/`load` announcements of
-//! `announce`, and chat frames through one bounded channel), and one task per chat. Each chat's bookkeeping is a [`StreamEntry`] guard:
-//! dropping it (finish, error, cancel, disconnect, panic) removes the stream and lowers
+//! `announce`, and chat frames through one bounded channel), and one task per chat. Each
+//! chat's bookkeeping is a [`StreamEntry`] guard: dropping it (finish, error, cancel, disconnect, panic) removes the stream and lowers
 //! the open-streams gauge.
 
 use crate::announce::Announcer;
@@ -216,7 +216,8 @@ async fn write_loop(
                 }
             }
             // Before chat frames: a chat's session is stored and its slot freed before its
-            // `finish` is queued, so a gateway hears of both no later than of the finish.
+            // `finish` is queued, so after a quiet window a gateway hears of both no later
+            // than of the finish (within a window, they trail it by at most the window).
             frames = announcer.next_frames() => {
                 if send_frames(&mut sink, frames).await.is_err() {
                     break;

@@ -40,7 +40,10 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
                         replicas,
                         routing,
                     },
-                    lif_p99.iter().find(|(lm, _)| *lm == m).and_then(|(_, v)| *v),
+                    lif_p99
+                        .iter()
+                        .find(|(lm, _)| *lm == m)
+                        .and_then(|(_, v)| *v),
                 )
                 .await;
                 if routing == "least-in-flight" {

@@ -134,8 +134,12 @@ mod tests {
 
     #[test]
     fn unknown_types_are_recognised_as_such() {
-        assert!(crate::is_unknown_server_type(r#"{"type":"from_the_future","x":1}"#));
-        assert!(!crate::is_unknown_server_type(r#"{"type":"load","in_flight":"bad"}"#));
+        assert!(crate::is_unknown_server_type(
+            r#"{"type":"from_the_future","x":1}"#
+        ));
+        assert!(!crate::is_unknown_server_type(
+            r#"{"type":"load","in_flight":"bad"}"#
+        ));
         assert!(!crate::is_unknown_server_type("not json"));
     }
 }

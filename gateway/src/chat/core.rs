@@ -168,10 +168,7 @@ impl ChatService {
                 migrated: false,
             };
         };
-        let holders = self
-            .pool
-            .owners()
-            .holders(mux_protocol::KeyDigest::of(key));
+        let holders = self.pool.owners().holders(mux_protocol::KeyDigest::of(key));
         if !holders.is_empty() {
             // Usually one holder; of several, the least loaded usable one.
             let best = holders

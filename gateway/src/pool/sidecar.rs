@@ -381,7 +381,11 @@ mod tests {
             "a lower load wakes waiters"
         );
         let mine = s.try_reserve().expect("one slot left");
-        assert_eq!(s.load(), 1, "max, not sum: the sidecar may count this one too");
+        assert_eq!(
+            s.load(),
+            1,
+            "max, not sum: the sidecar may count this one too"
+        );
         s.set_load(SidecarLoad {
             in_flight: 2,
             queued: 0,

@@ -28,7 +28,10 @@ mod tests {
         assert!(owner_only(p, Duration::ZERO, bound));
         assert!(owner_only(p, Duration::from_millis(1499), bound));
         assert!(!owner_only(p, bound, bound));
-        assert!(!owner_only(p, Duration::ZERO, Duration::ZERO), "0 = never wait");
+        assert!(
+            !owner_only(p, Duration::ZERO, Duration::ZERO),
+            "0 = never wait"
+        );
         for other in [RoutingPolicy::LeastInFlight, RoutingPolicy::RoundRobin] {
             assert!(!owner_only(other, Duration::ZERO, bound));
         }

@@ -141,7 +141,6 @@ impl Forwarder<'_> {
         }
         Ok(())
     }
-
 }
 
 /// The `Finish` of a chat that ended well.
