@@ -1,4 +1,4 @@
-//! `cargo run --release -p bench -- [--only latency,lowload,idle,reuse,pool] [--json out.json]`
+//! `cargo run --release -p bench -- [--only latency,lowload,idle,reuse,pool,fairness] [--json out.json]`
 //!
 //! Starts simulators, sidecars and gateways (release builds) on 127.0.0.1 and prints every
 //! figure of docs/performance.md next to its goal, as a table and as JSON.
@@ -19,7 +19,8 @@ use test_support::Binaries;
 )]
 struct Args {
     /// Scenarios to run, comma-separated: latency (also streaming and memory), lowload (one
-    /// connection, back to back and paced; streaming cadence), idle, reuse, pool.
+    /// connection, back to back and paced; streaming cadence), idle, reuse, pool, fairness
+    /// (fair shares across keys and Retry-After accuracy).
     #[arg(
         long,
         env = "BENCH_ONLY",
@@ -140,6 +141,7 @@ async fn run(args: Args) -> Result<()> {
             "idle" => scenarios::idle_streams::run(&mut ctx).await,
             "reuse" => scenarios::session_reuse::run(&mut ctx).await,
             "pool" => scenarios::pool::run(&mut ctx).await,
+            "fairness" => scenarios::fairness::run(&mut ctx).await,
             other => Err(anyhow::anyhow!("unknown scenario {other:?}")),
         };
         if let Err(e) = result {

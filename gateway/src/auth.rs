@@ -1,5 +1,7 @@
 //! API keys (`Authorization: Bearer` or Anthropic's `x-api-key`), compared in constant time.
-//! The route layers that apply them are in `http::guards`.
+//! Each key is a named [`VirtualKey`] (API_KEYS entries are `key-1`, `key-2`, ...; the
+//! entries of API_KEYS_FILE carry their own names and limits). The route layers that
+//! apply them are in `http::guards`.
 
 use std::sync::Arc;
 
@@ -8,6 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::errors::GatewayError;
+use crate::keys::{self, KeySpec, VirtualKey};
 
 /// Who is calling: derived from the matched key, never the key itself.
 #[derive(Debug, Clone)]
@@ -15,13 +18,15 @@ pub struct ClientIdentity {
     /// `mux_protocol::api_key_scope` of the key ("" without auth): session-map scope and
     /// part of the affinity key.
     pub scope: Arc<str>,
+    /// The key's name, limits and weight (`anonymous` without auth).
+    pub key: Arc<VirtualKey>,
 }
 
 /// The configured keys, stored as SHA-256 digests so every comparison has the same
 /// length and takes the same time whatever the input.
 #[derive(Clone)]
 pub struct ApiKeys {
-    keys: Arc<[([u8; 32], Arc<str>)]>,
+    keys: Arc<[([u8; 32], ClientIdentity)]>,
     /// METRICS_TOKEN and ADMIN_TOKEN (the ones set): what the admin routes take.
     admin_tokens: Arc<[[u8; 32]]>,
     anonymous: ClientIdentity,
@@ -38,14 +43,24 @@ fn digest(s: &[u8]) -> [u8; 32] {
 }
 
 impl ApiKeys {
-    /// `admin_tokens`: METRICS_TOKEN, ADMIN_TOKEN (empty ones are ignored).
+    /// `admin_tokens`: METRICS_TOKEN, ADMIN_TOKEN (empty ones are ignored). The keys are
+    /// named `key-1`, `key-2`, ... and have no limits.
     pub fn new(keys: &[String], admin_tokens: &[&str]) -> Self {
-        let keys = keys
+        Self::from_specs(&keys::file::from_list(keys), admin_tokens, 1)
+    }
+
+    /// Named keys with their limits, each limit divided by `replicas` (GATEWAY_REPLICAS).
+    /// `specs` are checked (unique names and keys) by the caller.
+    pub fn from_specs(specs: &[KeySpec], admin_tokens: &[&str], replicas: u32) -> Self {
+        let keys = specs
             .iter()
-            .map(|k| {
+            .map(|spec| {
                 (
-                    digest(k.as_bytes()),
-                    Arc::from(mux_protocol::api_key_scope(k)),
+                    spec.digest,
+                    ClientIdentity {
+                        scope: Arc::from(spec.scope.as_str()),
+                        key: Arc::new(VirtualKey::from_spec(spec, replicas)),
+                    },
                 )
             })
             .collect();
@@ -58,6 +73,7 @@ impl ApiKeys {
                 .collect(),
             anonymous: ClientIdentity {
                 scope: Arc::from(""),
+                key: Arc::new(VirtualKey::open(keys::ANONYMOUS)),
             },
         }
     }
@@ -77,16 +93,14 @@ impl ApiKeys {
 
     fn match_key(&self, presented: &str) -> Option<ClientIdentity> {
         let d = digest(presented.as_bytes());
-        let mut found: Option<&Arc<str>> = None;
+        let mut found: Option<&ClientIdentity> = None;
         // Look at every key, so the time does not say which one matched.
-        for (key, scope) in self.keys.iter() {
+        for (key, identity) in self.keys.iter() {
             if bool::from(key.ct_eq(&d)) {
-                found = Some(scope);
+                found = Some(identity);
             }
         }
-        found.map(|scope| ClientIdentity {
-            scope: scope.clone(),
-        })
+        found.cloned()
     }
 
     /// Admin routes (`/metrics`, `/internal/*`): open when neither an admin token nor API
@@ -156,6 +170,7 @@ mod tests {
         let b = keys.check(&headers("bearer sk-b")).expect("b ok");
         assert_ne!(a.scope, b.scope);
         assert_eq!(&*a.scope, mux_protocol::api_key_scope("sk-a"));
+        assert_eq!((&*a.key.name, &*b.key.name), ("key-1", "key-2"));
         assert!(keys.check(&headers("Bearer sk-c")).is_err());
         assert!(keys.check(&headers("Bearer sk-a-longer")).is_err());
         assert!(keys.check(&headers("Basic sk-a")).is_err());
@@ -177,7 +192,8 @@ mod tests {
     #[test]
     fn no_keys_means_open_with_empty_scope() {
         let keys = ApiKeys::new(&[], &[]);
-        assert_eq!(&*keys.check(&HeaderMap::new()).expect("open").scope, "");
+        let open = keys.check(&HeaderMap::new()).expect("open");
+        assert_eq!((&*open.scope, &*open.key.name), ("", "anonymous"));
         assert!(keys.check_admin(&HeaderMap::new()).is_ok());
     }
 
@@ -206,6 +222,19 @@ mod tests {
         let only_token = ApiKeys::new(&[], &["mt"]);
         assert!(only_token.check_admin(&HeaderMap::new()).is_err());
         assert!(only_token.check(&HeaderMap::new()).is_ok());
+    }
+
+    #[test]
+    fn file_keys_carry_their_names() {
+        let specs = keys::file::parse(
+            r#"{"keys":[{"name":"ci","key":"sk-ci","max_concurrent":1},{"name":"bob","key_sha256":"0b0b8a1e8f52b4b0d4d4d6d0f31f0bd27a0a3dc81ac1c4a4ae0fc0bdd7b8ebc1"}]}"#,
+        )
+        .expect("file");
+        let keys = ApiKeys::from_specs(&specs, &[], 1);
+        let ci = keys.check(&headers("Bearer sk-ci")).expect("ci");
+        assert_eq!(&*ci.key.name, "ci");
+        assert_eq!(ci.key.max_concurrent(), Some(1));
+        assert!(keys.check(&headers("Bearer sk-other")).is_err());
     }
 
     #[test]

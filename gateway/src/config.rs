@@ -148,6 +148,15 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_STICKY_WAIT_MS", default_value_t = 1500,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub sticky_wait_ms: u64,
+    /// JSON file of named client keys with optional limits (see docs/gateway.md); used
+    /// together with API_KEYS.
+    #[arg(long, env = "API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// Gateway replicas sharing the keys' limits: each enforces its share (limit divided
+    /// by this, rounded up), as limits are counted per replica.
+    #[arg(long, env = "GATEWAY_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub replicas: u32,
 }
 
 /// Largest accepted GATEWAY_QUEUE_TIMEOUT_SEC and GATEWAY_EJECT_COOLDOWN_SEC: beyond an hour
@@ -179,6 +188,8 @@ pub enum ConfigError {
     AnonymousOnPublicHost { host: String },
     #[error("SIDECAR_TOKEN_FILE: {0}")]
     TokenFile(#[from] TokenFileError),
+    #[error(transparent)]
+    KeysFile(#[from] crate::keys::KeysFileError),
 }
 
 impl GatewayConfig {
@@ -215,7 +226,7 @@ impl GatewayConfig {
         if self.max_connections == 0 {
             return Err(ConfigError::MaxConnections);
         }
-        if self.api_key_list().is_empty() && !self.allow_anonymous && !is_loopback(&self.host) {
+        if !self.has_keys() && !self.allow_anonymous && !is_loopback(&self.host) {
             return Err(ConfigError::AnonymousOnPublicHost {
                 host: self.host.clone(),
             });
@@ -225,7 +236,23 @@ impl GatewayConfig {
 
     /// Keyless on a non-loopback HOST, explicitly allowed: worth a loud warning at start.
     pub fn anonymous_on_public_host(&self) -> bool {
-        self.api_key_list().is_empty() && !is_loopback(&self.host)
+        !self.has_keys() && !is_loopback(&self.host)
+    }
+
+    /// API_KEYS or API_KEYS_FILE is set (an empty file is refused at start).
+    fn has_keys(&self) -> bool {
+        !self.api_key_list().is_empty() || self.api_keys_file.is_some()
+    }
+
+    /// API_KEYS (named `key-1`, ...) and the entries of API_KEYS_FILE, checked: valid
+    /// entries, no name or key twice.
+    pub fn key_specs(&self) -> Result<Vec<crate::keys::KeySpec>, ConfigError> {
+        let mut specs = crate::keys::file::from_list(&self.api_key_list());
+        if let Some(path) = &self.api_keys_file {
+            specs.extend(crate::keys::file::load(path)?);
+        }
+        crate::keys::file::check_unique(&specs)?;
+        Ok(specs)
     }
 
     pub fn login_cooldown(&self) -> Duration {

@@ -22,6 +22,9 @@ pub enum GatewayError {
     /// A valid client key on an admin route.
     #[error("this key may not use this endpoint")]
     Forbidden,
+    /// The client's key may not use this model (API_KEYS_FILE `models`).
+    #[error("This API key may not use the model '{model}'.")]
+    ModelNotAllowed { model: String },
     #[error("{message}")]
     NotFound {
         message: String,
@@ -78,7 +81,7 @@ impl GatewayError {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -96,6 +99,7 @@ impl GatewayError {
             Self::InvalidRequest { .. } | Self::UnsupportedMediaType => "invalid_request",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::ModelNotAllowed { .. } => "model_not_allowed",
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "too_large",
@@ -139,6 +143,11 @@ impl GatewayError {
                 "invalid_request_error",
                 None,
                 Some("insufficient_permissions"),
+            ),
+            Self::ModelNotAllowed { .. } => (
+                "invalid_request_error",
+                Some("model"),
+                Some("model_not_allowed"),
             ),
             Self::NotFound { param, code, .. } => ("invalid_request_error", *param, Some(*code)),
             Self::MethodNotAllowed => ("invalid_request_error", None, Some("method_not_allowed")),
@@ -349,6 +358,20 @@ mod tests {
         assert_eq!(r.status(), 429);
         assert_eq!(r.headers()[header::RETRY_AFTER], "3");
         assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn a_model_outside_the_key_is_403_on_model() {
+        let e = GatewayError::ModelNotAllowed { model: "o3".into() };
+        assert_eq!(e.status(), 403);
+        let v = body(&e);
+        assert_eq!(v["error"]["param"], "model");
+        assert_eq!(v["error"]["code"], "model_not_allowed");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("'o3'"))
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod errors;
 pub mod hash;
 pub mod http;
+pub mod keys;
 pub mod models;
 pub mod observability;
 pub mod openai;
@@ -81,6 +82,8 @@ impl Gateway {
         synced: watch::Receiver<bool>,
     ) -> Result<Self, BuildError> {
         config.validate()?;
+        // A bad API_KEYS_FILE stops the start before anything connects.
+        let key_specs = config.key_specs()?;
         if config.anonymous_on_public_host() {
             tracing::warn!(
                 host = %config.host,
@@ -109,12 +112,7 @@ impl Gateway {
             pool,
             router: Router::new(config.routing, config.load_factor)
                 .with_sticky_wait(config.sticky_wait()),
-            limiter: InFlightLimiter::new(
-                limit,
-                config.max_queued,
-                metrics.in_flight.clone(),
-                metrics.queued.clone(),
-            ),
+            limiter: InFlightLimiter::new(limit, config.max_queued, metrics.clone()),
             pins: PinMap::new(PIN_CAPACITY, PIN_TTL),
             metrics: metrics.clone(),
             settings: ChatSettings {
@@ -123,9 +121,10 @@ impl Gateway {
                 queue_timeout: config.queue_timeout(),
             },
         });
-        let keys = ApiKeys::new(
-            &config.api_key_list(),
+        let keys = ApiKeys::from_specs(
+            &key_specs,
             &[&config.metrics_token, &config.admin_token],
+            config.replicas,
         );
         let mut state = http::AppState::new(
             chat,

@@ -1,6 +1,7 @@
 //! One module per group of figures. Each starts the stack it needs, measures, adds figures
 //! to the report and stops its processes (dropping them kills them).
 
+pub mod fairness;
 pub mod idle_streams;
 pub mod latency;
 pub mod low_load;

@@ -28,7 +28,9 @@ pub fn status_and_type(e: &GatewayError) -> (StatusCode, &'static str) {
             (StatusCode::BAD_REQUEST, "invalid_request_error")
         }
         GatewayError::Unauthorized => (StatusCode::UNAUTHORIZED, "authentication_error"),
-        GatewayError::Forbidden => (StatusCode::FORBIDDEN, "permission_error"),
+        GatewayError::Forbidden | GatewayError::ModelNotAllowed { .. } => {
+            (StatusCode::FORBIDDEN, "permission_error")
+        }
         GatewayError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found_error"),
         GatewayError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error"),
         GatewayError::PayloadTooLarge { .. } => {
@@ -139,6 +141,11 @@ mod tests {
                 "overloaded_error",
             ),
             (GatewayError::Timeout, 504, "timeout_error"),
+            (
+                GatewayError::ModelNotAllowed { model: "m".into() },
+                403,
+                "permission_error",
+            ),
             (
                 GatewayError::from_upstream(ErrorKind::Upstream, "boom"),
                 500,

@@ -186,6 +186,11 @@ impl AcceptedChat {
         }
     }
 
+    /// Time this chat waited queued for a slot (`x-lingma-queue-wait-ms`).
+    pub fn queue_wait(&self) -> Duration {
+        self.admission.queue_wait()
+    }
+
     pub fn finished(&self) -> bool {
         self.done
     }

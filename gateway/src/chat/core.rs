@@ -45,6 +45,8 @@ pub struct PreparedChat {
     pub conversation_key: Option<String>,
     pub continuation_key: Option<String>,
     pub stream: bool,
+    /// The caller's virtual key: its queue in the fair scheduler.
+    pub key: Arc<crate::keys::VirtualKey>,
 }
 
 /// Where a follow-up turn should go: the sidecar holding its session.
@@ -106,7 +108,7 @@ impl ChatService {
         let queue_started = Instant::now();
         let mut global = self
             .limiter
-            .acquire_global(deadline)
+            .acquire_global(&chat.key, deadline)
             .await
             .map_err(|r| self.refuse(r.into_error()))?;
         waits.add_queue(queue_started);

@@ -109,6 +109,7 @@ struct Basis {
     affinity: u64,
     stream: bool,
     messages: Vec<ChatMessage>,
+    key: Arc<crate::keys::VirtualKey>,
 }
 
 impl Basis {
@@ -122,6 +123,7 @@ impl Basis {
             conversation_key: mux_protocol::conversation_key(&self.scope, &self.messages),
             continuation_key: mux_protocol::continuation_key(&self.scope, &self.messages),
             stream: self.stream,
+            key: self.key.clone(),
         }
     }
 }
@@ -148,6 +150,10 @@ pub struct Answer {
     usage: Usage,
     queue: VecDeque<AnswerEvent>,
     done: bool,
+    /// Time the first attempt waited queued for a slot (`x-lingma-queue-wait-ms`).
+    pub queue_wait: std::time::Duration,
+    /// The request's place in its key's `max_concurrent`, held to the end of the answer.
+    _key_pass: crate::keys::KeyPass,
 }
 
 /// Decode-independent start of a chat: resolve the model, render the turns, admit and
@@ -168,6 +174,9 @@ pub async fn start(
         .model
         .clone()
         .unwrap_or_else(|| service.settings.default_model.clone());
+    let key_pass = service
+        .limiter
+        .admit_key(&identity.key, &model, &service.pool)?;
     let contract = input.tools.filter(ToolContract::is_active);
     let messages = render(&input.turns, contract.as_ref());
     let scope = identity.scope.clone();
@@ -178,8 +187,10 @@ pub async fn start(
         scope,
         stream: input.stream,
         messages,
+        key: identity.key.clone(),
     };
     let chat = service.start(basis.prepared(), arrival).await?;
+    let queue_wait = chat.queue_wait();
     Ok(Answer {
         model,
         session: chat.session,
@@ -199,6 +210,8 @@ pub async fn start(
         usage: Usage::default(),
         queue: VecDeque::new(),
         done: false,
+        queue_wait,
+        _key_pass: key_pass,
     })
 }
 

@@ -10,9 +10,10 @@ static SESSION: HeaderName = HeaderName::from_static("x-lingma-session");
 static SIDECAR: HeaderName = HeaderName::from_static("x-lingma-sidecar");
 static OVERHEAD: HeaderName = HeaderName::from_static("x-lingma-overhead-us");
 static ACCEL: HeaderName = HeaderName::from_static("x-accel-buffering");
+static QUEUE_WAIT: HeaderName = HeaderName::from_static("x-lingma-queue-wait-ms");
 
-/// `x-lingma-session` (reused/new/migrated), `x-lingma-sidecar` and
-/// `x-lingma-overhead-us` of an answer (its first attempt: the headers go out before a
+/// `x-lingma-session` (reused/new/migrated), `x-lingma-sidecar`, `x-lingma-overhead-us`
+/// and `x-lingma-queue-wait-ms` (time queued for a slot) of an answer (its first attempt: the headers go out before a
 /// corrective re-ask could happen).
 pub fn answer_headers(headers: &mut HeaderMap, answer: &Answer) {
     headers.insert(
@@ -24,6 +25,8 @@ pub fn answer_headers(headers: &mut HeaderMap, answer: &Answer) {
     }
     let overhead_us = u64::try_from(answer.overhead().as_micros()).unwrap_or(u64::MAX);
     headers.insert(OVERHEAD.clone(), HeaderValue::from(overhead_us));
+    let queue_wait_ms = u64::try_from(answer.queue_wait.as_millis()).unwrap_or(u64::MAX);
+    headers.insert(QUEUE_WAIT.clone(), HeaderValue::from(queue_wait_ms));
 }
 
 /// Headers of a JSON answer.

@@ -30,6 +30,11 @@ pub struct Metrics {
     pub tool_calls: IntCounter,
     pub tool_parse_failures: IntCounterVec,
     pub tool_reasks: IntCounter,
+    /// Per virtual key (label = the key's name, never the key).
+    pub key_requests: IntCounterVec,
+    pub key_in_flight: IntGaugeVec,
+    pub key_queue_wait: HistogramVec,
+    pub key_rate_limited: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -117,6 +122,23 @@ impl Metrics {
                 &["kind"],
             )?,
             tool_reasks: IntCounter::new("gateway_tool_reasks_total", "Corrective re-asks after an answer broke the tool contract")?,
+            key_requests: IntCounterVec::new(
+                Opts::new("gateway_key_requests_total", "Chat requests by key name and outcome (admitted, rate_limited, forbidden, queue_full, queue_timeout, unavailable)"),
+                &["key", "outcome"],
+            )?,
+            key_in_flight: IntGaugeVec::new(
+                Opts::new("gateway_key_in_flight", "Chats of a key holding a slot on this gateway"),
+                &["key"],
+            )?,
+            key_queue_wait: HistogramVec::new(
+                HistogramOpts::new("gateway_key_queue_wait_seconds", "Time a key's admitted requests waited for a slot")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["key"],
+            )?,
+            key_rate_limited: IntCounterVec::new(
+                Opts::new("gateway_key_rate_limited_total", "429 answers by key name and reason (rpm, concurrency, queue_full, queue_timeout)"),
+                &["key", "reason"],
+            )?,
             registry,
         };
         m.register_all()?;
@@ -144,6 +166,10 @@ impl Metrics {
         r.register(Box::new(self.tool_calls.clone()))?;
         r.register(Box::new(self.tool_parse_failures.clone()))?;
         r.register(Box::new(self.tool_reasks.clone()))?;
+        r.register(Box::new(self.key_requests.clone()))?;
+        r.register(Box::new(self.key_in_flight.clone()))?;
+        r.register(Box::new(self.key_queue_wait.clone()))?;
+        r.register(Box::new(self.key_rate_limited.clone()))?;
         Ok(())
     }
 
@@ -157,6 +183,24 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    /// Count one request of key `key` ending in `outcome`.
+    pub fn key_outcome(&self, key: &str, outcome: &str) {
+        self.key_requests.with_label_values(&[key, outcome]).inc();
+    }
+
+    /// Count one 429 of key `key` for `reason` (the queue's own refusals keep their
+    /// name as the outcome; the key's limits are `rate_limited`).
+    pub fn key_limited(&self, key: &str, reason: &str) {
+        let outcome = match reason {
+            "queue_full" | "queue_timeout" => reason,
+            _ => "rate_limited",
+        };
+        self.key_outcome(key, outcome);
+        self.key_rate_limited
+            .with_label_values(&[key, reason])
+            .inc();
     }
 
     /// Forget the label values of a sidecar that left the pool.

@@ -187,6 +187,12 @@ impl Pool {
         self.slot_freed.clone()
     }
 
+    /// Tests: make `members` the pool's members without connecting to them.
+    #[cfg(test)]
+    pub(crate) fn set_members_for_test(&self, members: Vec<Arc<Sidecar>>) {
+        self.members.store(Arc::new(members));
+    }
+
     pub fn settings(&self) -> &PoolSettings {
         &self.settings
     }
