@@ -1,4 +1,4 @@
-//! `cargo run --release -p bench -- [--only latency,lowload,idle,reuse,pool] [--json out.json]`
+//! `cargo run --release -p bench -- [--only latency,lowload,idle,reuse,pool,prefill] [--json out.json]`
 //!
 //! Starts simulators, sidecars and gateways (release builds) on 127.0.0.1 and prints every
 //! figure of docs/performance.md next to its goal, as a table and as JSON.
@@ -19,12 +19,13 @@ use test_support::Binaries;
 )]
 struct Args {
     /// Scenarios to run, comma-separated: latency (also streaming and memory), lowload (one
-    /// connection, back to back and paced; streaming cadence), idle, reuse, pool.
+    /// connection, back to back and paced; streaming cadence), idle, reuse, pool, prefill
+    /// (time to first token with a prefill cost, sticky versus least-in-flight).
     #[arg(
         long,
         env = "BENCH_ONLY",
         value_delimiter = ',',
-        default_value = "latency,lowload,idle,reuse,pool"
+        default_value = "latency,lowload,idle,reuse,pool,prefill"
     )]
     only: Vec<String>,
     /// Write the figures as JSON here too (they are always printed to stdout).
@@ -140,6 +141,7 @@ async fn run(args: Args) -> Result<()> {
             "idle" => scenarios::idle_streams::run(&mut ctx).await,
             "reuse" => scenarios::session_reuse::run(&mut ctx).await,
             "pool" => scenarios::pool::run(&mut ctx).await,
+            "prefill" => scenarios::prefill::run(&mut ctx).await,
             other => Err(anyhow::anyhow!("unknown scenario {other:?}")),
         };
         if let Err(e) = result {

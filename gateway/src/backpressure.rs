@@ -328,6 +328,7 @@ mod tests {
             queued: 0,
             draining: false,
             models: vec![],
+            paused: None,
         });
         sidecar.set_link(Some(Arc::new(crate::pool::Link::new(
             tx,

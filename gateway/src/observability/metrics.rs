@@ -30,6 +30,8 @@ pub struct Metrics {
     pub tool_calls: IntCounter,
     pub tool_parse_failures: IntCounterVec,
     pub tool_reasks: IntCounter,
+    /// 1 while a sidecar's account is paused for `reason` (rate limited, out of quota).
+    pub pool_paused: IntGaugeVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -117,6 +119,10 @@ impl Metrics {
                 &["kind"],
             )?,
             tool_reasks: IntCounter::new("gateway_tool_reasks_total", "Corrective re-asks after an answer broke the tool contract")?,
+            pool_paused: IntGaugeVec::new(
+                Opts::new("gateway_pool_instance_paused", "1 while a sidecar's account is paused (out of rotation), by reason"),
+                &["name", "reason"],
+            )?,
             registry,
         };
         m.register_all()?;
@@ -144,6 +150,7 @@ impl Metrics {
         r.register(Box::new(self.tool_calls.clone()))?;
         r.register(Box::new(self.tool_parse_failures.clone()))?;
         r.register(Box::new(self.tool_reasks.clone()))?;
+        r.register(Box::new(self.pool_paused.clone()))?;
         Ok(())
     }
 
@@ -165,6 +172,11 @@ impl Metrics {
         let _ = self.pool_ready.remove_label_values(&[name]);
         let _ = self.pool_connected.remove_label_values(&[name]);
         let _ = self.pool_ejections.remove_label_values(&[name]);
+        for reason in mux_protocol::PauseReason::ALL {
+            let _ = self
+                .pool_paused
+                .remove_label_values(&[name, reason.as_str()]);
+        }
     }
 }
 
