@@ -318,10 +318,7 @@ impl Chat {
         let mut sent = 0usize;
         // Prefill: the model reads the question before its first token, so the first
         // delay grows with what this ask sent (the whole history on a new session).
-        let prefill = self
-            .sim
-            .config
-            .prefill_delay(self.ask.question_text.len());
+        let prefill = self.sim.config.prefill_delay(self.ask.question_text.len());
         self.sim.stats.record_prefill(prefill);
         for (i, piece) in pieces.iter().enumerate() {
             let delay = if i == 0 {

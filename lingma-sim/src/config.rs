@@ -337,6 +337,9 @@ mod tests {
         assert_eq!(config.prefill_delay(512), Duration::from_millis(1));
         assert_eq!(config.prefill_delay(0), Duration::ZERO);
         config.prefill_us_per_kib = u64::MAX;
-        assert!(config.prefill_delay(usize::MAX) > Duration::ZERO, "saturates, no overflow");
+        assert!(
+            config.prefill_delay(usize::MAX) > Duration::ZERO,
+            "saturates, no overflow"
+        );
     }
 }

@@ -244,7 +244,10 @@ mod tests {
         slot.set_for(Fault::QuotaExhausted, None, Some(Duration::from_millis(40)));
         assert_eq!(slot.take(), Fault::QuotaExhausted);
         assert_eq!(slot.current().0, Fault::QuotaExhausted);
-        assert!(slot.remaining().is_some_and(|r| r <= Duration::from_millis(40)));
+        assert!(
+            slot.remaining()
+                .is_some_and(|r| r <= Duration::from_millis(40))
+        );
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(slot.current().0, Fault::None, "the period is over");
         assert_eq!(slot.remaining(), None);

@@ -320,10 +320,16 @@ async fn a_fault_armed_for_a_period_clears_by_itself() {
     assert_eq!(set.status(), 200);
     let body: Value = set.json().await.expect("JSON");
     assert_eq!(body["fault"], "quota_exhausted");
-    assert!(body["remaining_ms"].as_u64().is_some_and(|ms| ms <= 600), "{body}");
+    assert!(
+        body["remaining_ms"].as_u64().is_some_and(|ms| ms <= 600),
+        "{body}"
+    );
     for i in 0..2 {
         let limited = c.chat(&format!("q{i}"), "s", "x", false).await;
-        assert_eq!(limited.finish["statusCode"], 403, "for every chat of the period");
+        assert_eq!(
+            limited.finish["statusCode"], 403,
+            "for every chat of the period"
+        );
         assert_eq!(limited.finish["extra"]["errorCode"], 110);
     }
     tokio::time::sleep(Duration::from_millis(700)).await;

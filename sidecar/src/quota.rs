@@ -220,7 +220,10 @@ mod tests {
             Some(PauseReason::QuotaExhausted),
             "a configured status code"
         );
-        assert_eq!(custom.limit_of(&finish(403, json!({"errorCode": 110}))), None);
+        assert_eq!(
+            custom.limit_of(&finish(403, json!({"errorCode": 110}))),
+            None
+        );
     }
 
     #[test]

@@ -157,7 +157,12 @@ async fn with_pausing_off_each_limited_chat_fails_on_its_own() {
     // No pause: the very next chat reaches Lingma and succeeds.
     let ok = mux.chat(2, ask("next")).await;
     assert!(ok.ok(), "{ok:?}");
-    assert!(mux.status.borrow().as_ref().is_some_and(|s| s.paused.is_none()));
+    assert!(
+        mux.status
+            .borrow()
+            .as_ref()
+            .is_some_and(|s| s.paused.is_none())
+    );
     assert_eq!(
         sidecar
             .metric("sidecar_account_pauses_total{reason=\"rate_limited\"}")

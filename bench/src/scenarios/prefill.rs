@@ -81,7 +81,12 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         let r = &mut ctx.report;
         let p50 = pct(&run.follow_up_ttft_us, 0.5).map(ms);
         p50s.push(p50);
-        r.info(&scenario, &format!("{routing}: follow-up TTFT p50"), p50, "ms");
+        r.info(
+            &scenario,
+            &format!("{routing}: follow-up TTFT p50"),
+            p50,
+            "ms",
+        );
         r.info(
             &scenario,
             &format!("{routing}: follow-up TTFT p90"),
@@ -108,8 +113,8 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             "of follow-up turns",
         );
         let chats = after.1.saturating_sub(before.1);
-        let prefill_ms = (chats > 0)
-            .then(|| after.0.saturating_sub(before.0) as f64 / chats as f64 / 1000.0);
+        let prefill_ms =
+            (chats > 0).then(|| after.0.saturating_sub(before.0) as f64 / chats as f64 / 1000.0);
         r.info(
             &scenario,
             &format!("{routing}: prefill per chat at the simulators (mean)"),
@@ -192,8 +197,10 @@ async fn drive(gateways: &[Gateway], m: usize, tag: &str) -> RunResult {
         let tag = tag.to_owned();
         tasks.spawn(async move {
             for k in 0..CONVERSATIONS_PER_WORKER {
-                let mut history: Vec<(String, String)> =
-                    vec![("system".into(), format!("prefill conversation {tag}/{w}/{k}"))];
+                let mut history: Vec<(String, String)> = vec![(
+                    "system".into(),
+                    format!("prefill conversation {tag}/{w}/{k}"),
+                )];
                 for turn in 1..=TURNS_PER_CONVERSATION {
                     history.push(("user".into(), user_turn(w, k, turn)));
                     let msgs: Vec<(&str, &str)> = history
@@ -236,7 +243,13 @@ async fn drive(gateways: &[Gateway], m: usize, tag: &str) -> RunResult {
         follow_ups: t.follow_ups,
         reused: t.reused,
         failed: t.failed,
-        failures: t.failures.iter().take(3).cloned().collect::<Vec<_>>().join("; "),
+        failures: t
+            .failures
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; "),
     }
 }
 

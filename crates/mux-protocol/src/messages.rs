@@ -301,8 +301,8 @@ mod pause_tests {
             retry_after_ms: 1500,
             pauses: 2,
         };
-        let json = serde_json::to_value(ServerMessage::Status(status(Some(pause.clone()))))
-            .expect("json");
+        let json =
+            serde_json::to_value(ServerMessage::Status(status(Some(pause.clone())))).expect("json");
         assert_eq!(
             json["paused"],
             serde_json::json!({"reason": "quota_exhausted", "retry_after_ms": 1500, "pauses": 2})

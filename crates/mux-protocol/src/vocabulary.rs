@@ -4,8 +4,7 @@
 //! operator read them from here instead of keeping their own copies.
 
 use crate::messages::{
-    ConnectionState, ErrorKind, FinishReason, LoginFailure, LoginState, PauseReason,
-    SessionOutcome,
+    ConnectionState, ErrorKind, FinishReason, LoginFailure, LoginState, PauseReason, SessionOutcome,
 };
 
 /// Whose fault a failure is ([`ErrorKind::blame`]). Only [`Blame::Instance`] counts towards

@@ -86,8 +86,15 @@ async fn a_quota_exhausted_instance_leaves_the_rotation_and_rejoins() {
             failures.push((out.status, out.body.clone()));
         }
     }
-    assert_eq!(failures.len(), 1, "only the chat that met the limit: {failures:?}");
-    assert_eq!(failures[0].0, 429, "an exhausted quota is a 429: {failures:?}");
+    assert_eq!(
+        failures.len(),
+        1,
+        "only the chat that met the limit: {failures:?}"
+    );
+    assert_eq!(
+        failures[0].0, 429,
+        "an exhausted quota is a 429: {failures:?}"
+    );
 
     // Out of rotation, with its reason, in the stats and the metrics.
     let e = entry(&stack, "sidecar-0").await;
@@ -109,14 +116,22 @@ async fn a_quota_exhausted_instance_leaves_the_rotation_and_rejoins() {
         started.elapsed() < Duration::from_secs(2),
         "the requests must not wait for the pause to end"
     );
-    assert_eq!(asks(&stack, 0).await, before, "a paused account gets no chat");
+    assert_eq!(
+        asks(&stack, 0).await,
+        before,
+        "a paused account gets no chat"
+    );
 
     // Its account recovered and the pause ends: it rejoins and takes chats again.
     let ok = test_support::wait_until(Duration::from_secs(10), || async {
         entry(&stack, "sidecar-0").await["state"] == "usable"
     })
     .await;
-    assert!(ok.is_ok(), "instance 0 never rejoined: {}", entry(&stack, "sidecar-0").await);
+    assert!(
+        ok.is_ok(),
+        "instance 0 never rejoined: {}",
+        entry(&stack, "sidecar-0").await
+    );
     assert_eq!(paused_gauge(&stack, "sidecar-0").await, 0.0);
     let before = asks(&stack, 0).await;
     for i in 0..20 {

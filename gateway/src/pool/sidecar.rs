@@ -392,7 +392,10 @@ mod tests {
         ));
         // A connected sidecar: a link is needed for any state past Connecting.
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
-        s.set_link(Some(Arc::new(Link::new(tx, crate::pool::Deadlines::default()))));
+        s.set_link(Some(Arc::new(Link::new(
+            tx,
+            crate::pool::Deadlines::default(),
+        ))));
         s.set_status(status(1));
         assert_eq!(s.state(), SidecarState::Usable);
         let mut paused = status(1);
@@ -405,7 +408,10 @@ mod tests {
         s.set_status(paused);
         assert_eq!(s.state(), SidecarState::Paused);
         assert!(!s.usable());
-        assert_eq!(s.paused().map(|p| p.reason), Some(mux_protocol::PauseReason::QuotaExhausted));
+        assert_eq!(
+            s.paused().map(|p| p.reason),
+            Some(mux_protocol::PauseReason::QuotaExhausted)
+        );
         let text = String::from_utf8(metrics.render()).expect("utf8");
         assert!(
             text.contains("gateway_pool_instance_paused{name=\"p\",reason=\"quota_exhausted\"} 1"),

@@ -120,7 +120,10 @@ async fn drive(
     let _slot = acquire_slot(state, deadline, cancel).await?;
     // The account may have been paused while this chat waited for its slot.
     if let Some(p) = state.health().paused {
-        return Err(End::Failed(Failure::new(ErrorKind::Unavailable, p.message())));
+        return Err(End::Failed(Failure::new(
+            ErrorKind::Unavailable,
+            p.message(),
+        )));
     }
 
     let reuse = state.chat.session_reuse && req.session_reuse;

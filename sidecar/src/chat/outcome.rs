@@ -183,7 +183,10 @@ mod tests {
             .expect_err("quota fails");
         assert_eq!(f.kind, ErrorKind::RateLimited);
         assert_eq!(f.limit, Some(PauseReason::QuotaExhausted));
-        assert!(!f.retry_fresh(), "a fresh session would meet the same limit");
+        assert!(
+            !f.retry_fresh(),
+            "a fresh session would meet the same limit"
+        );
         let f = classify_finish_event(&finish(403, serde_json::json!({})), &quota)
             .expect_err("403 fails");
         assert_eq!((f.kind, f.limit), (ErrorKind::UpstreamAuth, None));

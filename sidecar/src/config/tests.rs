@@ -148,10 +148,17 @@ fn quota_settings_default_and_parse() {
     .config;
     let q = c.quota_settings().expect("valid");
     assert_eq!(q.quota_codes, [110, 40505]);
-    assert_eq!(q.max_pause, Duration::from_secs(5), "the cap is never below the first pause");
+    assert_eq!(
+        q.max_pause,
+        Duration::from_secs(5),
+        "the cap is never below the first pause"
+    );
     let c = parse(&["--lingma-quota-error-codes", "daily"]).config;
     let err = c.quota_settings().expect_err("not a number");
-    assert!(err.to_string().contains("LINGMA_QUOTA_ERROR_CODES"), "{err}");
+    assert!(
+        err.to_string().contains("LINGMA_QUOTA_ERROR_CODES"),
+        "{err}"
+    );
     let c = parse(&["--lingma-quota-error-codes", ""]).config;
     assert!(c.quota_settings().expect("empty").quota_codes.is_empty());
 }
