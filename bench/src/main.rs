@@ -1,4 +1,4 @@
-//! `cargo run --release -p bench -- [--only latency,lowload,idle,reuse,pool,fairness] [--json out.json]`
+//! `cargo run --release -p bench -- [--only latency,lowload,idle,reuse,pool,fairness,prefill] [--json out.json]`
 //!
 //! Starts simulators, sidecars and gateways (release builds) on 127.0.0.1 and prints every
 //! figure of docs/performance.md next to its goal, as a table and as JSON.
@@ -20,12 +20,13 @@ use test_support::Binaries;
 struct Args {
     /// Scenarios to run, comma-separated: latency (also streaming and memory), lowload (one
     /// connection, back to back and paced; streaming cadence), idle, reuse, pool, fairness
-    /// (fair shares across keys and Retry-After accuracy).
+    /// (fair shares across keys and Retry-After accuracy), prefill (time to first token with
+    /// a prefill cost, sticky versus least-in-flight).
     #[arg(
         long,
         env = "BENCH_ONLY",
         value_delimiter = ',',
-        default_value = "latency,lowload,idle,reuse,pool"
+        default_value = "latency,lowload,idle,reuse,pool,fairness,prefill"
     )]
     only: Vec<String>,
     /// Write the figures as JSON here too (they are always printed to stdout).
@@ -142,6 +143,7 @@ async fn run(args: Args) -> Result<()> {
             "reuse" => scenarios::session_reuse::run(&mut ctx).await,
             "pool" => scenarios::pool::run(&mut ctx).await,
             "fairness" => scenarios::fairness::run(&mut ctx).await,
+            "prefill" => scenarios::prefill::run(&mut ctx).await,
             other => Err(anyhow::anyhow!("unknown scenario {other:?}")),
         };
         if let Err(e) = result {

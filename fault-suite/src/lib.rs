@@ -35,6 +35,9 @@ impl Default for StackSpec {
             sidecar_env: vec![
                 ("LINGMA_CHAT_IDLE_TIMEOUT_SEC".into(), "3".into()),
                 ("LINGMA_RPC_TIMEOUT".into(), "3".into()),
+                // Short account pauses (rate limited, out of quota), so an instance whose
+                // account met a limit is back within a test's time.
+                ("SIDECAR_QUOTA_PAUSE_SEC".into(), "1".into()),
             ],
             sidecar_log_level: "debug".to_owned(),
             gateway: GatewayOptions {

@@ -316,8 +316,16 @@ impl Chat {
         let pieces = split_chunks(&answer, chunks);
         let mid = pieces.len() / 2;
         let mut sent = 0usize;
+        // Prefill: the model reads the question before its first token, so the first
+        // delay grows with what this ask sent (the whole history on a new session).
+        let prefill = self.sim.config.prefill_delay(self.ask.question_text.len());
+        self.sim.stats.record_prefill(prefill);
         for (i, piece) in pieces.iter().enumerate() {
-            let delay = if i == 0 { first_delay } else { chunk_delay };
+            let delay = if i == 0 {
+                Duration::from_millis(first_delay) + prefill
+            } else {
+                Duration::from_millis(chunk_delay)
+            };
             if let Pause::Stopped = out.pause(delay, &self.stop).await? {
                 return self
                     .finish(out, "cancelled", 200, &answer[..sent], None)

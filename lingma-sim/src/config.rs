@@ -218,6 +218,13 @@ pub struct SimConfig {
     /// simulator's servers (the library, so a test process survives it).
     #[arg(skip)]
     pub crash_exits_process: bool,
+
+    /// Prefill cost: extra delay before the first answer delta per KiB of the question
+    /// (`questionText` bytes), in microseconds. Real Lingma re-reads the whole flattened
+    /// history on a new session, while a continued session is sent only the new turn; with
+    /// this on, time to first token shows what session reuse saves. 0 = off.
+    #[arg(long, env = "LINGMA_SIM_PREFILL_US_PER_KIB", default_value_t = 0)]
+    pub prefill_us_per_kib: u64,
 }
 
 impl Default for SimConfig {
@@ -259,6 +266,7 @@ impl Default for SimConfig {
             max_sessions: 10_000,
             log_level: "info".to_owned(),
             crash_exits_process: false,
+            prefill_us_per_kib: 0,
         }
     }
 }
@@ -280,6 +288,7 @@ impl std::fmt::Debug for SimConfig {
             .field("tool_results", &self.tool_results)
             .field("first_token_delay_ms", &self.first_token_delay_ms)
             .field("chunk_delay_ms", &self.chunk_delay_ms)
+            .field("prefill_us_per_kib", &self.prefill_us_per_kib)
             .field("max_concurrent_chats", &self.max_concurrent_chats)
             .field("over_limit", &self.over_limit)
             .field("fault", &self.fault)
@@ -290,6 +299,13 @@ impl std::fmt::Debug for SimConfig {
 }
 
 impl SimConfig {
+    /// The prefill delay of a question of `question_bytes` bytes (--prefill-us-per-kib).
+    pub fn prefill_delay(&self, question_bytes: usize) -> std::time::Duration {
+        let bytes = u64::try_from(question_bytes).unwrap_or(u64::MAX);
+        let us = bytes.saturating_mul(self.prefill_us_per_kib) / 1024;
+        std::time::Duration::from_micros(us)
+    }
+
     /// The model keys actually served.
     pub fn model_keys(&self) -> Vec<String> {
         let keys: Vec<String> = self
@@ -303,5 +319,27 @@ impl SimConfig {
         } else {
             keys
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn prefill_grows_with_the_question_and_is_off_by_default() {
+        let mut config = SimConfig::default();
+        assert_eq!(config.prefill_delay(1 << 20), Duration::ZERO);
+        config.prefill_us_per_kib = 2000;
+        assert_eq!(config.prefill_delay(1024), Duration::from_millis(2));
+        assert_eq!(config.prefill_delay(10 * 1024), Duration::from_millis(20));
+        assert_eq!(config.prefill_delay(512), Duration::from_millis(1));
+        assert_eq!(config.prefill_delay(0), Duration::ZERO);
+        config.prefill_us_per_kib = u64::MAX;
+        assert!(
+            config.prefill_delay(usize::MAX) > Duration::ZERO,
+            "saturates, no overflow"
+        );
     }
 }

@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 pub(crate) fn routes() -> Router<Arc<Sim>> {
@@ -72,6 +73,10 @@ struct FaultRequest {
     fault: String,
     #[serde(default)]
     times: Option<u32>,
+    /// The fault ends by itself after this many milliseconds (an account rate limited or
+    /// out of quota for a while, then recovered).
+    #[serde(default)]
+    for_ms: Option<u64>,
 }
 
 async fn set_fault(
@@ -88,8 +93,9 @@ async fn set_fault(
             Fault::all_names().join(", ")
         ))
     })?;
-    sim.fault.set(fault, req.times);
-    tracing::info!(fault = %fault.name(), times = ?req.times, "fault set through the control API");
+    sim.fault
+        .set_for(fault, req.times, req.for_ms.map(Duration::from_millis));
+    tracing::info!(fault = %fault.name(), times = ?req.times, for_ms = ?req.for_ms, "fault set through the control API");
     Ok(fault_json(&sim).into_response())
 }
 
@@ -103,7 +109,11 @@ async fn get_fault(
 
 fn fault_json(sim: &Sim) -> Json<serde_json::Value> {
     let (fault, times) = sim.fault.current();
-    Json(json!({"fault": fault.name(), "times": times}))
+    let remaining_ms = sim
+        .fault
+        .remaining()
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Json(json!({"fault": fault.name(), "times": times, "remaining_ms": remaining_ms}))
 }
 
 fn login_json(sim: &Sim) -> Json<serde_json::Value> {

@@ -163,9 +163,14 @@ impl EventSink<'_> {
         Ok(())
     }
 
-    /// Wait `ms` (not at all when 0) unless the chat is stopped or the connection closes.
-    pub async fn pause(&mut self, ms: u64, stop: &CancellationToken) -> Result<Pause, Closed> {
-        if ms == 0 {
+    /// Wait `delay` (not at all when zero) unless the chat is stopped or the connection
+    /// closes.
+    pub async fn pause(
+        &mut self,
+        delay: Duration,
+        stop: &CancellationToken,
+    ) -> Result<Pause, Closed> {
+        if delay.is_zero() {
             return Ok(if stop.is_cancelled() {
                 Pause::Stopped
             } else {
@@ -174,7 +179,7 @@ impl EventSink<'_> {
         }
         self.flush().await?;
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(ms)) => Ok(Pause::Continue),
+            _ = tokio::time::sleep(delay) => Ok(Pause::Continue),
             _ = stop.cancelled() => Ok(Pause::Stopped),
             _ = self.conn.closed.cancelled() => Err(Closed),
         }

@@ -6,6 +6,7 @@ use clap::ValueEnum;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -117,11 +118,26 @@ pub struct FinishStatus {
     pub error_code: Option<i64>,
 }
 
-/// The fault currently armed, with an optional count of chats it still applies to.
+/// The fault currently armed, with an optional count of chats it still applies to and an
+/// optional end in time (an account rate limited or out of quota for a period).
 #[derive(Debug, Default)]
 pub struct FaultSlot {
     armed: AtomicBool,
-    inner: Mutex<(Fault, Option<u32>)>,
+    inner: Mutex<Armed>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Armed {
+    fault: Fault,
+    times: Option<u32>,
+    until: Option<Instant>,
+}
+
+impl Armed {
+    /// Still armed at `now` (its period, if any, has not run out).
+    fn live(&self, now: Instant) -> bool {
+        self.fault != Fault::None && self.until.is_none_or(|u| now < u)
+    }
 }
 
 impl FaultSlot {
@@ -133,18 +149,44 @@ impl FaultSlot {
 
     /// Arm `fault` for the next `times` chats (None = until cleared); `Fault::None` clears.
     pub fn set(&self, fault: Fault, times: Option<u32>) {
+        self.set_for(fault, times, None);
+    }
+
+    /// [`FaultSlot::set`], ending by itself after `period` (whichever of `times` and
+    /// `period` runs out first).
+    pub fn set_for(&self, fault: Fault, times: Option<u32>, period: Option<Duration>) {
         let mut inner = self.inner.lock();
-        let active = fault != Fault::None && times != Some(0);
+        let active = fault != Fault::None && times != Some(0) && period != Some(Duration::ZERO);
         *inner = if active {
-            (fault, times)
+            Armed {
+                fault,
+                times,
+                until: period.map(|p| Instant::now() + p),
+            }
         } else {
-            (Fault::None, None)
+            Armed::default()
         };
         self.armed.store(active, Ordering::Release);
     }
 
     pub fn current(&self) -> (Fault, Option<u32>) {
-        *self.inner.lock()
+        let inner = self.inner.lock();
+        if inner.live(Instant::now()) {
+            (inner.fault, inner.times)
+        } else {
+            (Fault::None, None)
+        }
+    }
+
+    /// How long the armed fault still lasts, when it was armed for a period.
+    pub fn remaining(&self) -> Option<Duration> {
+        let inner = self.inner.lock();
+        let now = Instant::now();
+        inner
+            .live(now)
+            .then_some(inner.until)
+            .flatten()
+            .map(|u| u.saturating_duration_since(now))
     }
 
     /// The fault for the chat starting now (consumes one of its `times`).
@@ -153,13 +195,18 @@ impl FaultSlot {
             return Fault::None;
         }
         let mut inner = self.inner.lock();
-        let fault = inner.0;
-        match inner.1 {
+        if !inner.live(Instant::now()) {
+            *inner = Armed::default();
+            self.armed.store(false, Ordering::Release);
+            return Fault::None;
+        }
+        let fault = inner.fault;
+        match inner.times {
             Some(n) if n <= 1 => {
-                *inner = (Fault::None, None);
+                *inner = Armed::default();
                 self.armed.store(false, Ordering::Release);
             }
-            Some(n) => inner.1 = Some(n - 1),
+            Some(n) => inner.times = Some(n - 1),
             None => {}
         }
         fault
@@ -189,5 +236,27 @@ mod tests {
         assert_eq!(slot.take(), Fault::Hang);
         slot.set(Fault::None, None);
         assert_eq!(slot.take(), Fault::None);
+    }
+
+    #[test]
+    fn a_fault_armed_for_a_period_ends_by_itself() {
+        let slot = FaultSlot::default();
+        slot.set_for(Fault::QuotaExhausted, None, Some(Duration::from_millis(40)));
+        assert_eq!(slot.take(), Fault::QuotaExhausted);
+        assert_eq!(slot.current().0, Fault::QuotaExhausted);
+        assert!(
+            slot.remaining()
+                .is_some_and(|r| r <= Duration::from_millis(40))
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(slot.current().0, Fault::None, "the period is over");
+        assert_eq!(slot.remaining(), None);
+        assert_eq!(slot.take(), Fault::None);
+        // Times and a period: whichever runs out first.
+        slot.set_for(Fault::RateLimited, Some(1), Some(Duration::from_secs(60)));
+        assert_eq!(slot.take(), Fault::RateLimited);
+        assert_eq!(slot.take(), Fault::None);
+        slot.set_for(Fault::RateLimited, None, Some(Duration::ZERO));
+        assert_eq!(slot.take(), Fault::None, "a zero period arms nothing");
     }
 }

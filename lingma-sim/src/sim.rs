@@ -64,6 +64,12 @@ impl SimHandle {
         self.sim.fault.set(fault, times);
     }
 
+    /// [`SimHandle::set_fault`] that ends by itself after `period` (an account rate
+    /// limited or out of quota for a while).
+    pub fn set_fault_for(&self, fault: Fault, times: Option<u32>, period: std::time::Duration) {
+        self.sim.fault.set_for(fault, times, Some(period));
+    }
+
     pub fn fault(&self) -> (Fault, Option<u32>) {
         self.sim.fault.current()
     }

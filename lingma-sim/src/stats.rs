@@ -23,6 +23,9 @@ pub struct Stats {
     pub acks_received: AtomicU64,
     pub unacked_events: AtomicU64,
     recent: Mutex<VecDeque<RecentAsk>>,
+    /// Prefill delays applied (--prefill-us-per-kib): their sum and the latest one.
+    pub prefill_us_total: AtomicU64,
+    pub last_prefill_us: AtomicU64,
 }
 
 /// What reached "Lingma" in one `chat/ask` (camelCase, like the params).
@@ -67,9 +70,22 @@ pub struct StatsSnapshot {
     pub fault: String,
     pub sessions: usize,
     pub recent_asks: Vec<RecentAsk>,
+    /// Sum of the prefill delays applied so far, in microseconds.
+    #[serde(default)]
+    pub prefill_us_total: u64,
+    /// The prefill delay of the latest answered chat, in microseconds.
+    #[serde(default)]
+    pub last_prefill_us: u64,
 }
 
 impl Stats {
+    /// A prefill delay about to be applied to a chat's first token.
+    pub fn record_prefill(&self, delay: std::time::Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.prefill_us_total.fetch_add(us, Ordering::Relaxed);
+        self.last_prefill_us.store(us, Ordering::Relaxed);
+    }
+
     pub fn record_ask(&self, params: &ChatAskParams) {
         self.asks_received.fetch_add(1, Ordering::Relaxed);
         self.question_bytes_total
@@ -109,6 +125,8 @@ impl Stats {
             fault,
             sessions,
             recent_asks: self.recent.lock().iter().cloned().collect(),
+            prefill_us_total: self.prefill_us_total.load(Ordering::Relaxed),
+            last_prefill_us: self.last_prefill_us.load(Ordering::Relaxed),
         }
     }
 }

@@ -270,3 +270,73 @@ async fn the_concurrency_cap_refuses_or_finishes_429() {
         );
     }
 }
+
+#[tokio::test]
+async fn prefill_delays_the_first_token_by_the_size_of_the_question() {
+    let dir = temp_work_dir();
+    // 100 ms per KiB: an 8 KiB question costs 800 ms, a 64-byte one about 6 ms.
+    let sim = SimProcess::start(
+        dir.path(),
+        &["--logged-in", "--prefill-us-per-kib", "100000"],
+    )
+    .await;
+    let mut c = sim.client().await;
+    let long = "x".repeat(8 * 1024);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        c.chat("p1", "s-long", &long, false).await.finish["statusCode"],
+        200
+    );
+    let long_took = started.elapsed();
+    let stats = sim.stats().await;
+    assert_eq!(stats["last_prefill_us"], 800_000, "{stats}");
+    assert!(
+        long_took >= Duration::from_millis(800),
+        "the prefill delay is applied: {long_took:?}"
+    );
+    // A continued session is sent only its new turn: the prefill is small.
+    let short = "and the next step?";
+    assert_eq!(
+        c.chat("p2", "s-long", short, true).await.finish["statusCode"],
+        200
+    );
+    let stats = sim.stats().await;
+    let expected = short.len() as u64 * 100_000 / 1024;
+    assert_eq!(stats["last_prefill_us"], expected, "{stats}");
+    assert_eq!(stats["prefill_us_total"], 800_000 + expected, "{stats}");
+}
+
+#[tokio::test]
+async fn a_fault_armed_for_a_period_clears_by_itself() {
+    let dir = temp_work_dir();
+    let sim = SimProcess::start(dir.path(), &["--logged-in", "--max-concurrent-chats", "0"]).await;
+    let mut c = sim.client().await;
+    let set = sim
+        .control(
+            "/control/fault",
+            json!({"fault": "quota_exhausted", "for_ms": 600}),
+        )
+        .await;
+    assert_eq!(set.status(), 200);
+    let body: Value = set.json().await.expect("JSON");
+    assert_eq!(body["fault"], "quota_exhausted");
+    assert!(
+        body["remaining_ms"].as_u64().is_some_and(|ms| ms <= 600),
+        "{body}"
+    );
+    for i in 0..2 {
+        let limited = c.chat(&format!("q{i}"), "s", "x", false).await;
+        assert_eq!(
+            limited.finish["statusCode"], 403,
+            "for every chat of the period"
+        );
+        assert_eq!(limited.finish["extra"]["errorCode"], 110);
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(sim.stats().await["fault"], "none", "the period is over");
+    assert_eq!(
+        c.chat("q-after", "s", "x", false).await.finish["statusCode"],
+        200,
+        "recovered"
+    );
+}

@@ -204,6 +204,26 @@ pub struct Config {
     #[arg(long, env = "SIDECAR_ANNOUNCE_COALESCE_MS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub announce_coalesce_ms: u64,
+    // --- quota-aware account (`crate::quota`) ---
+    /// Seconds the account sits out after Lingma says it is rate limited or out of quota
+    /// (the first pause; each one in a row doubles, up to SIDECAR_QUOTA_PAUSE_MAX_SEC).
+    /// 0 = never pause: each limited chat fails on its own.
+    #[arg(long, env = "SIDECAR_QUOTA_PAUSE_SEC", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_SHORT))]
+    pub quota_pause_sec: u64,
+    /// Longest pause, in seconds.
+    #[arg(long, env = "SIDECAR_QUOTA_PAUSE_MAX_SEC", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS_LONG))]
+    pub quota_pause_max_sec: u64,
+    /// `chat/finish` codes (extra.errorCode or statusCode) that mean the account's quota is
+    /// used up, comma-separated (110: Qoder CN's "daily usage limit"; empty = none).
+    #[arg(
+        long,
+        env = "LINGMA_QUOTA_ERROR_CODES",
+        value_delimiter = ',',
+        default_value = "110"
+    )]
+    pub lingma_quota_error_codes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -252,6 +272,9 @@ impl std::fmt::Debug for Config {
             .field("lingma_accounts", &redacted(&self.lingma_accounts))
             .field("lingma_accounts_file", &self.lingma_accounts_file)
             .field("session_reuse_enabled", &self.session_reuse_enabled)
+            .field("quota_pause_sec", &self.quota_pause_sec)
+            .field("quota_pause_max_sec", &self.quota_pause_max_sec)
+            .field("lingma_quota_error_codes", &self.lingma_quota_error_codes)
             .finish_non_exhaustive()
     }
 }
@@ -265,6 +288,8 @@ pub enum ConfigError {
     TokenFile { path: String, reason: String },
     #[error("SIDECAR_TOKEN_FILE {0} is empty")]
     EmptyTokenFile(String),
+    #[error("LINGMA_QUOTA_ERROR_CODES: {0:?} is not a number")]
+    QuotaCode(String),
 }
 
 impl Config {
@@ -389,6 +414,26 @@ impl Config {
                 .clone()
                 .filter(|p| !p.as_os_str().is_empty()),
         )
+    }
+
+    /// How Lingma's limits are recognised and how long the account pauses; a code that is
+    /// not a number is refused here, naming the setting.
+    pub fn quota_settings(&self) -> Result<crate::quota::QuotaSettings, ConfigError> {
+        let quota_codes = self
+            .lingma_quota_error_codes
+            .iter()
+            .map(|c| c.trim())
+            .filter(|c| !c.is_empty())
+            .map(|c| {
+                c.parse::<i64>()
+                    .map_err(|_| ConfigError::QuotaCode(c.to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::quota::QuotaSettings {
+            pause: Duration::from_secs(self.quota_pause_sec),
+            max_pause: Duration::from_secs(self.quota_pause_max_sec.max(self.quota_pause_sec)),
+            quota_codes,
+        })
     }
 
     /// WebSocket URL of the Lingma process.

@@ -4,7 +4,7 @@
 //! |------|------|------|
 //! | `GET /v1/mux` | token | WebSocket upgrade, sub-protocol `lingma-mux.v1` |
 //! | `GET /healthz` | - | the process is alive |
-//! | `GET /readyz` | - | connected + logged in + not draining (503 otherwise) |
+//! | `GET /readyz` | - | connected + logged in + not draining (503 otherwise); the JSON also says whether chats are taken and why not (`paused`) |
 //! | `GET /metrics` | - | Prometheus text |
 //! | `GET /login/status` | token | the login state |
 //! | `POST /login/start` | token | log in now (even when auto-login is off or failed) |
@@ -142,15 +142,20 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// 200 while serving, also while the account is paused: the pod is fine and keeping it in
+/// its Service keeps the gateways connected, so they see the reason and the end of the
+/// pause at once (they take it out of rotation from the mux Status, not from the probe).
 async fn readyz(State(state): State<HttpState>) -> Response {
     let h = state.sidecar.health();
+    let now = tokio::time::Instant::now();
     let body = axum::Json(serde_json::json!({
         "ready": h.ready(),
         "connection": h.connection.as_str(),
         "login": h.login.as_str(),
         "draining": h.draining,
+        "paused": h.paused.map(|p| p.to_wire(now)),
     }));
-    let status = if h.ready() {
+    let status = if h.serving() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -13,6 +13,7 @@ pub mod lingma_process;
 pub mod login;
 pub mod metrics;
 pub mod mux;
+pub mod quota;
 pub mod run;
 pub mod sessions;
 pub mod shutdown;

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the sidecar. Label values are fixed sets (states, outcomes, error
 //! kinds), so the series count stays bounded.
 
-use mux_protocol::{ConnectionState, LoginState};
+use mux_protocol::{ConnectionState, LoginState, PauseReason};
 use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -29,6 +29,9 @@ pub struct Metrics {
     pub capacity: IntGauge,
     pub draining: IntGauge,
     pub ready: IntGauge,
+    /// 1 for the reason the account is paused now (all 0 when it is not).
+    pub account_paused: IntGaugeVec,
+    pub account_pauses: IntCounterVec,
 }
 
 fn gauge(name: &str, help: &str) -> IntGauge {
@@ -108,10 +111,24 @@ impl Metrics {
             draining: gauge("sidecar_draining", "1 while draining"),
             ready: gauge(
                 "sidecar_ready",
-                "1 when connected, logged in and not draining",
+                "1 when connected, logged in, not draining and not paused (takes chats)",
+            ),
+            account_paused: gauge_vec(
+                "sidecar_account_paused",
+                "1 while the account is paused for this reason (rate limited, out of quota)",
+                "reason",
+            ),
+            account_pauses: counter_vec(
+                "sidecar_account_pauses_total",
+                "Pauses of the account by reason",
+                "reason",
             ),
         };
         m.register_all();
+        m.set_paused(None);
+        for reason in PauseReason::ALL {
+            m.account_pauses.with_label_values(&[reason.as_str()]);
+        }
         m.set_connection_state(ConnectionState::Stopped);
         m.set_login_state(&LoginState::Unknown);
         m
@@ -139,6 +156,8 @@ impl Metrics {
             Box::new(m.capacity.clone()),
             Box::new(m.draining.clone()),
             Box::new(m.ready.clone()),
+            Box::new(m.account_paused.clone()),
+            Box::new(m.account_pauses.clone()),
         ];
         for c in collectors {
             // Names are static and distinct; a failure here is a programming error.
@@ -163,6 +182,15 @@ impl Metrics {
             self.login_state
                 .with_label_values(&[label])
                 .set(i64::from(label == current));
+        }
+    }
+
+    /// The account's pause reason, one-hot (`None`: all 0).
+    pub fn set_paused(&self, reason: Option<PauseReason>) {
+        for r in PauseReason::ALL {
+            self.account_paused
+                .with_label_values(&[r.as_str()])
+                .set(i64::from(Some(r) == reason));
         }
     }
 
@@ -218,5 +246,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sidecar_open_streams 3"), "{text}");
+    }
+
+    #[test]
+    fn the_pause_reason_is_one_hot() {
+        let m = Metrics::new();
+        let text = m.render();
+        assert!(
+            text.contains("sidecar_account_paused{reason=\"quota_exhausted\"} 0"),
+            "{text}"
+        );
+        m.set_paused(Some(PauseReason::RateLimited));
+        let text = m.render();
+        assert!(
+            text.contains("sidecar_account_paused{reason=\"rate_limited\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sidecar_account_paused{reason=\"quota_exhausted\"} 0"),
+            "{text}"
+        );
     }
 }

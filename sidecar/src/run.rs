@@ -53,7 +53,7 @@ pub async fn serve(
     }
     let account = select_account(&config)?;
     let process = process_spec(&config).await?;
-    let state = shared_state(&config);
+    let state = shared_state(&config)?;
     let listener = bind(&config).await?;
 
     let stop_lingma = CancellationToken::new();
@@ -110,7 +110,7 @@ async fn process_spec(config: &Config) -> Result<Option<ProcessSpec>, StartError
     }))
 }
 
-fn shared_state(config: &Config) -> Arc<SidecarState> {
+fn shared_state(config: &Config) -> Result<Arc<SidecarState>, StartError> {
     let mut state = SidecarState::new(
         config.instance_name(),
         ChatSettings {
@@ -125,7 +125,8 @@ fn shared_state(config: &Config) -> Arc<SidecarState> {
     );
     state.keepalive = config.keepalive();
     state.announce_window = config.announce_window();
-    Arc::new(state)
+    state.quota = crate::quota::PauseStreak::new(config.quota_settings()?);
+    Ok(Arc::new(state))
 }
 
 async fn bind(config: &Config) -> Result<tokio::net::TcpListener, StartError> {
@@ -163,6 +164,7 @@ fn spawn_lingma_side(
         stop.clone(),
     )));
     tasks.push(tokio::spawn(purge_sessions(state.clone(), stop.clone())));
+    tasks.push(tokio::spawn(crate::quota::run(state.clone(), stop.clone())));
     tasks
 }
 

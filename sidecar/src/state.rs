@@ -5,9 +5,12 @@
 use crate::capacity::ChatSlots;
 use crate::config::AskMode;
 use crate::metrics::Metrics;
+use crate::quota::{PauseStreak, Paused, QuotaSettings};
 use crate::sessions::SessionMap;
 use lingma_protocol::LingmaClient;
-use mux_protocol::{ConnectionState, LoginState, ModelInfo, PROTOCOL_VERSION, SidecarStatus};
+use mux_protocol::{
+    ConnectionState, LoginState, ModelInfo, PROTOCOL_VERSION, PauseReason, SidecarStatus,
+};
 use parking_lot::RwLock;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +24,19 @@ pub struct Health {
     pub login: LoginState,
     pub draining: bool,
     pub models: Arc<Vec<ModelInfo>>,
+    /// The account sits out a rate limit or an exhausted quota (`crate::quota`).
+    pub paused: Option<Paused>,
 }
 
 impl Health {
+    /// Takes chats: serving and not paused.
     pub fn ready(&self) -> bool {
+        self.serving() && self.paused.is_none()
+    }
+
+    /// Connected, logged in and not draining: the pod is healthy (`/readyz`), even while
+    /// its account is paused.
+    pub fn serving(&self) -> bool {
         self.connection == ConnectionState::Ready
             && self.login == LoginState::LoggedIn
             && !self.draining
@@ -62,6 +74,8 @@ pub struct SidecarState {
     /// Coalescing window of the `sessions` and `load` announcements
     /// (SIDECAR_ANNOUNCE_COALESCE_MS).
     pub announce_window: Duration,
+    /// The account's pauses in a row and their settings (`crate::quota`).
+    pub quota: PauseStreak,
 }
 
 impl SidecarState {
@@ -77,6 +91,7 @@ impl SidecarState {
             login: LoginState::Unknown,
             draining: false,
             models: Arc::new(Vec::new()),
+            paused: None,
         });
         let slots = ChatSlots::new(max_chats);
         let metrics = Metrics::new();
@@ -95,6 +110,7 @@ impl SidecarState {
             lingma_restart: Notify::new(),
             keepalive: Duration::from_secs(15),
             announce_window: Duration::from_millis(5),
+            quota: PauseStreak::new(QuotaSettings::default()),
         }
     }
 
@@ -159,7 +175,64 @@ impl SidecarState {
             queued: u32::try_from(self.slots.queued()).unwrap_or(u32::MAX),
             draining: h.draining,
             models: h.models.as_ref().clone(),
+            paused: h.paused.map(|p| p.to_wire(tokio::time::Instant::now())),
         }
+    }
+
+    /// Lingma said the account is limited: pause it (the next pause of the streak), unless
+    /// a pause is already running (chats in flight at once end with the same news) or
+    /// pausing is off. A quota reason replaces a rate limit in a running pause.
+    pub fn account_limited(&self, reason: PauseReason) {
+        let mut streak = self.quota.lock();
+        let now = tokio::time::Instant::now();
+        let current = self.health.borrow().paused.filter(|p| p.until > now);
+        if let Some(p) = current {
+            if p.reason != reason && reason == PauseReason::QuotaExhausted {
+                self.set_pause(Some(Paused { reason, ..p }));
+            }
+            return;
+        }
+        let Some((delay, pauses)) = streak.next(self.quota.settings()) else {
+            return;
+        };
+        tracing::warn!(
+            reason = reason.as_str(),
+            pause_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            pauses,
+            "Lingma account limited: taking no chats until the pause ends"
+        );
+        self.metrics
+            .account_pauses
+            .with_label_values(&[reason.as_str()])
+            .inc();
+        self.set_pause(Some(Paused {
+            reason,
+            until: now + delay,
+            pauses,
+        }));
+    }
+
+    /// A chat finished normally: the account works, the pause streak ends.
+    pub fn account_ok(&self) {
+        self.quota.reset();
+    }
+
+    /// End the pause when its time is up; the next chat probes the account.
+    pub fn end_pause_if_due(&self) {
+        let due = self
+            .health
+            .borrow()
+            .paused
+            .is_some_and(|p| p.until <= tokio::time::Instant::now());
+        if due {
+            tracing::info!("account pause over: taking chats again (the next one probes)");
+            self.set_pause(None);
+        }
+    }
+
+    fn set_pause(&self, paused: Option<Paused>) {
+        self.metrics.set_paused(paused.map(|p| p.reason));
+        self.update(|h| h.paused = paused);
     }
 
     /// Chats with live bookkeeping on any gateway connection.

@@ -9,7 +9,11 @@ use mux_protocol::{ChatMessage, Role, SessionOutcome};
 
 async fn setup() -> (Sim, Sidecar, Mux, SimControl) {
     let sim = Sim::start_logged_in(&["--max-concurrent-chats", "0"]).await;
-    let sidecar = spawn_sidecar(&sim.attach_env()).await;
+    let mut env = sim.attach_env();
+    // No account pause after a rate-limited turn: these tests send the next turn at once
+    // (pauses: tests/quota.rs).
+    env.push(("SIDECAR_QUOTA_PAUSE_SEC", "0".into()));
+    let sidecar = spawn_sidecar(&env).await;
     sidecar.wait_ready().await;
     let mux = sidecar.mux().await;
     let control = sim.control().clone();

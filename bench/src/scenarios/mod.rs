@@ -6,6 +6,7 @@ pub mod idle_streams;
 pub mod latency;
 pub mod low_load;
 pub mod pool;
+pub mod prefill;
 pub mod session_reuse;
 
 use crate::Settings;

@@ -158,6 +158,11 @@ pub struct SidecarStatus {
     pub draining: bool,
     /// Models Lingma reports (empty while logged out).
     pub models: Vec<ModelInfo>,
+    /// Set while the account is rate limited or out of quota: the sidecar takes no chats
+    /// (`ready` is false) until the pause ends, then sends a Status without it. Absent from
+    /// older sidecars (additive, no version change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<AccountPause>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,4 +265,72 @@ pub enum ErrorKind {
     Cancelled,
     /// Sidecar bug -> 500.
     Internal,
+}
+
+/// Why and for how long a sidecar's account sits out ([`SidecarStatus::paused`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountPause {
+    pub reason: PauseReason,
+    /// Milliseconds, counted from when this Status was sent, until the sidecar takes chats
+    /// again. The pause ends by itself (a new Status says so); the next chat is the probe.
+    pub retry_after_ms: u64,
+    /// Pauses in a row without a successful chat in between (1 = the first); each one
+    /// lasts longer, up to the sidecar's cap.
+    pub pauses: u32,
+}
+
+/// What Lingma said about the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// `chat/finish` with statusCode 429: a short-term rate limit.
+    RateLimited,
+    /// A quota code (`chat/finish` errorCode, e.g. 110 "daily usage limit"): the account's
+    /// quota is used up.
+    QuotaExhausted,
+}
+
+#[cfg(test)]
+mod pause_tests {
+    use super::*;
+
+    fn status(paused: Option<AccountPause>) -> SidecarStatus {
+        SidecarStatus {
+            protocol_version: crate::PROTOCOL_VERSION,
+            name: "s".into(),
+            ready: paused.is_none(),
+            connection: ConnectionState::Ready,
+            login: LoginState::LoggedIn,
+            capacity: 1,
+            in_flight: 0,
+            queued: 0,
+            draining: false,
+            models: vec![],
+            paused,
+        }
+    }
+
+    #[test]
+    fn paused_is_additive_on_the_wire() {
+        // Absent when not paused, so an older gateway sees the same Status as before.
+        let json = serde_json::to_value(ServerMessage::Status(status(None))).expect("json");
+        assert!(json.get("paused").is_none(), "{json}");
+        // An older sidecar's Status (no field) reads as not paused.
+        let back: ServerMessage = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, ServerMessage::Status(status(None)));
+
+        let pause = AccountPause {
+            reason: PauseReason::QuotaExhausted,
+            retry_after_ms: 1500,
+            pauses: 2,
+        };
+        let json =
+            serde_json::to_value(ServerMessage::Status(status(Some(pause.clone())))).expect("json");
+        assert_eq!(
+            json["paused"],
+            serde_json::json!({"reason": "quota_exhausted", "retry_after_ms": 1500, "pauses": 2})
+        );
+        let back: ServerMessage = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, ServerMessage::Status(status(Some(pause))));
+    }
 }

@@ -4,7 +4,7 @@
 //! operator read them from here instead of keeping their own copies.
 
 use crate::messages::{
-    ConnectionState, ErrorKind, FinishReason, LoginFailure, LoginState, SessionOutcome,
+    ConnectionState, ErrorKind, FinishReason, LoginFailure, LoginState, PauseReason, SessionOutcome,
 };
 
 /// Whose fault a failure is ([`ErrorKind::blame`]). Only [`Blame::Instance`] counts towards
@@ -226,6 +226,18 @@ impl SessionOutcome {
     }
 }
 
+impl PauseReason {
+    pub const ALL: [PauseReason; 2] = [PauseReason::RateLimited, PauseReason::QuotaExhausted];
+
+    /// The metric label, equal to the wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::RateLimited => "rate_limited",
+            PauseReason::QuotaExhausted => "quota_exhausted",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +272,9 @@ mod tests {
         }
         for outcome in [SessionOutcome::Reused, SessionOutcome::New] {
             assert_eq!(outcome.as_str(), wire(&outcome));
+        }
+        for reason in PauseReason::ALL {
+            assert_eq!(reason.as_str(), wire(&reason));
         }
         let states = [
             LoginState::Unknown,

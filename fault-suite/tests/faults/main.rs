@@ -8,6 +8,7 @@ mod bad_input;
 mod containment;
 mod disconnects;
 mod overload;
+mod quota;
 mod shutdown;
 mod sidecar_restart;
 mod soak;

@@ -47,6 +47,7 @@ async fn wedged_sidecar() -> String {
                     queued: 0,
                     draining: false,
                     models: vec![],
+                    paused: None,
                 });
                 let text = serde_json::to_string(&status).expect("json");
                 if ws.send(Message::Text(text.into())).await.is_err() {

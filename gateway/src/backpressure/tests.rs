@@ -40,6 +40,7 @@ fn usable_sidecar(pool: &Pool, name: &str, capacity: u32) -> Arc<Sidecar> {
         queued: 0,
         draining: false,
         models: vec![],
+        paused: None,
     });
     sidecar.set_link(Some(Arc::new(crate::pool::Link::new(
         tx,

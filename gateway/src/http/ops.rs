@@ -95,6 +95,7 @@ pub async fn stats(State(state): State<AppState>) -> Response {
                     "queued": st.queued,
                     "draining": st.draining,
                     "models": st.models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+                    "paused": st.paused,
                 })),
             })
         })

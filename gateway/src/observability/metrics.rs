@@ -35,6 +35,8 @@ pub struct Metrics {
     pub key_in_flight: IntGaugeVec,
     pub key_queue_wait: HistogramVec,
     pub key_rate_limited: IntCounterVec,
+    /// 1 while a sidecar's account is paused for `reason` (rate limited, out of quota).
+    pub pool_paused: IntGaugeVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -139,6 +141,10 @@ impl Metrics {
                 Opts::new("gateway_key_rate_limited_total", "429 answers by key name and reason (rpm, concurrency, queue_full, queue_timeout)"),
                 &["key", "reason"],
             )?,
+            pool_paused: IntGaugeVec::new(
+                Opts::new("gateway_pool_instance_paused", "1 while a sidecar's account is paused (out of rotation), by reason"),
+                &["name", "reason"],
+            )?,
             registry,
         };
         m.register_all()?;
@@ -170,6 +176,7 @@ impl Metrics {
         r.register(Box::new(self.key_in_flight.clone()))?;
         r.register(Box::new(self.key_queue_wait.clone()))?;
         r.register(Box::new(self.key_rate_limited.clone()))?;
+        r.register(Box::new(self.pool_paused.clone()))?;
         Ok(())
     }
 
@@ -209,6 +216,11 @@ impl Metrics {
         let _ = self.pool_ready.remove_label_values(&[name]);
         let _ = self.pool_connected.remove_label_values(&[name]);
         let _ = self.pool_ejections.remove_label_values(&[name]);
+        for reason in mux_protocol::PauseReason::ALL {
+            let _ = self
+                .pool_paused
+                .remove_label_values(&[name, reason.as_str()]);
+        }
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Sidecar {
     /// The sidecar's own load over all gateways (in flight + queued), from its last
     /// `load` or `status`; 0 while disconnected.
     reported_load: AtomicU32,
+    /// `gateway_pool_instance_paused{name, reason}`, one per reason (`PauseReason::ALL`).
+    gauge_paused: [IntGauge; 2],
 }
 
 /// Why a sidecar takes no chats right now (for /internal/stats and logs).
@@ -51,6 +53,9 @@ pub enum SidecarState {
     Draining,
     Ejected,
     Removed,
+    /// Its account is rate limited or out of quota (`SidecarStatus.paused`): out of
+    /// rotation until the sidecar says the pause is over.
+    Paused,
 }
 
 impl Sidecar {
@@ -70,6 +75,11 @@ impl Sidecar {
             gauge_ready: metrics.pool_ready.with_label_values(&label),
             gauge_connected: metrics.pool_connected.with_label_values(&label),
             ejections: metrics.pool_ejections.with_label_values(&label),
+            gauge_paused: mux_protocol::PauseReason::ALL.map(|r| {
+                metrics
+                    .pool_paused
+                    .with_label_values(&[endpoint.name.as_str(), r.as_str()])
+            }),
             name,
             endpoint,
             status: ArcSwapOption::empty(),
@@ -112,6 +122,9 @@ impl Sidecar {
         }
         if status.login != LoginState::LoggedIn {
             return SidecarState::LoggedOut;
+        }
+        if status.paused.is_some() {
+            return SidecarState::Paused;
         }
         if !status.ready {
             return SidecarState::NotReady;
@@ -234,6 +247,20 @@ impl Sidecar {
     pub fn refresh_gauges(&self) {
         self.gauge_ready.set(i64::from(self.usable()));
         self.gauge_connected.set(i64::from(self.connected()));
+        self.refresh_paused_gauges();
+    }
+
+    /// Why its account is paused, as the last Status said (all 0 when it is not).
+    fn refresh_paused_gauges(&self) {
+        let reason = self.paused().map(|p| p.reason);
+        for (gauge, r) in self.gauge_paused.iter().zip(mux_protocol::PauseReason::ALL) {
+            gauge.set(i64::from(reason == Some(r)));
+        }
+    }
+
+    /// The account pause of the last Status, while connected.
+    pub fn paused(&self) -> Option<mux_protocol::AccountPause> {
+        self.status.load().as_ref().and_then(|s| s.paused.clone())
     }
 
     /// A chat on it succeeded: the failure streak ends.
@@ -338,6 +365,7 @@ mod tests {
             queued: 0,
             draining: false,
             models: vec![],
+            paused: None,
         }
     }
 
@@ -426,6 +454,63 @@ mod tests {
         }
         assert!(b.ejected_for().is_none());
         assert_eq!(b.failure_streak(), 2, "the streak is kept, not forgotten");
+    }
+
+    #[test]
+    fn a_paused_account_leaves_the_rotation_with_its_reason() {
+        let metrics = Metrics::new().expect("metrics");
+        let budget = Arc::new(EjectionBudget::new(100));
+        let ep = SidecarEndpoint {
+            name: "p".into(),
+            url: "ws://127.0.0.1:1".into(),
+            token: None,
+        };
+        let s = Arc::new(Sidecar::new(
+            ep,
+            Instant::now(),
+            Arc::new(Notify::new()),
+            Arc::new(AtomicU64::new(0)),
+            budget,
+            &metrics,
+        ));
+        // A connected sidecar: a link is needed for any state past Connecting.
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        s.set_link(Some(Arc::new(Link::new(
+            tx,
+            crate::pool::Deadlines::default(),
+        ))));
+        s.set_status(status(1));
+        assert_eq!(s.state(), SidecarState::Usable);
+        let mut paused = status(1);
+        paused.ready = false;
+        paused.paused = Some(mux_protocol::AccountPause {
+            reason: mux_protocol::PauseReason::QuotaExhausted,
+            retry_after_ms: 5000,
+            pauses: 1,
+        });
+        s.set_status(paused);
+        assert_eq!(s.state(), SidecarState::Paused);
+        assert!(!s.usable());
+        assert_eq!(
+            s.paused().map(|p| p.reason),
+            Some(mux_protocol::PauseReason::QuotaExhausted)
+        );
+        let text = String::from_utf8(metrics.render()).expect("utf8");
+        assert!(
+            text.contains("gateway_pool_instance_paused{name=\"p\",reason=\"quota_exhausted\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gateway_pool_instance_paused{name=\"p\",reason=\"rate_limited\"} 0"),
+            "{text}"
+        );
+        s.set_status(status(1));
+        assert_eq!(s.state(), SidecarState::Usable, "back in rotation");
+        let text = String::from_utf8(metrics.render()).expect("utf8");
+        assert!(
+            text.contains("gateway_pool_instance_paused{name=\"p\",reason=\"quota_exhausted\"} 0"),
+            "the pause is over: {text}"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 
 use super::output::{Gone, Output};
 use super::think::{Piece, ThinkSplitter};
-use super::{End, Failure, classify_client_error, classify_finish, estimated_usage};
+use super::{End, Failure, classify_client_error, classify_finish_event, estimated_usage};
+use crate::quota::QuotaSettings;
 use futures_util::StreamExt;
 use lingma_protocol::{ChatEvent, ChatStream};
 use mux_protocol::{ErrorKind, FinishReason, ServerMessage, SessionOutcome, StreamId, Usage};
@@ -37,6 +38,7 @@ pub(super) async fn forward(
     session_id: &str,
     session: SessionOutcome,
     prompt_chars: usize,
+    quota: &QuotaSettings,
     out: &mut Output,
     cancel: &CancellationToken,
 ) -> Result<Finished, End> {
@@ -75,7 +77,7 @@ pub(super) async fn forward(
             Some(Ok(ChatEvent::Finish(f))) => {
                 fwd.splitter.finish(&mut fwd.pieces);
                 fwd.flush().await?;
-                let reason = classify_finish(f.status_code).map_err(End::Failed)?;
+                let reason = classify_finish_event(&f, quota).map_err(End::Failed)?;
                 // Deltas can be lost or empty; fullAnswer is authoritative. Send what the
                 // deltas missed when it extends them.
                 if reason == FinishReason::Stop

@@ -11,7 +11,8 @@ mod prompt;
 mod think;
 
 pub use outcome::{
-    Failure, classify_ask_error, classify_client_error, classify_finish, estimated_usage,
+    Failure, classify_ask_error, classify_client_error, classify_finish, classify_finish_event,
+    estimated_usage,
 };
 pub use output::{Gone, Output};
 pub use prompt::{flatten, may_continue};
@@ -59,8 +60,14 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Outcome {
     let outcome = match drive(state, &req, out, cancel).await {
-        Ok(reason) => Outcome::Finished(reason),
+        Ok(reason) => {
+            state.account_ok();
+            Outcome::Finished(reason)
+        }
         Err(End::Failed(f)) => {
+            if let Some(reason) = f.limit {
+                state.account_limited(reason);
+            }
             if f.kind.is_upstream_failure() {
                 state
                     .metrics
@@ -111,6 +118,13 @@ async fn drive(
     let client = wait_until_ready(state, deadline, cancel).await?;
     let model_key = model_key(state, req)?;
     let slot = acquire_slot(state, deadline, cancel).await?;
+    // The account may have been paused while this chat waited for its slot.
+    if let Some(p) = state.health().paused {
+        return Err(End::Failed(Failure::new(
+            ErrorKind::Unavailable,
+            p.message(),
+        )));
+    }
 
     let reuse = state.chat.session_reuse && req.session_reuse;
     let turn = Turn {
@@ -240,8 +254,16 @@ impl Turn<'_> {
         let stream = start_chat(self.client, params, cancel)
             .await?
             .map_err(End::Failed)?;
-        let done =
-            forward::forward(stream, &session_id, session, self.prompt_chars, out, cancel).await?;
+        let done = forward::forward(
+            stream,
+            &session_id,
+            session,
+            self.prompt_chars,
+            self.state.quota.settings(),
+            out,
+            cancel,
+        )
+        .await?;
         Ok((done, session_id))
     }
 }
@@ -276,6 +298,11 @@ async fn wait_until_ready(
             let h = health.borrow_and_update();
             if h.draining {
                 return Err(unavailable("sidecar is draining"));
+            }
+            // A paused account fails at once, before Lingma sees the chat: the gateway
+            // retries it on another instance.
+            if let Some(p) = h.paused {
+                return Err(unavailable(p.message()));
             }
             if h.ready()
                 && let Some(client) = state.client()

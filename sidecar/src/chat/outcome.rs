@@ -2,20 +2,41 @@
 //! lingma-protocol.md) and client errors to a finish reason or an error kind with a short,
 //! fixed, safe message (never upstream text), and the usage estimate.
 
+use crate::quota::QuotaSettings;
 use lingma_protocol::ClientError;
 use lingma_protocol::jsonrpc::codes;
-use lingma_protocol::wire::finish_codes;
-use mux_protocol::{ErrorKind, FinishReason, Usage};
+use lingma_protocol::wire::{ChatFinish, finish_codes};
+use mux_protocol::{ErrorKind, FinishReason, PauseReason, Usage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failure {
     pub kind: ErrorKind,
     pub message: &'static str,
+    /// Lingma said the account is limited: the sidecar pauses it (`crate::quota`).
+    pub limit: Option<PauseReason>,
 }
 
 impl Failure {
     pub const fn new(kind: ErrorKind, message: &'static str) -> Self {
-        Self { kind, message }
+        Self {
+            kind,
+            message,
+            limit: None,
+        }
+    }
+
+    /// The account is rate limited or out of quota: `rate_limited` (429) for this chat,
+    /// and a pause of the account.
+    pub const fn limited(reason: PauseReason) -> Self {
+        let message = match reason {
+            PauseReason::RateLimited => "Lingma account is rate limited",
+            PauseReason::QuotaExhausted => "Lingma account is out of quota",
+        };
+        Self {
+            kind: ErrorKind::RateLimited,
+            message,
+            limit: Some(reason),
+        }
     }
 
     /// Whether a failure on a continued session is worth one retry as a fresh session:
@@ -25,6 +46,18 @@ impl Failure {
             self.kind,
             ErrorKind::RateLimited | ErrorKind::UpstreamAuth | ErrorKind::Cancelled
         )
+    }
+}
+
+/// A whole `chat/finish` -> a finish reason, or a failure: first what it says about the
+/// account (a 429 or a quota code, `QuotaSettings::limit_of`), then its status code.
+pub fn classify_finish_event(
+    finish: &ChatFinish,
+    quota: &QuotaSettings,
+) -> Result<FinishReason, Failure> {
+    match quota.limit_of(finish) {
+        Some(reason) => Err(Failure::limited(reason)),
+        None => classify_finish(finish.status_code),
     }
 }
 
@@ -131,6 +164,36 @@ mod tests {
             kind(90000),
             Some(ErrorKind::BadRequest),
             "unlisted: a refusal"
+        );
+    }
+
+    #[test]
+    fn limited_accounts_fail_the_chat_as_rate_limited_and_name_the_pause() {
+        let quota = QuotaSettings::default();
+        let finish = |status_code, extra| ChatFinish {
+            status_code,
+            extra,
+            ..ChatFinish::default()
+        };
+        let f = classify_finish_event(&finish(429, serde_json::Value::Null), &quota)
+            .expect_err("429 fails");
+        assert_eq!(f.kind, ErrorKind::RateLimited);
+        assert_eq!(f.limit, Some(PauseReason::RateLimited));
+        let f = classify_finish_event(&finish(403, serde_json::json!({"errorCode": 110})), &quota)
+            .expect_err("quota fails");
+        assert_eq!(f.kind, ErrorKind::RateLimited);
+        assert_eq!(f.limit, Some(PauseReason::QuotaExhausted));
+        assert!(
+            !f.retry_fresh(),
+            "a fresh session would meet the same limit"
+        );
+        let f = classify_finish_event(&finish(403, serde_json::json!({})), &quota)
+            .expect_err("403 fails");
+        assert_eq!((f.kind, f.limit), (ErrorKind::UpstreamAuth, None));
+        assert_eq!(
+            classify_finish_event(&finish(200, serde_json::json!({"errorCode": 110})), &quota),
+            Ok(FinishReason::Stop),
+            "an answered chat is no limit"
         );
     }
 

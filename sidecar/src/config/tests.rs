@@ -129,3 +129,36 @@ fn listen_address_parses_v4_and_v6() {
     let c = parse(&["--host", "not an address"]).config;
     assert!(c.listen_addr().is_err());
 }
+
+#[test]
+fn quota_settings_default_and_parse() {
+    let c = parse(&[]).config;
+    let q = c.quota_settings().expect("defaults are valid");
+    assert_eq!(q.pause, Duration::from_secs(30));
+    assert_eq!(q.max_pause, Duration::from_secs(900));
+    assert_eq!(q.quota_codes, [110]);
+    let c = parse(&[
+        "--quota-pause-sec",
+        "5",
+        "--quota-pause-max-sec",
+        "2",
+        "--lingma-quota-error-codes",
+        "110, 40505,",
+    ])
+    .config;
+    let q = c.quota_settings().expect("valid");
+    assert_eq!(q.quota_codes, [110, 40505]);
+    assert_eq!(
+        q.max_pause,
+        Duration::from_secs(5),
+        "the cap is never below the first pause"
+    );
+    let c = parse(&["--lingma-quota-error-codes", "daily"]).config;
+    let err = c.quota_settings().expect_err("not a number");
+    assert!(
+        err.to_string().contains("LINGMA_QUOTA_ERROR_CODES"),
+        "{err}"
+    );
+    let c = parse(&["--lingma-quota-error-codes", ""]).config;
+    assert!(c.quota_settings().expect("empty").quota_codes.is_empty());
+}

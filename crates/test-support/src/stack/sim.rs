@@ -19,6 +19,8 @@ pub struct SimOptions {
     /// 0 = unlimited.
     pub max_concurrent_chats: u32,
     pub extra_args: Vec<String>,
+    /// Prefill cost per KiB of question, in microseconds (`--prefill-us-per-kib`; 0 = off).
+    pub prefill_us_per_kib: u64,
 }
 
 impl Default for SimOptions {
@@ -29,6 +31,7 @@ impl Default for SimOptions {
             chunk_delay_ms: 0,
             max_concurrent_chats: 0,
             extra_args: Vec::new(),
+            prefill_us_per_kib: 0,
         }
     }
 }
@@ -49,6 +52,10 @@ impl SimOptions {
             "warn".to_owned(),
         ]
         .into();
+        if self.prefill_us_per_kib > 0 {
+            flags.push("--prefill-us-per-kib".to_owned());
+            flags.push(self.prefill_us_per_kib.to_string());
+        }
         flags.extend(self.extra_args.iter().cloned());
         flags
     }

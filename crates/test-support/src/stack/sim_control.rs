@@ -61,6 +61,14 @@ impl SimControl {
         self.send("/control/fault", Some(body)).await
     }
 
+    /// `POST /control/fault` with `for_ms`: the fault applies to every chat for `period`,
+    /// then clears by itself (an account rate limited or out of quota for a while).
+    pub async fn set_fault_for(&self, fault: &str, period: Duration) -> Result<()> {
+        let for_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+        let body = json!({ "fault": fault, "for_ms": for_ms });
+        self.send("/control/fault", Some(body)).await
+    }
+
     async fn send(&self, path: &str, body: Option<Value>) -> Result<()> {
         let mut req = self
             .http

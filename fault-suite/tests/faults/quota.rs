@@ -1,0 +1,147 @@
+//! Quota-aware accounts through the whole stack: one of two instances runs out of quota
+//! (the simulator's `quota_exhausted` for a period). The chat that meets the limit fails
+//! with a 429; then the instance leaves the rotation (every request goes to the other one
+//! and succeeds), its state and reason show in `/internal/stats` and the gateway's metrics,
+//! and it rejoins once its account recovered and the sidecar's pause is over.
+
+use fault_suite::{Stack, StackSpec, assert_result_or_error, user};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// The sidecars' pause: longer than the simulator's quota outage, so the probe after the
+/// pause meets a recovered account.
+const PAUSE_SEC: &str = "3";
+const OUTAGE: Duration = Duration::from_millis(1500);
+
+async fn stats(stack: &Stack) -> Value {
+    let g = &stack.gateway;
+    stack
+        .http
+        .get(format!("{}/internal/stats", g.base_url()))
+        .bearer_auth(&g.options.admin_token)
+        .send()
+        .await
+        .expect("GET /internal/stats")
+        .json()
+        .await
+        .expect("stats JSON")
+}
+
+/// The `/internal/stats` entry of one sidecar.
+async fn entry(stack: &Stack, name: &str) -> Value {
+    stats(stack).await["pool"]
+        .as_array()
+        .and_then(|pool| pool.iter().find(|s| s["name"] == name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+async fn asks(stack: &Stack, i: usize) -> u64 {
+    stack.sims[i].control().stats().await.expect("sim stats")["asks_received"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+async fn paused_gauge(stack: &Stack, name: &str) -> f64 {
+    let m = stack.gateway.metrics().await.expect("gateway metrics");
+    m.samples
+        .iter()
+        .filter(|s| {
+            s.name == "gateway_pool_instance_paused"
+                && s.label("name") == Some(name)
+                && s.label("reason") == Some("quota_exhausted")
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_exhausted_instance_leaves_the_rotation_and_rejoins() {
+    let mut spec = StackSpec {
+        sidecars: 2,
+        ..StackSpec::default()
+    };
+    spec.sidecar_env
+        .push(("SIDECAR_QUOTA_PAUSE_SEC".into(), PAUSE_SEC.into()));
+    spec.sidecar_env
+        .push(("SIDECAR_QUOTA_PAUSE_MAX_SEC".into(), PAUSE_SEC.into()));
+    let stack = Stack::start(spec).await;
+    stack.eventually_ok(Duration::from_secs(10)).await;
+    assert_eq!(entry(&stack, "sidecar-0").await["state"], "usable");
+
+    // Account 0 runs out of quota for a while. Requests spread over both instances (a new
+    // conversation each); the first one that lands on instance 0 fails with 429.
+    stack.sims[0]
+        .control()
+        .set_fault_for("quota_exhausted", OUTAGE)
+        .await
+        .expect("arm the outage");
+    let mut failures = Vec::new();
+    let mut sent = 0;
+    while entry(&stack, "sidecar-0").await["state"] != "paused" {
+        assert!(sent < 40, "instance 0 never met its limit: {failures:?}");
+        sent += 1;
+        let out = stack.chat(&user(&format!("before the pause {sent}"))).await;
+        assert_result_or_error(&out, "a request as the quota runs out");
+        if out.status != 200 {
+            failures.push((out.status, out.body.clone()));
+        }
+    }
+    assert_eq!(
+        failures.len(),
+        1,
+        "only the chat that met the limit: {failures:?}"
+    );
+    assert_eq!(
+        failures[0].0, 429,
+        "an exhausted quota is a 429: {failures:?}"
+    );
+
+    // Out of rotation, with its reason, in the stats and the metrics.
+    let e = entry(&stack, "sidecar-0").await;
+    assert_eq!(e["status"]["paused"]["reason"], "quota_exhausted", "{e}");
+    assert_eq!(e["status"]["ready"], false, "{e}");
+    assert_eq!(entry(&stack, "sidecar-1").await["state"], "usable");
+    assert_eq!(paused_gauge(&stack, "sidecar-0").await, 1.0);
+    assert_eq!(paused_gauge(&stack, "sidecar-1").await, 0.0);
+
+    // While paused: every request goes to instance 1 and succeeds; instance 0's Lingma sees
+    // nothing.
+    let before = asks(&stack, 0).await;
+    let started = Instant::now();
+    for i in 0..8 {
+        let out = stack.chat(&user(&format!("during the pause {i}"))).await;
+        assert_eq!(out.status, 200, "{}", out.body);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the requests must not wait for the pause to end"
+    );
+    assert_eq!(
+        asks(&stack, 0).await,
+        before,
+        "a paused account gets no chat"
+    );
+
+    // Its account recovered and the pause ends: it rejoins and takes chats again.
+    let ok = test_support::wait_until(Duration::from_secs(10), || async {
+        entry(&stack, "sidecar-0").await["state"] == "usable"
+    })
+    .await;
+    assert!(
+        ok.is_ok(),
+        "instance 0 never rejoined: {}",
+        entry(&stack, "sidecar-0").await
+    );
+    assert_eq!(paused_gauge(&stack, "sidecar-0").await, 0.0);
+    let before = asks(&stack, 0).await;
+    for i in 0..20 {
+        let out = stack.chat(&user(&format!("after the pause {i}"))).await;
+        assert_eq!(out.status, 200, "{}", out.body);
+    }
+    assert!(
+        asks(&stack, 0).await > before,
+        "the rejoined instance takes its share again"
+    );
+    stack.assert_quiescent().await;
+    stack.assert_no_secrets();
+}
