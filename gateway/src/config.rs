@@ -142,6 +142,10 @@ pub struct GatewayConfig {
     pub otlp_endpoint: String,
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "lingma-gateway")]
     pub otel_service_name: String,
+    /// Ping period on each sidecar's mux connection; a connection silent (not even a pong)
+    /// for 3 periods is closed: its open chats fail, it takes no chats until reconnected.
+    #[arg(long, env = "GATEWAY_MUX_KEEPALIVE_SEC", default_value_t = 15.0)]
+    pub mux_keepalive_sec: f64,
 }
 
 /// Largest accepted GATEWAY_QUEUE_TIMEOUT_SEC and GATEWAY_EJECT_COOLDOWN_SEC: beyond an hour
@@ -195,6 +199,7 @@ impl GatewayConfig {
                 self.sidecar_write_timeout_sec,
             ),
             ("GATEWAY_SHUTDOWN_GRACE_SEC", self.shutdown_grace_sec),
+            ("GATEWAY_MUX_KEEPALIVE_SEC", self.mux_keepalive_sec),
         ] {
             if !(value > 0.0 && value <= 86_400.0) {
                 return Err(ConfigError::Deadline(name));
@@ -259,6 +264,7 @@ impl GatewayConfig {
             start: Duration::from_secs_f64(self.start_timeout_sec),
             idle: Duration::from_secs_f64(self.idle_timeout_sec),
             write: Duration::from_secs_f64(self.sidecar_write_timeout_sec),
+            keepalive: Duration::from_secs_f64(self.mux_keepalive_sec),
         }
     }
 
@@ -308,6 +314,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("header_read_timeout_sec", &self.header_read_timeout_sec)
             .field("max_connections", &self.max_connections)
             .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("mux_keepalive_sec", &self.mux_keepalive_sec)
             .finish_non_exhaustive()
     }
 }

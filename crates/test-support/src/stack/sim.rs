@@ -19,6 +19,9 @@ pub struct SimOptions {
     /// 0 = unlimited.
     pub max_concurrent_chats: u32,
     pub extra_args: Vec<String>,
+    /// Run inside this network namespace (see [`super::netns`]); it listens on that
+    /// namespace's loopback, so its control API is out of the test's reach.
+    pub netns: Option<String>,
 }
 
 impl Default for SimOptions {
@@ -29,6 +32,7 @@ impl Default for SimOptions {
             chunk_delay_ms: 0,
             max_concurrent_chats: 0,
             extra_args: Vec::new(),
+            netns: None,
         }
     }
 }
@@ -63,6 +67,7 @@ struct Launch {
     http_port: u16,
     control_token: String,
     flags: Vec<String>,
+    netns: Option<String>,
 }
 
 impl Launch {
@@ -75,6 +80,7 @@ impl Launch {
             .args(["--httpPort", &self.http_port.to_string()])
             .args(["--control-token", &self.control_token])
             .args(self.flags.iter())
+            .netns(self.netns.as_deref())
             .spawn()
             .context("starting lingma-sim")
     }
@@ -101,6 +107,7 @@ impl Sim {
             http_port: free_port(),
             control_token: format!("sim-control-{}", uuid_like()),
             flags: options.flags(),
+            netns: options.netns.clone(),
         };
         Self::launch(launch, Some(temp)).await
     }
@@ -115,6 +122,7 @@ impl Sim {
             http_port,
             control_token: SIM_CONTROL_TOKEN.to_owned(),
             flags: flags.iter().map(|s| (*s).to_owned()).collect(),
+            netns: None,
         };
         Self::launch(launch, None)
             .await
@@ -149,7 +157,7 @@ impl Sim {
             launch,
             _temp_dir: temp,
         };
-        wait_for_port(sim.ws_port, READY_TIMEOUT)
+        sim.wait_listening()
             .await
             .with_context(|| format!("lingma-sim not listening; output:\n{}", sim.output()))?;
         Ok(sim)
@@ -159,7 +167,17 @@ impl Sim {
     pub async fn restart(&mut self) -> Result<()> {
         self.process.kill();
         self.process = self.launch.spawn()?;
-        wait_for_port(self.ws_port, READY_TIMEOUT).await
+        self.wait_listening().await
+    }
+
+    /// Until its WebSocket port accepts connections (inside its namespace, if it has one).
+    async fn wait_listening(&self) -> Result<()> {
+        match &self.launch.netns {
+            Some(ns) => {
+                super::netns::wait_for_port_in(ns, "127.0.0.1", self.ws_port, READY_TIMEOUT).await
+            }
+            None => wait_for_port(self.ws_port, READY_TIMEOUT).await,
+        }
     }
 
     pub fn kill(&mut self) {
