@@ -464,4 +464,22 @@ mod tests {
     fn bad_load_factor_is_refused() {
         assert!(parse(&["--load-factor", "0.5"]).validate().is_err());
     }
+
+    #[test]
+    fn mux_keepalive_defaults_to_15_s_and_must_be_positive() {
+        let c = parse(&["--host", "127.0.0.1"]);
+        assert_eq!(c.deadlines().keepalive, Duration::from_secs(15));
+        let c = parse(&["--host", "127.0.0.1", "--mux-keepalive-sec", "0.5"]);
+        c.validate().expect("sub-second keepalive is valid");
+        assert_eq!(c.deadlines().keepalive, Duration::from_millis(500));
+        for bad in ["0", "NaN", "1e20"] {
+            let err = parse(&["--host", "127.0.0.1", "--mux-keepalive-sec", bad])
+                .validate()
+                .expect_err("out of range");
+            assert!(
+                err.to_string().contains("GATEWAY_MUX_KEEPALIVE_SEC"),
+                "{bad}: {err}"
+            );
+        }
+    }
 }
