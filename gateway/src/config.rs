@@ -157,6 +157,10 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_REPLICAS", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub replicas: u32,
+    /// Ping period on each sidecar's mux connection; a connection silent (not even a pong)
+    /// for 3 periods is closed: its open chats fail, it takes no chats until reconnected.
+    #[arg(long, env = "GATEWAY_MUX_KEEPALIVE_SEC", default_value_t = 15.0)]
+    pub mux_keepalive_sec: f64,
 }
 
 /// Largest accepted GATEWAY_QUEUE_TIMEOUT_SEC and GATEWAY_EJECT_COOLDOWN_SEC: beyond an hour
@@ -212,6 +216,7 @@ impl GatewayConfig {
                 self.sidecar_write_timeout_sec,
             ),
             ("GATEWAY_SHUTDOWN_GRACE_SEC", self.shutdown_grace_sec),
+            ("GATEWAY_MUX_KEEPALIVE_SEC", self.mux_keepalive_sec),
         ] {
             if !(value > 0.0 && value <= 86_400.0) {
                 return Err(ConfigError::Deadline(name));
@@ -296,6 +301,7 @@ impl GatewayConfig {
             start: Duration::from_secs_f64(self.start_timeout_sec),
             idle: Duration::from_secs_f64(self.idle_timeout_sec),
             write: Duration::from_secs_f64(self.sidecar_write_timeout_sec),
+            keepalive: Duration::from_secs_f64(self.mux_keepalive_sec),
         }
     }
 
@@ -345,6 +351,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("header_read_timeout_sec", &self.header_read_timeout_sec)
             .field("max_connections", &self.max_connections)
             .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("mux_keepalive_sec", &self.mux_keepalive_sec)
             .finish_non_exhaustive()
     }
 }
@@ -493,5 +500,23 @@ mod tests {
     #[test]
     fn bad_load_factor_is_refused() {
         assert!(parse(&["--load-factor", "0.5"]).validate().is_err());
+    }
+
+    #[test]
+    fn mux_keepalive_defaults_to_15_s_and_must_be_positive() {
+        let c = parse(&["--host", "127.0.0.1"]);
+        assert_eq!(c.deadlines().keepalive, Duration::from_secs(15));
+        let c = parse(&["--host", "127.0.0.1", "--mux-keepalive-sec", "0.5"]);
+        c.validate().expect("sub-second keepalive is valid");
+        assert_eq!(c.deadlines().keepalive, Duration::from_millis(500));
+        for bad in ["0", "NaN", "1e20"] {
+            let err = parse(&["--host", "127.0.0.1", "--mux-keepalive-sec", bad])
+                .validate()
+                .expect_err("out of range");
+            assert!(
+                err.to_string().contains("GATEWAY_MUX_KEEPALIVE_SEC"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -9,6 +9,8 @@ pub struct ProcessBuilder {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
     name: String,
+    /// Run inside this network namespace (`ip netns exec NS program ...`).
+    netns: Option<String>,
 }
 
 impl ProcessBuilder {
@@ -18,7 +20,15 @@ impl ProcessBuilder {
             args: Vec::new(),
             envs: Vec::new(),
             name: name.to_owned(),
+            netns: None,
         }
+    }
+
+    /// Run it inside network namespace `ns` (None: the test's own namespace). `ip netns
+    /// exec` execs the program, so the child's pid is the program's own.
+    pub fn netns(mut self, ns: Option<&str>) -> Self {
+        self.netns = ns.map(str::to_owned);
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
@@ -48,7 +58,14 @@ impl ProcessBuilder {
             .tempdir()?;
         let log_path = dir.path().join("output.log");
         let log = File::create(&log_path)?;
-        let mut cmd = Command::new(&self.program);
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new(crate::stack::netns::ip_binary());
+                c.args(["netns", "exec", ns]).arg(&self.program);
+                c
+            }
+            None => Command::new(&self.program),
+        };
         cmd.args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -7,6 +7,7 @@ mod agent_surfaces;
 mod bad_input;
 mod containment;
 mod disconnects;
+mod network;
 mod overload;
 mod quota;
 mod shutdown;

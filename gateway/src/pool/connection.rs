@@ -22,9 +22,10 @@ use super::sidecar::Sidecar;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-const PING_EVERY: Duration = Duration::from_secs(15);
-/// A connection whose sidecar sends nothing for this long (not even a pong) is dead.
-const IDLE_LIMIT: Duration = Duration::from_secs(45);
+/// A connection whose sidecar sends nothing (not even a pong) for this many keepalive
+/// periods is dead. Checked at every ping, so a silent sidecar is noticed within
+/// `SILENT_PERIODS + 1` periods of its last frame.
+const SILENT_PERIODS: u32 = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const SHUTTING_DOWN: &str = "The gateway is shutting down; retry the request.";
 
@@ -133,7 +134,7 @@ async fn serve(
     let (tx, mut rx) = mpsc::channel::<ClientMessage>(OUTBOUND_BUFFER);
     let link = Arc::new(Link::new(tx, deadlines));
     let mut got_status = false;
-    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut ping = tokio::time::interval(deadlines.keepalive);
     ping.tick().await;
     let mut removed_check = tokio::time::interval(Duration::from_secs(1));
     let mut last_heard = tokio::time::Instant::now();
@@ -188,7 +189,7 @@ async fn serve(
                 }
             }
             _ = ping.tick() => {
-                if last_heard.elapsed() > IDLE_LIMIT {
+                if last_heard.elapsed() > deadlines.keepalive * SILENT_PERIODS {
                     tracing::warn!(sidecar = %sidecar.name, "mux connection silent, closing");
                     break;
                 }

@@ -47,6 +47,9 @@ pub struct Deadlines {
     pub idle: Duration,
     /// GATEWAY_SIDECAR_WRITE_TIMEOUT_SEC: one write to the sidecar's socket.
     pub write: Duration,
+    /// GATEWAY_MUX_KEEPALIVE_SEC: ping period; silence for `SILENT_PERIODS` of them closes
+    /// the connection (a partitioned sidecar is noticed within 4 periods).
+    pub keepalive: Duration,
 }
 
 impl Default for Deadlines {
@@ -55,6 +58,7 @@ impl Default for Deadlines {
             start: Duration::from_secs(60),
             idle: Duration::from_secs(180),
             write: Duration::from_secs(10),
+            keepalive: Duration::from_secs(15),
         }
     }
 }

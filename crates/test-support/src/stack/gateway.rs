@@ -23,6 +23,10 @@ pub struct GatewayOptions {
     pub session_reuse: bool,
     pub log_level: String,
     pub extra_env: Vec<(String, String)>,
+    /// Run inside this network namespace (see [`super::netns`]); None = the test's own.
+    pub netns: Option<String>,
+    /// HOST; None = 127.0.0.1.
+    pub host: Option<String>,
 }
 
 impl Default for GatewayOptions {
@@ -38,6 +42,8 @@ impl Default for GatewayOptions {
             session_reuse: true,
             log_level: "warn".to_owned(),
             extra_env: Vec::new(),
+            netns: None,
+            host: None,
         }
     }
 }
@@ -146,7 +152,8 @@ impl Gateway {
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let host = self.options.host.as_deref().unwrap_or("127.0.0.1");
+        format!("http://{host}:{}", self.port)
     }
 
     pub fn chat_url(&self) -> String {
@@ -167,7 +174,8 @@ fn spawn(bin: &Path, o: &GatewayOptions, port: u16) -> Result<ChildProcess> {
         .collect::<Vec<_>>()
         .join(",");
     let mut builder = ProcessBuilder::new("gateway", bin)
-        .env("HOST", "127.0.0.1")
+        .netns(o.netns.as_deref())
+        .env("HOST", o.host.as_deref().unwrap_or("127.0.0.1"))
         .env("PORT", port.to_string())
         .env("GATEWAY_DISCOVERY", "static")
         .env("GATEWAY_SIDECARS", sidecars)

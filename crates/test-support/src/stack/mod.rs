@@ -4,6 +4,7 @@
 
 mod footprint;
 mod gateway;
+pub mod netns;
 mod sidecar;
 mod sim;
 mod sim_control;

@@ -16,6 +16,10 @@ pub struct SidecarOptions {
     pub session_reuse: bool,
     pub log_level: String,
     pub extra_env: Vec<(String, String)>,
+    /// Run inside this network namespace (see [`super::netns`]); None = the test's own.
+    pub netns: Option<String>,
+    /// SIDECAR_HOST; None = 127.0.0.1.
+    pub host: Option<String>,
 }
 
 impl Default for SidecarOptions {
@@ -27,6 +31,8 @@ impl Default for SidecarOptions {
             session_reuse: true,
             log_level: "warn".to_owned(),
             extra_env: Vec::new(),
+            netns: None,
+            host: None,
         }
     }
 }
@@ -81,12 +87,16 @@ impl Sidecar {
     }
 
     pub fn http_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host(), self.port)
     }
 
     /// Base URL as the gateway's GATEWAY_SIDECARS wants it.
     pub fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.port)
+        format!("ws://{}:{}", self.host(), self.port)
+    }
+
+    fn host(&self) -> &str {
+        self.options.host.as_deref().unwrap_or("127.0.0.1")
     }
 
     pub async fn metrics(&self) -> Result<Metrics> {
@@ -105,7 +115,8 @@ fn spawn(
     port: u16,
 ) -> Result<ChildProcess> {
     let mut builder = ProcessBuilder::new(&o.name, bin)
-        .env("SIDECAR_HOST", "127.0.0.1")
+        .netns(o.netns.as_deref())
+        .env("SIDECAR_HOST", o.host.as_deref().unwrap_or("127.0.0.1"))
         .env("SIDECAR_PORT", port.to_string())
         .env("SIDECAR_NAME", &o.name)
         .env("SIDECAR_TOKEN", &o.token)

@@ -21,6 +21,9 @@ pub struct SimOptions {
     pub extra_args: Vec<String>,
     /// Prefill cost per KiB of question, in microseconds (`--prefill-us-per-kib`; 0 = off).
     pub prefill_us_per_kib: u64,
+    /// Run inside this network namespace (see [`super::netns`]); it listens on that
+    /// namespace's loopback, so its control API is out of the test's reach.
+    pub netns: Option<String>,
 }
 
 impl Default for SimOptions {
@@ -32,6 +35,7 @@ impl Default for SimOptions {
             max_concurrent_chats: 0,
             extra_args: Vec::new(),
             prefill_us_per_kib: 0,
+            netns: None,
         }
     }
 }
@@ -70,6 +74,7 @@ struct Launch {
     http_port: u16,
     control_token: String,
     flags: Vec<String>,
+    netns: Option<String>,
 }
 
 impl Launch {
@@ -82,6 +87,7 @@ impl Launch {
             .args(["--httpPort", &self.http_port.to_string()])
             .args(["--control-token", &self.control_token])
             .args(self.flags.iter())
+            .netns(self.netns.as_deref())
             .spawn()
             .context("starting lingma-sim")
     }
@@ -108,6 +114,7 @@ impl Sim {
             http_port: free_port(),
             control_token: format!("sim-control-{}", uuid_like()),
             flags: options.flags(),
+            netns: options.netns.clone(),
         };
         Self::launch(launch, Some(temp)).await
     }
@@ -122,6 +129,7 @@ impl Sim {
             http_port,
             control_token: SIM_CONTROL_TOKEN.to_owned(),
             flags: flags.iter().map(|s| (*s).to_owned()).collect(),
+            netns: None,
         };
         Self::launch(launch, None)
             .await
@@ -156,7 +164,7 @@ impl Sim {
             launch,
             _temp_dir: temp,
         };
-        wait_for_port(sim.ws_port, READY_TIMEOUT)
+        sim.wait_listening()
             .await
             .with_context(|| format!("lingma-sim not listening; output:\n{}", sim.output()))?;
         Ok(sim)
@@ -166,7 +174,17 @@ impl Sim {
     pub async fn restart(&mut self) -> Result<()> {
         self.process.kill();
         self.process = self.launch.spawn()?;
-        wait_for_port(self.ws_port, READY_TIMEOUT).await
+        self.wait_listening().await
+    }
+
+    /// Until its WebSocket port accepts connections (inside its namespace, if it has one).
+    async fn wait_listening(&self) -> Result<()> {
+        match &self.launch.netns {
+            Some(ns) => {
+                super::netns::wait_for_port_in(ns, "127.0.0.1", self.ws_port, READY_TIMEOUT).await
+            }
+            None => wait_for_port(self.ws_port, READY_TIMEOUT).await,
+        }
     }
 
     pub fn kill(&mut self) {
