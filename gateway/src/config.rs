@@ -142,6 +142,12 @@ pub struct GatewayConfig {
     pub otlp_endpoint: String,
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "lingma-gateway")]
     pub otel_service_name: String,
+    /// Largest HTTP/1 read (and write) buffer of one client connection, in bytes; also the
+    /// largest request head (beyond it: 431). hyper keeps a connection's read buffer at
+    /// its high-water mark for the connection's life, so this bounds what a long stream
+    /// holds after a large request body.
+    #[arg(long, env = "GATEWAY_HTTP1_MAX_BUF_BYTES", default_value_t = 8_192)]
+    pub http1_max_buf_bytes: usize,
 }
 
 /// Largest accepted GATEWAY_QUEUE_TIMEOUT_SEC and GATEWAY_EJECT_COOLDOWN_SEC: beyond an hour
@@ -149,6 +155,11 @@ pub struct GatewayConfig {
 const MAX_WAIT_SEC: f64 = 3600.0;
 /// Largest accepted GATEWAY_LOAD_FACTOR: far above any useful bound on load.
 const MAX_LOAD_FACTOR: f64 = 100.0;
+
+/// Smallest GATEWAY_HTTP1_MAX_BUF_BYTES: hyper's own minimum (it panics below it).
+const MIN_HTTP1_BUF: usize = 8192;
+/// Largest GATEWAY_HTTP1_MAX_BUF_BYTES: beyond it a value is a typo.
+const MAX_HTTP1_BUF: usize = 16 * 1024 * 1024;
 
 /// Settings that make no sense (caught at start, not at the first request).
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +184,8 @@ pub enum ConfigError {
     AnonymousOnPublicHost { host: String },
     #[error("SIDECAR_TOKEN_FILE: {0}")]
     TokenFile(#[from] TokenFileError),
+    #[error("GATEWAY_HTTP1_MAX_BUF_BYTES must be from 8192 to 16777216")]
+    Http1MaxBuf,
 }
 
 impl GatewayConfig {
@@ -208,6 +221,9 @@ impl GatewayConfig {
         }
         if self.max_connections == 0 {
             return Err(ConfigError::MaxConnections);
+        }
+        if !(MIN_HTTP1_BUF..=MAX_HTTP1_BUF).contains(&self.http1_max_buf_bytes) {
+            return Err(ConfigError::Http1MaxBuf);
         }
         if self.api_key_list().is_empty() && !self.allow_anonymous && !is_loopback(&self.host) {
             return Err(ConfigError::AnonymousOnPublicHost {
@@ -308,6 +324,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("header_read_timeout_sec", &self.header_read_timeout_sec)
             .field("max_connections", &self.max_connections)
             .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("http1_max_buf_bytes", &self.http1_max_buf_bytes)
             .finish_non_exhaustive()
     }
 }

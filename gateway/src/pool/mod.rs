@@ -6,6 +6,7 @@ pub mod ejection;
 pub mod link;
 pub mod login_control;
 pub mod sidecar;
+mod stream_queue;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
