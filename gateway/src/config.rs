@@ -161,6 +161,12 @@ pub struct GatewayConfig {
     /// for 3 periods is closed: its open chats fail, it takes no chats until reconnected.
     #[arg(long, env = "GATEWAY_MUX_KEEPALIVE_SEC", default_value_t = 15.0)]
     pub mux_keepalive_sec: f64,
+    /// Largest HTTP/1 read (and write) buffer of one client connection, in bytes; also the
+    /// largest request head (beyond it: 431). hyper keeps a connection's read buffer at
+    /// its high-water mark for the connection's life, so this bounds what a long stream
+    /// holds after a large request body.
+    #[arg(long, env = "GATEWAY_HTTP1_MAX_BUF_BYTES", default_value_t = 8_192)]
+    pub http1_max_buf_bytes: usize,
 }
 
 /// Largest accepted GATEWAY_QUEUE_TIMEOUT_SEC and GATEWAY_EJECT_COOLDOWN_SEC: beyond an hour
@@ -168,6 +174,11 @@ pub struct GatewayConfig {
 const MAX_WAIT_SEC: f64 = 3600.0;
 /// Largest accepted GATEWAY_LOAD_FACTOR: far above any useful bound on load.
 const MAX_LOAD_FACTOR: f64 = 100.0;
+
+/// Smallest GATEWAY_HTTP1_MAX_BUF_BYTES: hyper's own minimum (it panics below it).
+const MIN_HTTP1_BUF: usize = 8192;
+/// Largest GATEWAY_HTTP1_MAX_BUF_BYTES: beyond it a value is a typo.
+const MAX_HTTP1_BUF: usize = 16 * 1024 * 1024;
 
 /// Settings that make no sense (caught at start, not at the first request).
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +205,8 @@ pub enum ConfigError {
     TokenFile(#[from] TokenFileError),
     #[error(transparent)]
     KeysFile(#[from] crate::keys::KeysFileError),
+    #[error("GATEWAY_HTTP1_MAX_BUF_BYTES must be from 8192 to 16777216")]
+    Http1MaxBuf,
 }
 
 impl GatewayConfig {
@@ -230,6 +243,9 @@ impl GatewayConfig {
         }
         if self.max_connections == 0 {
             return Err(ConfigError::MaxConnections);
+        }
+        if !(MIN_HTTP1_BUF..=MAX_HTTP1_BUF).contains(&self.http1_max_buf_bytes) {
+            return Err(ConfigError::Http1MaxBuf);
         }
         if !self.has_keys() && !self.allow_anonymous && !is_loopback(&self.host) {
             return Err(ConfigError::AnonymousOnPublicHost {
@@ -352,6 +368,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_connections", &self.max_connections)
             .field("otlp_endpoint", &self.otlp_endpoint)
             .field("mux_keepalive_sec", &self.mux_keepalive_sec)
+            .field("http1_max_buf_bytes", &self.http1_max_buf_bytes)
             .finish_non_exhaustive()
     }
 }

@@ -17,6 +17,7 @@ pub mod models;
 pub mod observability;
 pub mod openai;
 pub mod pool;
+pub mod quote;
 pub mod responses;
 pub mod routing;
 pub mod ttl_cache;
@@ -142,6 +143,7 @@ impl Gateway {
             serve: http::serve::ServeSettings {
                 header_read_timeout: config.header_read_timeout(),
                 max_connections: config.max_connections,
+                http1_max_buf_bytes: config.http1_max_buf_bytes,
             },
         })
     }

@@ -12,6 +12,32 @@
 use mux_protocol::ModelInfo;
 
 use crate::errors::GatewayError;
+use crate::quote::quoted;
+
+/// Longest `model` name accepted, in bytes. Every streamed chunk echoes the name, so an
+/// unbounded one multiplies into every event of the answer; real model names are far
+/// shorter (OpenAI's and Anthropic's longest are under 64 characters).
+pub const MAX_MODEL_NAME_BYTES: usize = 256;
+
+/// The `model` of a request as the gateway keeps it: trimmed, `None` when blank, refused
+/// (400, `param: model`) when over [`MAX_MODEL_NAME_BYTES`]. Every surface decodes its
+/// `model` through here, so each answers the refusal in its own error shape.
+pub fn accepted_model_name(raw: Option<&str>) -> Result<Option<String>, GatewayError> {
+    let Some(name) = raw.map(str::trim).filter(|m| !m.is_empty()) else {
+        return Ok(None);
+    };
+    if name.len() > MAX_MODEL_NAME_BYTES {
+        return Err(GatewayError::invalid(
+            format!(
+                "The model name '{}' is {} bytes long; at most {MAX_MODEL_NAME_BYTES} are accepted.",
+                quoted(name),
+                name.len()
+            ),
+            Some("model"),
+        ));
+    }
+    Ok(Some(name.to_owned()))
+}
 
 /// Which Lingma key serves a requested model name; `None` = DEFAULT_MODEL, which is left
 /// to the sidecar (it applies its own DEFAULT_MODEL, e.g. `org_auto`, that Lingma
@@ -52,9 +78,11 @@ fn same_provider(key: &str, name: &str) -> bool {
 }
 
 pub fn model_not_found(name: &str) -> GatewayError {
-    let shown: String = name.chars().take(100).collect();
     GatewayError::NotFound {
-        message: format!("The model '{shown}' does not exist or you do not have access to it."),
+        message: format!(
+            "The model '{}' does not exist or you do not have access to it.",
+            quoted(name)
+        ),
         param: Some("model"),
         code: "model_not_found",
     }
@@ -108,6 +136,23 @@ mod tests {
         let err =
             resolve_model(Some("dashscope_nonexistent"), &k, "org_auto").expect_err("unknown key");
         assert_eq!(err.status(), 404);
+    }
+
+    #[test]
+    fn model_names_are_trimmed_and_bounded() {
+        assert_eq!(accepted_model_name(None).expect("none"), None);
+        assert_eq!(accepted_model_name(Some("  ")).expect("blank"), None);
+        assert_eq!(
+            accepted_model_name(Some(" gpt-4o "))
+                .expect("short")
+                .as_deref(),
+            Some("gpt-4o")
+        );
+        let edge = "m".repeat(MAX_MODEL_NAME_BYTES);
+        assert!(accepted_model_name(Some(&edge)).is_ok());
+        let err = accepted_model_name(Some(&format!("{edge}x"))).expect_err("too long");
+        assert_eq!(err.status(), 400);
+        assert!(err.to_string().len() < 200, "{err}");
     }
 
     #[test]

@@ -33,7 +33,11 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         },
         GatewayOptions {
             max_in_flight: 0,
-            extra_env: vec![("GATEWAY_MAX_QUEUED".into(), (n * 2).to_string())],
+            extra_env: vec![
+                ("GATEWAY_MAX_QUEUED".into(), (n * 2).to_string()),
+                // Every stream is its own connection: above the default cap of 1000.
+                ("GATEWAY_MAX_CONNECTIONS".into(), (n + 100).to_string()),
+            ],
             ..GatewayOptions::default()
         },
     )

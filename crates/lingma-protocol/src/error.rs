@@ -25,6 +25,10 @@ pub enum ClientError {
     /// `close()` was called on this client.
     #[error("Lingma client closed")]
     Closed,
+    /// The chat's consumer fell [`crate::CHAT_EVENT_BUFFER`] events behind and the chat was
+    /// ended (the reader never waits on one consumer). The consumer's fault, not Lingma's.
+    #[error("chat consumer too slow: {unread} events unread")]
+    ConsumerTooSlow { unread: usize },
 }
 
 impl ClientError {

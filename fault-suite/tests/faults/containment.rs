@@ -159,42 +159,34 @@ async fn every_sidecar_failing_still_leaves_requests_tried() {
 
 /// A client that stops reading a long stream for 10 s is neither cut nor held against its
 /// sidecar: the stream completes and nothing is ejected.
+///
+/// The client's socket has a 4 KiB receive buffer (set before connecting, so the window it
+/// advertises stays small), and the answer is 30,000 pieces (about 5 MB of SSE): the
+/// socket buffers on both sides cannot absorb it, so the gateway's writes stop and its
+/// per-stream queue grows far past its 512 events while the client pauses. A gateway that
+/// cut a reader whose queue filled (as before issue 14) fails this test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_gets_its_whole_stream_and_ejects_nothing() {
+    const PIECES: usize = 30_000;
     let stack = Stack::start(StackSpec {
         sim: test_support::stack::SimOptions {
-            // Paced at 1 ms a piece, as a model streams: the sidecar keeps up with its
-            // Lingma, so only the paused client can fall behind.
-            chunk_delay_ms: 1,
-            extra_args: vec!["--answer-pieces".into(), "5000".into()],
+            // As fast as the simulator can: the whole answer is upstream long before the
+            // client reads again.
+            chunk_delay_ms: 0,
+            extra_args: vec!["--answer-pieces".into(), PIECES.to_string()],
             ..test_support::stack::SimOptions::default()
         },
         ..StackSpec::default()
     })
     .await;
     let body = openai::chat_body(&[("user", "a very long answer please")], true, None);
-    let mut response = stack
-        .http
-        .post(stack.gateway.chat_url())
-        .bearer_auth(fault_suite::API_KEY)
-        .json(&body)
-        .timeout(std::time::Duration::from_secs(120))
-        .send()
-        .await
-        .expect("the gateway answers");
-    assert_eq!(response.status(), 200);
-    let mut text = String::new();
-    let first = response
-        .chunk()
-        .await
-        .expect("first chunk")
-        .expect("a chunk");
-    text.push_str(&String::from_utf8_lossy(&first));
-    // The reader pauses: the gateway's per-stream buffer fills far beyond 512 events.
+    let mut client = slow_reader::SmallWindow::connect(stack.gateway.port).await;
+    client.post_json("/v1/chat/completions", &body).await;
+    let head = client.read_some().await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The reader pauses while the answer streams in.
     tokio::time::sleep(std::time::Duration::from_secs(10)).await;
-    while let Some(chunk) = response.chunk().await.expect("the stream is not cut") {
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let text = head + &client.read_to_end().await;
     if let Some(at) = text.find("\"error\"") {
         panic!(
             "an error event after {} bytes: {}",
@@ -205,10 +197,72 @@ async fn a_slow_reader_gets_its_whole_stream_and_ejects_nothing() {
     assert!(text.contains("data: [DONE]"), "the stream completed");
     let deltas = text.matches("\"content\":").count();
     assert!(
-        deltas >= 5000,
+        deltas >= PIECES,
         "every piece arrived ({deltas} content deltas)"
     );
     assert_eq!(ejections(&stack).await, 0.0, "a slow reader ejects nothing");
     stack.assert_quiescent().await;
     stack.assert_no_secrets();
+}
+
+mod slow_reader {
+    //! A raw HTTP/1.1 client whose socket has a small receive buffer (reqwest cannot set
+    //! SO_RCVBUF before connecting).
+
+    use serde_json::Value;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub struct SmallWindow {
+        tcp: TcpStream,
+    }
+
+    impl SmallWindow {
+        pub async fn connect(port: u16) -> Self {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let socket = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )
+            .expect("socket");
+            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+            socket.connect(&addr.into()).expect("connect");
+            socket.set_nonblocking(true).expect("nonblocking");
+            let tcp = TcpStream::from_std(socket.into()).expect("tokio socket");
+            Self { tcp }
+        }
+
+        pub async fn post_json(&mut self, path: &str, body: &Value) {
+            let body = body.to_string();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                fault_suite::API_KEY,
+                body.len()
+            );
+            self.tcp.write_all(head.as_bytes()).await.expect("head");
+            self.tcp.write_all(body.as_bytes()).await.expect("body");
+        }
+
+        /// What one read returns (the head and the first events).
+        pub async fn read_some(&mut self) -> String {
+            let mut buf = vec![0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(30), self.tcp.read(&mut buf))
+                .await
+                .expect("the gateway answers in time")
+                .expect("read");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        }
+
+        /// Everything until the gateway closes the connection (`connection: close`).
+        pub async fn read_to_end(&mut self) -> String {
+            let mut all = Vec::new();
+            tokio::time::timeout(Duration::from_secs(120), self.tcp.read_to_end(&mut all))
+                .await
+                .expect("the stream ends in time")
+                .expect("the stream is not cut");
+            String::from_utf8_lossy(&all).into_owned()
+        }
+    }
 }

@@ -7,6 +7,7 @@ mod agent_surfaces;
 mod bad_input;
 mod containment;
 mod disconnects;
+mod echo_bounds;
 mod network;
 mod overload;
 mod quota;

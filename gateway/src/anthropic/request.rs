@@ -11,6 +11,8 @@ use tool_calls::{ToolCall, ToolChoice, ToolContract, ToolSpec};
 use crate::chat::tools::build_contract;
 use crate::chat::turns::{ChatInput, Turn};
 use crate::errors::GatewayError;
+use crate::models::accepted_model_name;
+use crate::quote::{quoted, shorten_quoted_runs};
 
 #[derive(Debug, Deserialize)]
 pub struct MessagesRequest {
@@ -115,8 +117,15 @@ pub struct DecodedMessages {
 }
 
 pub fn parse_messages_request(body: &[u8]) -> Result<DecodedMessages, GatewayError> {
-    let req: MessagesRequest = serde_json::from_slice(body)
-        .map_err(|e| GatewayError::invalid(format!("Invalid request body: {e}"), None))?;
+    let req: MessagesRequest = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid(
+            format!(
+                "Invalid request body: {}",
+                shorten_quoted_runs(&e.to_string())
+            ),
+            None,
+        )
+    })?;
     decode(req)
 }
 
@@ -148,7 +157,7 @@ pub fn decode(req: MessagesRequest) -> Result<DecodedMessages, GatewayError> {
         ));
     }
     let tools = contract(req.tools.as_deref(), req.tool_choice.as_ref())?;
-    let model = Some(req.model.trim().to_owned()).filter(|m| !m.is_empty());
+    let model = accepted_model_name(Some(&req.model))?;
     Ok(DecodedMessages {
         input: ChatInput {
             model,
@@ -180,7 +189,7 @@ fn decode_message(
             return Err(GatewayError::invalid(
                 format!(
                     "messages.{index}.role: Input should be 'user', 'assistant' or 'system' (got '{}')",
-                    other.chars().take(40).collect::<String>()
+                    quoted(other)
                 ),
                 Some("messages"),
             ));

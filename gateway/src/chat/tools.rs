@@ -97,7 +97,13 @@ pub fn build_contract(
         } else {
             "tools"
         };
-        GatewayError::invalid(format!("Invalid {field}: {e}."), Some(param))
+        GatewayError::invalid(
+            format!(
+                "Invalid {field}: {}.",
+                crate::quote::shorten_quoted_runs(&e.to_string())
+            ),
+            Some(param),
+        )
     })
 }
 
@@ -154,6 +160,8 @@ pub struct Answer {
     pub queue_wait: std::time::Duration,
     /// The request's place in its key's `max_concurrent`, held to the end of the answer.
     _key_pass: crate::keys::KeyPass,
+    /// Estimated prompt tokens of the request, taken before its messages are dropped.
+    input_tokens: u32,
 }
 
 /// Decode-independent start of a chat: resolve the model, render the turns, admit and
@@ -180,7 +188,7 @@ pub async fn start(
     let contract = input.tools.filter(ToolContract::is_active);
     let messages = render(&input.turns, contract.as_ref());
     let scope = identity.scope.clone();
-    let basis = Basis {
+    let mut basis = Basis {
         affinity: affinity_key(&scope, input.user.as_deref(), &messages),
         request_id,
         lingma_model,
@@ -191,7 +199,15 @@ pub async fn start(
     };
     let chat = service.start(basis.prepared(), arrival).await?;
     let queue_wait = chat.queue_wait();
+    let input_tokens = super::turns::estimate_prompt_tokens(&basis.messages);
+    if contract.is_none() {
+        // Only a corrective re-ask reads the request's messages again; without a tool
+        // contract there is none, so a stream (which may be open for minutes) does not
+        // keep the whole conversation alive.
+        basis.messages = Vec::new();
+    }
     Ok(Answer {
+        input_tokens,
         model,
         session: chat.session,
         sidecar: chat.sidecar.clone(),
@@ -381,7 +397,7 @@ impl Answer {
 
     /// Estimated prompt tokens (before the sidecar reports usage at the end).
     pub fn input_tokens(&self) -> u32 {
-        super::turns::estimate_prompt_tokens(&self.basis.messages)
+        self.input_tokens
     }
 
     /// Wait and overhead so far of the current attempt (`x-lingma-overhead-us`).

@@ -1,18 +1,27 @@
-//! The accept loop: hyper's connection builder with its timer on (so the header-read
-//! deadline applies), a cap on open connections, TCP_NODELAY on every accepted socket, and
-//! graceful shutdown (stop accepting, let open requests and streams finish).
+//! The accept loop: hyper's HTTP/1 connection builder with its timer on (so the
+//! header-read deadline applies from the first byte), a cap on open connections,
+//! TCP_NODELAY on every accepted socket, and graceful shutdown (stop accepting, let open
+//! requests and streams finish).
+//!
+//! HTTP/1.1 only: no client of this API needs cleartext HTTP/2 (h2c), and hyper-util's
+//! auto-detecting builder reads the first bytes of every connection to look for the h2
+//! preface without any deadline (a client that connects and sends nothing, or trickles
+//! `PRI * HTTP/2.0`, held a slot forever) and keeps a larger state per connection.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+/// hyper's smallest `max_buf_size` (it panics below it).
+const MIN_BUF: usize = 8192;
 
 /// How client connections are taken.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +32,9 @@ pub struct ServeSettings {
     /// Most connections open at once (GATEWAY_MAX_CONNECTIONS); further clients wait in
     /// the listen backlog until one closes.
     pub max_connections: usize,
+    /// Largest HTTP/1 read and write buffer of a connection (GATEWAY_HTTP1_MAX_BUF_BYTES,
+    /// at least 8192: hyper's minimum).
+    pub http1_max_buf_bytes: usize,
 }
 
 /// Serve `router` on `listener` until `shutdown` completes, then wait for open
@@ -33,11 +45,14 @@ pub async fn serve(
     settings: ServeSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout);
+        .header_read_timeout(settings.header_read_timeout)
+        // hyper grows a connection's read buffer with the request (up to ~400 KiB by
+        // default) and keeps it for the connection's life, which is a whole SSE stream
+        // here: bound it (request heads and SSE events are small; bodies stream through).
+        .max_buf_size(settings.http1_max_buf_bytes.max(MIN_BUF));
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -65,9 +80,7 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let service = TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection(TokioIo::new(tcp), service)
-            .into_owned();
+        let connection = builder.serve_connection(TokioIo::new(tcp), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -128,6 +141,7 @@ mod tests {
         let (addr, _stop) = start(ServeSettings {
             header_read_timeout: Some(Duration::from_millis(300)),
             max_connections: 10,
+            http1_max_buf_bytes: 16_384,
         })
         .await;
         let mut slow = TcpStream::connect(addr).await.expect("connect");
@@ -151,10 +165,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn silent_connections_and_h2_prefaces_are_cut_off_too() {
+        let (addr, _stop) = start(ServeSettings {
+            header_read_timeout: Some(Duration::from_millis(300)),
+            max_connections: 10,
+            http1_max_buf_bytes: 16_384,
+        })
+        .await;
+        for first_bytes in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+            let mut conn = TcpStream::connect(addr).await.expect("connect");
+            conn.write_all(first_bytes).await.expect("write");
+            let mut buf = [0u8; 256];
+            let closed = tokio::time::timeout(Duration::from_secs(3), async {
+                loop {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await;
+            assert!(closed.is_ok(), "kept a socket that sent {first_bytes:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn connections_beyond_the_cap_wait_for_a_free_one() {
         let (addr, _stop) = start(ServeSettings {
             header_read_timeout: None,
             max_connections: 2,
+            http1_max_buf_bytes: 16_384,
         })
         .await;
         let mut first = TcpStream::connect(addr).await.expect("connect");

@@ -10,6 +10,8 @@ use super::request::{ChatCompletionRequest, FunctionDefinition, MessageContent, 
 use crate::chat::tools::build_contract;
 use crate::chat::turns::{ChatInput, Turn};
 use crate::errors::GatewayError;
+use crate::models::accepted_model_name;
+use crate::quote::{quoted, shorten_quoted_runs};
 
 /// A request the gateway will serve.
 #[derive(Debug)]
@@ -49,7 +51,10 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ValidatedChat, GatewayError> {
             _ => None,
         };
         GatewayError::invalid(
-            format!("We could not parse the JSON body of your request: {e}"),
+            format!(
+                "We could not parse the JSON body of your request: {}",
+                shorten_quoted_runs(&e.to_string())
+            ),
             param,
         )
     })?;
@@ -108,10 +113,7 @@ pub fn validate(req: ChatCompletionRequest) -> Result<ValidatedChat, GatewayErro
             Some("messages"),
         ));
     }
-    let model = req
-        .model
-        .map(|m| m.trim().to_owned())
-        .filter(|m| !m.is_empty());
+    let model = accepted_model_name(req.model.as_deref())?;
     let user = req.user.filter(|u| !u.is_empty());
     Ok(ValidatedChat {
         model,
@@ -218,7 +220,7 @@ fn parse_role(role: &str, index: usize) -> Result<Role, GatewayError> {
             return Err(GatewayError::invalid(
                 format!(
                     "Invalid value '{}' for messages[{index}].role: expected one of system, developer, user, assistant, tool, function.",
-                    truncate(other, 40)
+                    quoted(other)
                 ),
                 Some("messages"),
             ));
@@ -241,7 +243,7 @@ fn to_turn(index: usize, m: RequestMessage) -> Result<Turn, GatewayError> {
                         return Err(GatewayError::invalid(
                             format!(
                                 "messages[{index}]: content parts of type '{}' are not supported; this backend accepts text only.",
-                                part.kind
+                                quoted(&part.kind)
                             ),
                             Some("messages"),
                         ));
@@ -250,7 +252,7 @@ fn to_turn(index: usize, m: RequestMessage) -> Result<Turn, GatewayError> {
                         return Err(GatewayError::invalid(
                             format!(
                                 "messages[{index}]: unknown content part type '{}'.",
-                                truncate(other, 40)
+                                quoted(other)
                             ),
                             Some("messages"),
                         ));
@@ -301,13 +303,6 @@ fn to_turn(index: usize, m: RequestMessage) -> Result<Turn, GatewayError> {
             content: text,
         }),
         _ => Ok(Turn::message(role, text)),
-    }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }
 

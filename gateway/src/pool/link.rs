@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::Deadlines;
+use super::stream_queue::{QueueReceiver, QueueSender, stream_queue};
 
 /// Events a stream may hold unread before its reader's stall is measured.
 const STREAM_BUFFER: usize = 512;
@@ -34,7 +35,7 @@ pub struct Link {
 }
 
 struct StreamEntry {
-    tx: mpsc::UnboundedSender<ServerMessage>,
+    tx: QueueSender<ServerMessage>,
     backlog: Arc<Backlog>,
 }
 
@@ -74,7 +75,7 @@ impl Link {
     /// Send a chat and return the handle its events arrive on.
     pub async fn open(self: &Arc<Self>, request: ChatRequest) -> Result<ChatStream, OpenError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = stream_queue();
         let backlog = Arc::new(Backlog::default());
         backlog.last_read_ms.store(self.now_ms(), Ordering::Relaxed);
         self.streams.lock().insert(
@@ -184,7 +185,7 @@ impl Link {
 pub struct ChatStream {
     link: Arc<Link>,
     id: StreamId,
-    rx: mpsc::UnboundedReceiver<ServerMessage>,
+    rx: QueueReceiver<ServerMessage>,
     backlog: Arc<Backlog>,
     finished: bool,
     started: bool,

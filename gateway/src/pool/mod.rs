@@ -7,6 +7,7 @@ pub mod link;
 pub mod login_control;
 pub mod owners;
 pub mod sidecar;
+mod stream_queue;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -11,6 +11,8 @@ use tool_calls::{ToolCall, ToolChoice, ToolContract, ToolSpec};
 use crate::chat::tools::build_contract;
 use crate::chat::turns::Turn;
 use crate::errors::GatewayError;
+use crate::models::accepted_model_name;
+use crate::quote::shorten_quoted_runs;
 
 #[derive(Debug, Deserialize)]
 pub struct ResponsesRequest {
@@ -67,7 +69,10 @@ pub struct DecodedResponses {
 pub fn parse_responses_request(body: &[u8]) -> Result<DecodedResponses, GatewayError> {
     let req: ResponsesRequest = serde_json::from_slice(body).map_err(|e| {
         GatewayError::invalid(
-            format!("We could not parse the JSON body of your request: {e}"),
+            format!(
+                "We could not parse the JSON body of your request: {}",
+                shorten_quoted_runs(&e.to_string())
+            ),
             None,
         )
     })?;
@@ -96,10 +101,7 @@ pub fn decode(req: ResponsesRequest) -> Result<DecodedResponses, GatewayError> {
     let parallel = req.parallel_tool_calls.unwrap_or(true);
     let contract = contract(&tools, req.tool_choice.as_ref(), parallel)?;
     Ok(DecodedResponses {
-        model: req
-            .model
-            .map(|m| m.trim().to_owned())
-            .filter(|m| !m.is_empty()),
+        model: accepted_model_name(req.model.as_deref())?,
         instructions: req.instructions.filter(|i| !i.trim().is_empty()),
         input,
         previous_response_id: req.previous_response_id.filter(|p| !p.is_empty()),

@@ -3,9 +3,16 @@
 //! the ask: from then on the chat has run upstream and nobody retries it. The `Finish`
 //! (built by [`finish_message`]) is the caller's to send, after it stored the session and
 //! freed the slot, so every gateway can hear of both before the client has its answer.
+//!
+//! A slow gateway connection (its mux queue full) never makes the chat fall behind
+//! Lingma: the forwarder keeps taking Lingma's events while it waits for room, and merges
+//! the text that waits into one pending piece per kind. So the Lingma client's per-chat
+//! buffer (`CHAT_EVENT_BUFFER` events) does not overflow because of the gateway or its
+//! client (which would end the chat as the instance's fault); what waits is at most the
+//! answer's text, and the gateway gets fewer, larger deltas while it is slow.
 
-use super::output::{Gone, Output};
-use super::think::{Piece, ThinkSplitter};
+use super::output::{Gone, Output, Room};
+use super::think::{Piece, ThinkSplitter, emit};
 use super::{End, Failure, classify_client_error, classify_finish_event, estimated_usage};
 use crate::quota::QuotaSettings;
 use futures_util::StreamExt;
@@ -22,6 +29,7 @@ struct Forwarder<'a> {
     /// Content sent so far (compared with `fullAnswer` at the end).
     streamed: String,
     splitter: ThinkSplitter,
+    /// Text not sent yet, adjacent pieces of one kind merged.
     pieces: Vec<Piece>,
 }
 
@@ -61,19 +69,17 @@ pub(super) async fn forward(
                 stream.stop().await;
                 return Err(End::Cancelled);
             }
+            // Pending text goes out as soon as the connection has room; meanwhile
+            // Lingma's events are still taken (below) and merged into it.
+            room = fwd.out.reserve(), if !fwd.pieces.is_empty() => {
+                fwd.send_first(room?)?;
+                continue;
+            }
             event = stream.next() => event,
         };
         match event {
-            Some(Ok(ChatEvent::Answer(a))) => {
-                fwd.splitter.push(&a.text, &mut fwd.pieces);
-                fwd.flush().await?;
-            }
-            Some(Ok(ChatEvent::Think(t))) => {
-                if !t.text.is_empty() {
-                    fwd.pieces.push(Piece::Reasoning(t.text));
-                    fwd.flush().await?;
-                }
-            }
+            Some(Ok(ChatEvent::Answer(a))) => fwd.splitter.push(&a.text, &mut fwd.pieces),
+            Some(Ok(ChatEvent::Think(t))) => emit(&mut fwd.pieces, Piece::Reasoning(t.text)),
             Some(Ok(ChatEvent::Finish(f))) => {
                 fwd.splitter.finish(&mut fwd.pieces);
                 fwd.flush().await?;
@@ -93,8 +99,13 @@ pub(super) async fn forward(
                 });
             }
             Some(Ok(ChatEvent::Step(_) | ChatEvent::Title(_))) => {}
-            Some(Err(e)) => return Err(End::Failed(classify_client_error(&e))),
+            Some(Err(e)) => {
+                // What Lingma did send reaches the gateway before the error.
+                fwd.flush().await?;
+                return Err(End::Failed(classify_client_error(&e)));
+            }
             None => {
+                fwd.flush().await?;
                 return Err(End::Failed(Failure::new(
                     ErrorKind::Upstream,
                     "Lingma ended the chat without a finish",
@@ -119,29 +130,39 @@ impl Forwarder<'_> {
         Ok(())
     }
 
+    /// Send every pending piece, waiting for room (the end of the chat: nothing more
+    /// comes from Lingma that could pile up meanwhile).
     async fn flush(&mut self) -> Result<(), Gone> {
-        let pieces = std::mem::take(&mut self.pieces);
-        for piece in pieces {
-            self.ensure_started().await?;
-            let id = self.out.id;
-            let msg = match piece {
-                Piece::Content(text) => {
-                    self.streamed.push_str(&text);
-                    ServerMessage::Delta {
-                        id,
-                        content: Some(text),
-                        reasoning_content: None,
-                    }
-                }
-                Piece::Reasoning(text) => ServerMessage::Delta {
-                    id,
-                    content: None,
-                    reasoning_content: Some(text),
-                },
-            };
-            self.out.send(&msg).await?;
+        self.ensure_started().await?;
+        while !self.pieces.is_empty() {
+            let room = self.out.reserve().await?;
+            self.send_first(room)?;
         }
         Ok(())
+    }
+
+    /// Send the oldest pending piece into the room reserved for it.
+    fn send_first(&mut self, room: Room) -> Result<(), Gone> {
+        if self.pieces.is_empty() {
+            return Ok(());
+        }
+        let id = self.out.id;
+        let msg = match self.pieces.remove(0) {
+            Piece::Content(text) => {
+                self.streamed.push_str(&text);
+                ServerMessage::Delta {
+                    id,
+                    content: Some(text),
+                    reasoning_content: None,
+                }
+            }
+            Piece::Reasoning(text) => ServerMessage::Delta {
+                id,
+                content: None,
+                reasoning_content: Some(text),
+            },
+        };
+        self.out.send_reserved(room, &msg)
     }
 }
 

@@ -129,6 +129,12 @@ pub fn classify_client_error(e: &ClientError) -> Failure {
         ClientError::Connect(_) | ClientError::Closed => {
             Failure::new(ErrorKind::Unavailable, "not connected to Lingma")
         }
+        // This chat's own reader fell behind Lingma (it waited on a slow gateway
+        // connection): the gateway's or its client's doing, never the instance's.
+        ClientError::ConsumerTooSlow { .. } => Failure::new(
+            ErrorKind::Cancelled,
+            "the gateway connection did not keep up with the answer",
+        ),
     }
 }
 
@@ -148,6 +154,18 @@ pub fn estimated_usage(prompt_chars: usize, completion_chars: usize) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_consumer_too_slow_never_blames_the_instance() {
+        let f = classify_client_error(&ClientError::ConsumerTooSlow { unread: 1024 });
+        assert_eq!(f.kind, ErrorKind::Cancelled);
+        assert!(!f.kind.blames_instance());
+        assert!(
+            classify_client_error(&ClientError::ConnectionLost)
+                .kind
+                .blames_instance()
+        );
+    }
 
     #[test]
     fn finish_codes_map_as_section_7_says() {

@@ -13,6 +13,9 @@ pub struct Output {
     pub(super) sent_output: bool,
 }
 
+/// Room for one frame on the gateway connection, reserved before the frame is made.
+pub struct Room(mpsc::OwnedPermit<String>);
+
 /// The gateway side is gone; stop work for it.
 #[derive(Debug)]
 pub struct Gone;
@@ -27,6 +30,19 @@ impl Output {
     }
 
     pub(super) async fn send(&mut self, msg: &ServerMessage) -> Result<(), Gone> {
+        let room = self.reserve().await?;
+        self.send_reserved(room, msg)
+    }
+
+    /// Wait for room for one frame on the connection. The future borrows nothing, so a
+    /// chat can take Lingma's events while it waits.
+    pub(super) fn reserve(&self) -> impl Future<Output = Result<Room, Gone>> + Send + 'static {
+        let tx = self.tx.clone();
+        async move { tx.reserve_owned().await.map(Room).map_err(|_| Gone) }
+    }
+
+    /// Send `msg` into room reserved with [`Output::reserve`] (never waits).
+    pub(super) fn send_reserved(&mut self, room: Room, msg: &ServerMessage) -> Result<(), Gone> {
         let text = serde_json::to_string(msg).map_err(|_| Gone)?;
         if matches!(
             msg,
@@ -34,7 +50,8 @@ impl Output {
         ) {
             self.sent_output = true;
         }
-        self.tx.send(text).await.map_err(|_| Gone)
+        room.0.send(text);
+        Ok(())
     }
 
     pub(super) async fn error(&mut self, f: Failure) -> Result<(), Gone> {

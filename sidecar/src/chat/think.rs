@@ -118,7 +118,8 @@ fn held_back(buf: &str, marker: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn emit(out: &mut Vec<Piece>, piece: Piece) {
+/// Append `piece` to `out`, merged with the last piece when of the same kind.
+pub(super) fn emit(out: &mut Vec<Piece>, piece: Piece) {
     let empty = match &piece {
         Piece::Content(s) | Piece::Reasoning(s) => s.is_empty(),
     };

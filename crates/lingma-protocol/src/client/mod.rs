@@ -23,7 +23,7 @@
 //! - Every server request is acked by the reader before it is routed; `tool/invoke` is
 //!   answered `success:false` instead (chat mode only).
 //! - Each chat buffers up to [`CHAT_EVENT_BUFFER`] events. A chat whose consumer falls that
-//!   far behind is ended with `Protocol("chat consumer too slow ...")` and stopped, so one
+//!   far behind is ended with `ConsumerTooSlow` and stopped, so one
 //!   stuck consumer never blocks the reader for the other chats.
 //! - A frame that does not parse is counted (`protocol_errors()`) and ends the chat it names
 //!   (found by its `requestId`) with `Protocol`; if it names none, every open chat is ended
@@ -56,7 +56,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Events buffered per chat before its consumer counts as too slow and the chat is ended
-/// with a `Protocol` error (the reader never blocks on one chat's consumer).
+/// with a `ConsumerTooSlow` error (the reader never blocks on one chat's consumer).
 pub const CHAT_EVENT_BUFFER: usize = 1024;
 
 #[derive(Debug, Clone)]

@@ -191,9 +191,9 @@ impl ConnectionState {
             );
             let key = key.to_owned();
             if let Some(entry) = Self::remove_chat(&mut routes, &key) {
-                let _ = entry.tx.try_send(Err(ClientError::Protocol(format!(
-                    "chat consumer too slow: {capacity} events unread"
-                ))));
+                let _ = entry
+                    .tx
+                    .try_send(Err(ClientError::ConsumerTooSlow { unread: capacity }));
             }
             return Delivery::Overflow;
         }

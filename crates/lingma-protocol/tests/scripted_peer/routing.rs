@@ -212,7 +212,7 @@ async fn a_chat_nobody_reads_is_ended_without_blocking_the_others() {
         }
     };
     assert!(
-        matches!(error, ClientError::Protocol(ref m) if m.contains("too slow")),
+        matches!(error, ClientError::ConsumerTooSlow { .. }),
         "{error:?}"
     );
     assert_eq!(delivered, lingma_protocol::CHAT_EVENT_BUFFER - 1);
