@@ -66,13 +66,13 @@ async fn soak_mixed_traffic_with_faults_stays_flat() {
     let stack = Arc::new(
         Stack::start(StackSpec {
             sidecars: 2,
-            // Faults come every 500 ms; with the default 10 s ejection cooldown both sidecars
-            // would be ejected most of the time and the soak would exercise only 503s.
+            // Default ejection settings (3 failures, 10 s cooldown, at most 50% ejected):
+            // only the instance's own faults count, and the floor keeps one sidecar in
+            // rotation, so faults every 500 ms on every instance must not turn into 503s.
             gateway: GatewayOptions {
                 max_in_flight: 0,
                 api_keys: API_KEY.to_owned(),
                 log_level: "debug".to_owned(),
-                extra_env: vec![("GATEWAY_EJECT_COOLDOWN_SEC".into(), "1".into())],
                 ..GatewayOptions::default()
             },
             sim: SimOptions {
@@ -100,12 +100,12 @@ async fn soak_mixed_traffic_with_faults_stays_flat() {
     }
     // Faults on every instance, staggered; footprints sampled as we go.
     let mut samples: Vec<Vec<(String, Option<Footprint>)>> = Vec::new();
-    let mut injected: Vec<(Instant, &str)> = Vec::new();
+    let mut injected: Vec<Injection> = Vec::new();
     let mut tick = 0u64;
     while Instant::now() < deadline {
         for (i, sim) in stack.sims.iter().enumerate() {
             let fault = FAULTS[(tick as usize + 3 * i) % FAULTS.len()];
-            injected.push((Instant::now(), fault));
+            injected.push((Instant::now(), i, fault));
             let _ = sim.control().set_fault(fault, Some(2)).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -132,7 +132,7 @@ async fn soak_mixed_traffic_with_faults_stays_flat() {
     }
     stack.assert_quiescent().await;
     let failures = std::mem::take(&mut *failures.lock().expect("failures"));
-    let classes = classify(&failures, &injected);
+    let classes = classify(&failures, &injected, stack.sims.len());
     let total = requests.total().max(1);
     let unexplained_percent = classes.unexplained_503 as f64 * 100.0 / total as f64;
     report(&format!(
@@ -239,9 +239,13 @@ struct Classes {
     by_code: BTreeMap<String, u64>,
 }
 
-/// Sort the errors: explained when a fault that produces the error's code was armed on
-/// some instance from `FAULT_WINDOW` before the request until it ended.
-fn classify(failures: &[Failure], injected: &[(Instant, &str)]) -> Classes {
+/// When a fault was armed, on which instance.
+type Injection = (Instant, usize, &'static str);
+
+/// Sort the errors: explained when a fault that produces the error's code was armed from
+/// `FAULT_WINDOW` before the request until it ended, on some instance; for
+/// `no_upstream_available` (no sidecar usable at all) on every instance.
+fn classify(failures: &[Failure], injected: &[Injection], instances: usize) -> Classes {
     let mut classes = Classes::default();
     for f in failures {
         *classes
@@ -249,13 +253,21 @@ fn classify(failures: &[Failure], injected: &[(Instant, &str)]) -> Classes {
             .entry(format!("{} {}", f.status, f.code))
             .or_default() += 1;
         let from = f.started.checked_sub(FAULT_WINDOW).unwrap_or(f.started);
-        let explained = injected.iter().any(|(at, fault)| {
-            *at >= from
-                && *at <= f.ended
-                && PRODUCES
-                    .iter()
-                    .any(|(name, codes)| name == fault && codes.contains(&f.code.as_str()))
-        });
+        let hit = |instance: usize| {
+            injected.iter().any(|(at, i, fault)| {
+                *i == instance
+                    && *at >= from
+                    && *at <= f.ended
+                    && PRODUCES
+                        .iter()
+                        .any(|(name, codes)| name == fault && codes.contains(&f.code.as_str()))
+            })
+        };
+        let explained = if f.code == "no_upstream_available" {
+            (0..instances).all(hit)
+        } else {
+            (0..instances).any(hit)
+        };
         if explained {
             classes.explained_503 += u64::from(f.is_503());
         } else if !f.is_503() {
