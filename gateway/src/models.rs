@@ -143,7 +143,9 @@ mod tests {
         assert_eq!(accepted_model_name(None).expect("none"), None);
         assert_eq!(accepted_model_name(Some("  ")).expect("blank"), None);
         assert_eq!(
-            accepted_model_name(Some(" gpt-4o ")).expect("short").as_deref(),
+            accepted_model_name(Some(" gpt-4o "))
+                .expect("short")
+                .as_deref(),
             Some("gpt-4o")
         );
         let edge = "m".repeat(MAX_MODEL_NAME_BYTES);

@@ -62,9 +62,8 @@ mod tests {
     #[test]
     fn parser_messages_keep_their_words_and_lose_the_bulk() {
         let value = "x".repeat(10_000);
-        let msg = format!(
-            "invalid type: string \"{value}\", expected a sequence at line 1 column 10012"
-        );
+        let msg =
+            format!("invalid type: string \"{value}\", expected a sequence at line 1 column 10012");
         let short = shorten_quoted_runs(&msg);
         assert!(short.len() < 200, "{short}");
         assert!(short.starts_with("invalid type: string \"xxx"));

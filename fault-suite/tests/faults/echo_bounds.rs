@@ -82,7 +82,13 @@ async fn long_model_names_and_quoted_values_are_bounded_on_every_surface() {
         // Over the bound: a 400 in the surface's shape, quoting a short prefix only.
         let body = (surface.body)(&huge_model).to_string();
         let (status, text) = post(&stack, surface.path, &body).await;
-        assert_eq!(status, 400, "{}: {}", surface.path, &text[..text.len().min(300)]);
+        assert_eq!(
+            status,
+            400,
+            "{}: {}",
+            surface.path,
+            &text[..text.len().min(300)]
+        );
         assert!(
             text.len() < MAX_ERROR_BODY,
             "{}: the error echoes {} bytes",
@@ -93,20 +99,37 @@ async fn long_model_names_and_quoted_values_are_bounded_on_every_surface() {
         let message = (surface.message)(&v)
             .unwrap_or_else(|| panic!("{}: not the surface's error shape: {v}", surface.path));
         assert!(message.contains("256"), "{}: {message}", surface.path);
-        assert_eq!(asks(&stack).await, before, "{}: refused before Lingma", surface.path);
+        assert_eq!(
+            asks(&stack).await,
+            before,
+            "{}: refused before Lingma",
+            surface.path
+        );
 
         // At the bound: served, and the name is what the chunks echo.
         let body = (surface.body)(&longest_allowed).to_string();
         let (status, text) = post(&stack, surface.path, &body).await;
         assert_eq!(status, 200, "{}: {text}", surface.path);
-        assert!(text.contains(&longest_allowed), "{}: model echoed", surface.path);
-        assert_eq!(asks(&stack).await, before + 1, "{}: served once", surface.path);
+        assert!(
+            text.contains(&longest_allowed),
+            "{}: model echoed",
+            surface.path
+        );
+        assert_eq!(
+            asks(&stack).await,
+            before + 1,
+            "{}: served once",
+            surface.path
+        );
     }
 
     // A huge value of the wrong type: the parser's message quotes a prefix, not 100 KB.
     let huge_text = "x".repeat(HUGE);
     let wrong_typed = [
-        ("/v1/chat/completions", json!({"messages": huge_text}).to_string()),
+        (
+            "/v1/chat/completions",
+            json!({"messages": huge_text}).to_string(),
+        ),
         (
             "/v1/chat/completions",
             json!({"messages": [{"role": huge_text, "content": "x"}]}).to_string(),

@@ -117,16 +117,15 @@ pub struct DecodedMessages {
 }
 
 pub fn parse_messages_request(body: &[u8]) -> Result<DecodedMessages, GatewayError> {
-    let req: MessagesRequest = serde_json::from_slice(body)
-        .map_err(|e| {
-            GatewayError::invalid(
-                format!(
-                    "Invalid request body: {}",
-                    shorten_quoted_runs(&e.to_string())
-                ),
-                None,
-            )
-        })?;
+    let req: MessagesRequest = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid(
+            format!(
+                "Invalid request body: {}",
+                shorten_quoted_runs(&e.to_string())
+            ),
+            None,
+        )
+    })?;
     decode(req)
 }
 

@@ -127,7 +127,11 @@ mod tests {
         let f = classify_client_error(&ClientError::ConsumerTooSlow { unread: 1024 });
         assert_eq!(f.kind, ErrorKind::Cancelled);
         assert!(!f.kind.blames_instance());
-        assert!(classify_client_error(&ClientError::ConnectionLost).kind.blames_instance());
+        assert!(
+            classify_client_error(&ClientError::ConnectionLost)
+                .kind
+                .blames_instance()
+        );
     }
 
     #[test]
