@@ -13,7 +13,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Path of binary `bin` of workspace package `package`, built (debug profile, same target
-/// dir as the running test) on first use in this test process. Integration tests of one
+/// dir as the running test, with every other binary) on first use in this test process. Integration tests of one
 /// package need the binaries of others (gateway tests run sidecars and simulators), which
 /// cargo does not build for them; `cargo build` is a quick no-op when they are fresh.
 pub fn binary(package: &str, bin: &str) -> PathBuf {
@@ -24,13 +24,19 @@ pub fn binary(package: &str, bin: &str) -> PathBuf {
     if let Some(path) = built.get(&key) {
         return path.clone();
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .current_dir(workspace_root())
-        .args(["build", "--quiet", "-p", package, "--bin", bin])
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build {key}: {e}"));
-    assert!(status.success(), "building {key} failed");
+    if built.is_empty() {
+        // Every binary of the workspace at once, as `scripts/test.sh` builds them before
+        // the tests: the same feature resolution, so this is a no-op there. Building one
+        // package at a time (`-p X --bin X`) resolves features per package and relinks
+        // each binary, again and again as test binaries alternate.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build {key}: {e}"));
+        assert!(status.success(), "building the workspace's binaries failed");
+    }
     let path = target_dir().join("debug").join(bin);
     assert!(path.exists(), "{} missing after build", path.display());
     built.insert(key, path.clone());
