@@ -278,17 +278,27 @@ async fn retry_after(
     .await?;
     let url = gateway.chat_url();
     let http = reqwest::Client::new();
+    // Warm-up: a few chats per sidecar, so the estimator has service times (before any,
+    // it assumes 5 s, and a client told to wait that long would sit out the run).
+    let texts: Vec<String> = (0..2 * SIDECARS).map(|i| format!("warm {i}")).collect();
+    let warm_up: Vec<_> = texts
+        .iter()
+        .map(|t| send(&http, &url, LIGHT_KEY, t))
+        .collect();
+    futures_util::future::join_all(warm_up).await;
     let started = Instant::now();
     let deadline = started + RETRY_RUN;
     let admissions: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let refusals: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
+    let others = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..RETRY_CLIENTS {
-        let (http, url, admissions, refusals) = (
+        let (http, url, admissions, refusals, others) = (
             http.clone(),
             url.clone(),
             admissions.clone(),
             refusals.clone(),
+            others.clone(),
         );
         tasks.spawn(async move {
             let mut i = 0;
@@ -307,7 +317,10 @@ async fn retry_after(
                         }
                         tokio::time::sleep(Duration::from_secs(secs)).await;
                     }
-                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                    _ => {
+                        others.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
         });
@@ -317,7 +330,7 @@ async fn retry_after(
     admissions.sort();
     let refusals = refusals.lock().map(|r| r.clone()).unwrap_or_default();
     // Warm-up: the estimator needs some finished chats first.
-    let warm = started + Duration::from_secs(4);
+    let warm = started + Duration::from_secs(1);
     let mut errors = Vec::new();
     let mut told = Vec::new();
     for (at, secs) in refusals.iter().filter(|(at, _)| *at >= warm) {
@@ -336,6 +349,10 @@ async fn retry_after(
     let median = |v: &[f64]| (!v.is_empty()).then(|| v[v.len() / 2]);
     let scenario = format!("retry-after N={SIDECARS}, queue {QUEUE}");
     let r = &mut ctx.report;
+    r.info(&scenario, "admitted", Some(admissions.len() as f64), "req");
+    r.info(&scenario, "refused", Some(refusals.len() as f64), "req");
+    let others = others.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    r.info(&scenario, "other answers", Some(others), "req");
     r.info(
         &scenario,
         "refusals compared",
