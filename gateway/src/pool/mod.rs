@@ -220,11 +220,17 @@ impl Pool {
             .cloned()
     }
 
-    /// Whether a chat could be served now: some sidecar is usable and the gateway is not
-    /// shutting down.
+    /// Whether a chat could be served now: some sidecar is usable (or ejected, see below)
+    /// and the gateway is not shutting down.
     pub fn any_usable(&self) -> bool {
+        // An ejected instance still serves in panic mode (`Router::order`), so it keeps
+        // the gateway ready: every replica leaving its Service helps nobody.
         !self.shutting_down.load(Ordering::Relaxed)
-            && self.members.load().iter().any(|s| s.usable())
+            && self
+                .members
+                .load()
+                .iter()
+                .any(|s| matches!(s.state(), SidecarState::Usable | SidecarState::Ejected))
     }
 
     /// Whether [`Pool::begin_shutdown`] was called.

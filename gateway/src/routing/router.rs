@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::choose::{Candidate, rank};
 use crate::config::RoutingPolicy;
-use crate::pool::{Pool, Sidecar};
+use crate::pool::{Pool, Sidecar, SidecarState};
 
 pub struct Router {
     policy: RoutingPolicy,
@@ -67,6 +67,7 @@ impl Router {
 
     /// Usable sidecars in order of preference: the pinned one first (it holds the
     /// session), then the policy's ranking; `exclude` (a sidecar that just failed) last.
+    /// When none is usable, the ejected ones in the same order (panic mode).
     pub fn order(
         &self,
         pool: &Pool,
@@ -75,7 +76,17 @@ impl Router {
         exclude: Option<&str>,
     ) -> Vec<Arc<Sidecar>> {
         let members = pool.members();
-        let usable: Vec<&Arc<Sidecar>> = members.iter().filter(|s| s.usable()).collect();
+        let mut usable: Vec<&Arc<Sidecar>> = members.iter().filter(|s| s.usable()).collect();
+        if usable.is_empty() {
+            // Panic mode (Envoy's panic threshold): with nothing usable, the ejected
+            // instances (connected, ready, logged in; only their failure streak keeps them
+            // out) are the least bad. Trying them beats answering 503 to everyone, e.g.
+            // while one instance sits out its cooldown and the other reconnects.
+            usable = members
+                .iter()
+                .filter(|s| s.state() == SidecarState::Ejected)
+                .collect();
+        }
         let candidates: Vec<Candidate> = usable
             .iter()
             .map(|s| Candidate {
@@ -109,5 +120,90 @@ impl Router {
             ordered.push(s);
         }
         ordered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observability::metrics::Metrics;
+    use mux_protocol::{ConnectionState, LoginState, SidecarEndpoint, SidecarStatus};
+    use std::time::Instant;
+
+    fn member(pool: &Pool, name: &str) -> Arc<Sidecar> {
+        let metrics = Metrics::new().expect("metrics");
+        let budget = Arc::new(crate::pool::ejection::EjectionBudget::new(100));
+        budget.set_members(2);
+        let s = Arc::new(Sidecar::new(
+            SidecarEndpoint {
+                name: name.into(),
+                url: "ws://127.0.0.1:1".into(),
+                token: None,
+            },
+            Instant::now(),
+            pool.slot_freed_handle(),
+            Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            budget,
+            &metrics,
+        ));
+        s.set_status(SidecarStatus {
+            protocol_version: mux_protocol::PROTOCOL_VERSION,
+            name: name.into(),
+            ready: true,
+            connection: ConnectionState::Ready,
+            login: LoginState::LoggedIn,
+            capacity: 1,
+            in_flight: 0,
+            queued: 0,
+            draining: false,
+            models: vec![],
+            paused: None,
+        });
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        s.set_link(Some(Arc::new(crate::pool::Link::new(
+            tx,
+            crate::pool::Deadlines::default(),
+        ))));
+        s
+    }
+
+    fn pool() -> Arc<Pool> {
+        let (_tx, rx) = tokio::sync::watch::channel(Vec::new());
+        Pool::start(
+            rx,
+            crate::pool::PoolSettings {
+                default_token: Arc::new(mux_protocol::SidecarToken::fixed(None)),
+                eject_failures: 1,
+                eject_cooldown: Duration::from_secs(60),
+                max_ejection_percent: 100,
+                deadlines: crate::pool::Deadlines::default(),
+            },
+            Arc::new(Metrics::new().expect("metrics")),
+            tokio_util::sync::CancellationToken::new(),
+        )
+    }
+
+    fn names(order: &[Arc<Sidecar>]) -> Vec<String> {
+        order.iter().map(|s| s.name.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn ejected_instances_are_tried_only_when_nothing_is_usable() {
+        let pool = pool();
+        let (a, b) = (member(&pool, "a"), member(&pool, "b"));
+        pool.set_members_for_test(vec![a.clone(), b.clone()]);
+        let router = Router::new(RoutingPolicy::LeastInFlight, 1.25);
+        assert!(a.record_failure(1, Duration::from_secs(60)), "a ejected");
+        assert_eq!(names(&router.order(&pool, 7, None, None)), vec!["b"]);
+        b.set_link(None);
+        assert_eq!(
+            names(&router.order(&pool, 7, None, None)),
+            vec!["a"],
+            "panic mode: the ejected instance beats a 503"
+        );
+        assert!(pool.any_usable(), "readiness counts it too");
+        a.set_link(None);
+        assert!(router.order(&pool, 7, None, None).is_empty());
+        assert!(!pool.any_usable());
     }
 }
