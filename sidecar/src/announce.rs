@@ -121,6 +121,18 @@ impl Announcer {
         }
     }
 
+    /// Everything pending now, whatever the window. Called before a chat's `finish` goes
+    /// out, so the state change that came before the finish (its session stored, its slot
+    /// freed) never trails it, even within a coalescing window.
+    pub fn flush_now(&mut self) -> Vec<String> {
+        self.drain_ready();
+        if self.has_pending() {
+            self.take_frames()
+        } else {
+            Vec::new()
+        }
+    }
+
     fn has_pending(&self) -> bool {
         self.resync || self.load_dirty || !self.pending.is_empty()
     }

@@ -215,9 +215,9 @@ async fn write_loop(
                     break;
                 }
             }
-            // Before chat frames: a chat's session is stored and its slot freed before its
-            // `finish` is queued, so after a quiet window a gateway hears of both no later
-            // than of the finish (within a window, they trail it by at most the window).
+            // A chat's session is stored and its slot freed before its `finish` is queued,
+            // and `write_batch` flushes pending announcements before any `finish`: a
+            // gateway always hears of both before the client has its answer.
             frames = announcer.next_frames() => {
                 if send_frames(&mut sink, frames).await.is_err() {
                     break;
@@ -225,7 +225,7 @@ async fn write_loop(
             }
             frame = rx.recv() => {
                 let Some(first) = frame else { break };
-                if write_batch(&mut sink, &mut rx, first).await.is_err() {
+                if write_batch(&mut sink, &mut rx, first, &mut announcer).await.is_err() {
                     break;
                 }
             }
@@ -239,20 +239,34 @@ async fn write_loop(
     done.cancel();
 }
 
-/// Write the frame and whatever else is already waiting, then flush once.
+/// Write the frame and whatever else is already waiting, then flush once. Pending
+/// announcements go before any `finish` (see `Announcer::flush_now`).
 async fn write_batch(
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     rx: &mut mpsc::Receiver<String>,
     first: String,
+    announcer: &mut Announcer,
 ) -> Result<(), axum::Error> {
-    sink.feed(Message::Text(first.into())).await?;
-    for _ in 1..WRITE_BATCH {
-        match rx.try_recv() {
-            Ok(next) => sink.feed(Message::Text(next.into())).await?,
-            Err(_) => break,
+    let mut next = Some(first);
+    let mut written = 0;
+    while let Some(frame) = next.take() {
+        if is_finish(&frame) {
+            for f in announcer.flush_now() {
+                sink.feed(Message::Text(f.into())).await?;
+            }
+        }
+        sink.feed(Message::Text(frame.into())).await?;
+        written += 1;
+        if written < WRITE_BATCH {
+            next = rx.try_recv().ok();
         }
     }
     sink.flush().await
+}
+
+/// Whether a serialised chat frame is a `finish` (serde writes the tag first).
+fn is_finish(frame: &str) -> bool {
+    frame.starts_with(r#"{"type":"finish""#)
 }
 
 /// Write announcement frames and flush once.
@@ -273,4 +287,26 @@ async fn send_status(
     let text =
         serde_json::to_string(&ServerMessage::Status(status.clone())).map_err(axum::Error::new)?;
     sink.send(Message::Text(text.into())).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_frames_are_recognised_by_their_tag() {
+        let finish = ServerMessage::Finish {
+            id: 1,
+            finish_reason: mux_protocol::FinishReason::Stop,
+            usage: mux_protocol::Usage::default(),
+            session_id: "s".into(),
+        };
+        let delta = ServerMessage::Delta {
+            id: 1,
+            content: Some("finish".into()),
+            reasoning_content: None,
+        };
+        assert!(is_finish(&serde_json::to_string(&finish).expect("json")));
+        assert!(!is_finish(&serde_json::to_string(&delta).expect("json")));
+    }
 }
