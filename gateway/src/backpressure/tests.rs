@@ -14,38 +14,8 @@ fn key(name: &str) -> Arc<VirtualKey> {
 }
 
 fn usable_sidecar(pool: &Pool, name: &str, capacity: u32) -> Arc<Sidecar> {
-    use mux_protocol::{ConnectionState, LoginState, SidecarEndpoint, SidecarStatus};
-    let metrics = Metrics::new().expect("metrics");
-    let sidecar = Arc::new(Sidecar::new(
-        SidecarEndpoint {
-            name: name.into(),
-            url: "ws://127.0.0.1:1".into(),
-            token: None,
-        },
-        std::time::Instant::now(),
-        pool.slot_freed_handle(),
-        Arc::new(std::sync::atomic::AtomicU64::new(0)),
-        Arc::new(crate::pool::ejection::EjectionBudget::new(50)),
-        &metrics,
-    ));
-    let (tx, _rx) = tokio::sync::mpsc::channel(1);
-    sidecar.set_status(SidecarStatus {
-        protocol_version: mux_protocol::PROTOCOL_VERSION,
-        name: name.into(),
-        ready: true,
-        connection: ConnectionState::Ready,
-        login: LoginState::LoggedIn,
-        capacity,
-        in_flight: 0,
-        queued: 0,
-        draining: false,
-        models: vec![],
-        paused: None,
-    });
-    sidecar.set_link(Some(Arc::new(crate::pool::Link::new(
-        tx,
-        crate::pool::Deadlines::default(),
-    ))));
+    let budget = Arc::new(crate::pool::ejection::EjectionBudget::new(50));
+    let sidecar = crate::pool::fixtures::connected_sidecar(pool, name, capacity, budget);
     // A member of the pool, as the wait estimate counts the pool's usable sidecars.
     let mut members: Vec<_> = pool.members().iter().cloned().collect();
     members.push(sidecar.clone());
@@ -54,19 +24,7 @@ fn usable_sidecar(pool: &Pool, name: &str, capacity: u32) -> Arc<Sidecar> {
 }
 
 fn empty_pool() -> Arc<Pool> {
-    let (_tx, rx) = tokio::sync::watch::channel(Vec::new());
-    Pool::start(
-        rx,
-        crate::pool::PoolSettings {
-            default_token: Arc::new(mux_protocol::SidecarToken::fixed(None)),
-            eject_failures: 3,
-            eject_cooldown: Duration::from_secs(1),
-            max_ejection_percent: 50,
-            deadlines: crate::pool::Deadlines::default(),
-        },
-        Arc::new(Metrics::new().expect("metrics")),
-        tokio_util::sync::CancellationToken::new(),
-    )
+    crate::pool::fixtures::empty_pool(3, 50)
 }
 
 async fn admit(

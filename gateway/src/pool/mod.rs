@@ -3,6 +3,8 @@
 
 mod connection;
 pub mod ejection;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod link;
 pub mod login_control;
 pub mod owners;

@@ -328,7 +328,6 @@ impl Drop for SidecarSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mux_protocol::{ConnectionState, PROTOCOL_VERSION};
 
     fn sidecar() -> Arc<Sidecar> {
         let budget = Arc::new(EjectionBudget::new(100));
@@ -354,19 +353,7 @@ mod tests {
     }
 
     fn status(capacity: u32) -> SidecarStatus {
-        SidecarStatus {
-            protocol_version: PROTOCOL_VERSION,
-            name: "s".into(),
-            ready: true,
-            connection: ConnectionState::Ready,
-            login: LoginState::LoggedIn,
-            capacity,
-            in_flight: 0,
-            queued: 0,
-            draining: false,
-            models: vec![],
-            paused: None,
-        }
+        crate::pool::fixtures::ready_status("s", capacity)
     }
 
     #[test]

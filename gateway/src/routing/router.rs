@@ -126,62 +126,8 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observability::metrics::Metrics;
-    use mux_protocol::{ConnectionState, LoginState, SidecarEndpoint, SidecarStatus};
-    use std::time::Instant;
-
-    fn member(pool: &Pool, name: &str) -> Arc<Sidecar> {
-        let metrics = Metrics::new().expect("metrics");
-        let budget = Arc::new(crate::pool::ejection::EjectionBudget::new(100));
-        budget.set_members(2);
-        let s = Arc::new(Sidecar::new(
-            SidecarEndpoint {
-                name: name.into(),
-                url: "ws://127.0.0.1:1".into(),
-                token: None,
-            },
-            Instant::now(),
-            pool.slot_freed_handle(),
-            Arc::new(std::sync::atomic::AtomicU64::new(0)),
-            budget,
-            &metrics,
-        ));
-        s.set_status(SidecarStatus {
-            protocol_version: mux_protocol::PROTOCOL_VERSION,
-            name: name.into(),
-            ready: true,
-            connection: ConnectionState::Ready,
-            login: LoginState::LoggedIn,
-            capacity: 1,
-            in_flight: 0,
-            queued: 0,
-            draining: false,
-            models: vec![],
-            paused: None,
-        });
-        let (tx, _rx) = tokio::sync::mpsc::channel(1);
-        s.set_link(Some(Arc::new(crate::pool::Link::new(
-            tx,
-            crate::pool::Deadlines::default(),
-        ))));
-        s
-    }
-
-    fn pool() -> Arc<Pool> {
-        let (_tx, rx) = tokio::sync::watch::channel(Vec::new());
-        Pool::start(
-            rx,
-            crate::pool::PoolSettings {
-                default_token: Arc::new(mux_protocol::SidecarToken::fixed(None)),
-                eject_failures: 1,
-                eject_cooldown: Duration::from_secs(60),
-                max_ejection_percent: 100,
-                deadlines: crate::pool::Deadlines::default(),
-            },
-            Arc::new(Metrics::new().expect("metrics")),
-            tokio_util::sync::CancellationToken::new(),
-        )
-    }
+    use crate::pool::ejection::EjectionBudget;
+    use crate::pool::fixtures::{connected_sidecar, empty_pool};
 
     fn names(order: &[Arc<Sidecar>]) -> Vec<String> {
         order.iter().map(|s| s.name.to_string()).collect()
@@ -189,8 +135,11 @@ mod tests {
 
     #[tokio::test]
     async fn ejected_instances_are_tried_only_when_nothing_is_usable() {
-        let pool = pool();
-        let (a, b) = (member(&pool, "a"), member(&pool, "b"));
+        let pool = empty_pool(1, 100);
+        let budget = Arc::new(EjectionBudget::new(100));
+        budget.set_members(2);
+        let a = connected_sidecar(&pool, "a", 1, budget.clone());
+        let b = connected_sidecar(&pool, "b", 1, budget);
         pool.set_members_for_test(vec![a.clone(), b.clone()]);
         let router = Router::new(RoutingPolicy::LeastInFlight, 1.25);
         assert!(a.record_failure(1, Duration::from_secs(60)), "a ejected");
