@@ -15,7 +15,7 @@
 use super::{Ctx, pct};
 use bench::openai::chat_body;
 use bench::report::Goal;
-use bench::stack::{Gateway, GatewayOptions, Sidecar, SidecarOptions, Sim, SimOptions};
+use bench::stack::{Gateway, GatewayOptions, Sidecar, Sim, SimOptions};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,39 +52,13 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
 
 /// N one-chat simulators answering 20 chunks `chunk_ms` apart, and their sidecars.
 async fn start_pool(ctx: &Ctx, chunk_ms: u64) -> anyhow::Result<(Vec<Sim>, Vec<Sidecar>)> {
-    let mut sims = Vec::new();
-    let mut sidecars: Vec<Sidecar> = Vec::new();
-    for i in 0..SIDECARS {
-        let sim = Sim::start(
-            &ctx.bins.sim,
-            SimOptions {
-                chunks: 20,
-                first_token_delay_ms: 100,
-                chunk_delay_ms: chunk_ms,
-                max_concurrent_chats: 1,
-                ..SimOptions::default()
-            },
-        )
-        .await?;
-        let token = sidecars
-            .first()
-            .map(|s| s.options.token.clone())
-            .unwrap_or_else(|| SidecarOptions::default().token);
-        let sidecar = Sidecar::start(
-            &ctx.bins.sidecar,
-            &sim,
-            SidecarOptions {
-                name: format!("fair-{i}"),
-                token,
-                max_concurrent_chats: 1,
-                ..SidecarOptions::default()
-            },
-        )
-        .await?;
-        sims.push(sim);
-        sidecars.push(sidecar);
-    }
-    Ok((sims, sidecars))
+    let sim = SimOptions {
+        chunks: 20,
+        first_token_delay_ms: 100,
+        chunk_delay_ms: chunk_ms,
+        ..SimOptions::default()
+    };
+    super::one_chat_pool(ctx, SIDECARS, "fair", sim).await
 }
 
 /// One answered request: when it was sent, its queue wait, and its status.

@@ -70,3 +70,44 @@ pub fn add_counts(report: &mut Report, scenario: &str, name: &str, s: &LoadStats
         failures,
     );
 }
+
+/// `n` one-chat simulators started with `sim`, each behind its own one-chat sidecar named
+/// `{prefix}-{i}`, all sidecars sharing one token: the pool the pool-level scenarios run on.
+pub async fn one_chat_pool(
+    ctx: &Ctx,
+    n: usize,
+    prefix: &str,
+    sim: bench::stack::SimOptions,
+) -> anyhow::Result<(Vec<bench::stack::Sim>, Vec<bench::stack::Sidecar>)> {
+    use bench::stack::{Sidecar, SidecarOptions, Sim, SimOptions};
+    let mut sims = Vec::new();
+    let mut sidecars: Vec<Sidecar> = Vec::new();
+    for i in 0..n {
+        let started = Sim::start(
+            &ctx.bins.sim,
+            SimOptions {
+                max_concurrent_chats: 1,
+                ..sim.clone()
+            },
+        )
+        .await?;
+        let token = sidecars
+            .first()
+            .map(|s| s.options.token.clone())
+            .unwrap_or_else(|| SidecarOptions::default().token);
+        let sidecar = Sidecar::start(
+            &ctx.bins.sidecar,
+            &started,
+            SidecarOptions {
+                name: format!("{prefix}-{i}"),
+                token,
+                max_concurrent_chats: 1,
+                ..SidecarOptions::default()
+            },
+        )
+        .await?;
+        sims.push(started);
+        sidecars.push(sidecar);
+    }
+    Ok((sims, sidecars))
+}

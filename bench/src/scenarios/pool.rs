@@ -9,7 +9,7 @@ use bench::load;
 use bench::openai::{self, chat_body};
 use bench::prom::{Metrics, bucket_delta, histogram_quantile};
 use bench::report::Goal;
-use bench::stack::{Gateway, GatewayOptions, Sidecar, SidecarOptions, Sim, SimOptions};
+use bench::stack::{Gateway, GatewayOptions, Sidecar, Sim, SimOptions};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -71,39 +71,13 @@ struct Run<'a> {
 }
 
 async fn start_sidecars(ctx: &Ctx, n: usize) -> anyhow::Result<(Vec<Sim>, Vec<Sidecar>)> {
-    let mut sims = Vec::new();
-    let mut sidecars = Vec::new();
-    for i in 0..n {
-        let sim = Sim::start(
-            &ctx.bins.sim,
-            SimOptions {
-                chunks: 20,
-                first_token_delay_ms: FIRST_TOKEN_DELAY_MS,
-                chunk_delay_ms: 10,
-                max_concurrent_chats: 1,
-                ..SimOptions::default()
-            },
-        )
-        .await?;
-        let token = sidecars
-            .first()
-            .map(|s: &Sidecar| s.options.token.clone())
-            .unwrap_or_else(|| SidecarOptions::default().token);
-        let sidecar = Sidecar::start(
-            &ctx.bins.sidecar,
-            &sim,
-            SidecarOptions {
-                name: format!("pool-{i}"),
-                token,
-                max_concurrent_chats: 1,
-                ..SidecarOptions::default()
-            },
-        )
-        .await?;
-        sims.push(sim);
-        sidecars.push(sidecar);
-    }
-    Ok((sims, sidecars))
+    let sim = SimOptions {
+        chunks: 20,
+        first_token_delay_ms: FIRST_TOKEN_DELAY_MS,
+        chunk_delay_ms: 10,
+        ..SimOptions::default()
+    };
+    super::one_chat_pool(ctx, n, "pool", sim).await
 }
 
 async fn start_gateways(

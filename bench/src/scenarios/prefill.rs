@@ -7,7 +7,7 @@
 
 use super::{Ctx, pct};
 use bench::openai::{self, chat_body};
-use bench::stack::{Gateway, GatewayOptions, Sidecar, SidecarOptions, Sim, SimOptions};
+use bench::stack::{Gateway, GatewayOptions, Sidecar, Sim, SimOptions};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,39 +23,14 @@ const USER_TURN_BYTES: usize = 1024;
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let n = ctx.settings.pool_sidecars;
-    let mut sims = Vec::new();
-    let mut sidecars: Vec<Sidecar> = Vec::new();
-    for i in 0..n {
-        let sim = Sim::start(
-            &ctx.bins.sim,
-            SimOptions {
-                chunks: 10,
-                first_token_delay_ms: FIRST_TOKEN_DELAY_MS,
-                chunk_delay_ms: 5,
-                max_concurrent_chats: 1,
-                prefill_us_per_kib: PREFILL_US_PER_KIB,
-                ..SimOptions::default()
-            },
-        )
-        .await?;
-        let token = sidecars
-            .first()
-            .map(|s| s.options.token.clone())
-            .unwrap_or_else(|| SidecarOptions::default().token);
-        let sidecar = Sidecar::start(
-            &ctx.bins.sidecar,
-            &sim,
-            SidecarOptions {
-                name: format!("prefill-{i}"),
-                token,
-                max_concurrent_chats: 1,
-                ..SidecarOptions::default()
-            },
-        )
-        .await?;
-        sims.push(sim);
-        sidecars.push(sidecar);
-    }
+    let sim = SimOptions {
+        chunks: 10,
+        first_token_delay_ms: FIRST_TOKEN_DELAY_MS,
+        chunk_delay_ms: 5,
+        prefill_us_per_kib: PREFILL_US_PER_KIB,
+        ..SimOptions::default()
+    };
+    let (sims, sidecars) = super::one_chat_pool(ctx, n, "prefill", sim).await?;
     let refs: Vec<&Sidecar> = sidecars.iter().collect();
     let scenario = format!("prefill N={n} M={n} ({PREFILL_US_PER_KIB} us/KiB)");
     let mut p50s = Vec::new();
