@@ -220,12 +220,6 @@ impl Sidecar {
             .max(self.reported_load.load(Ordering::Relaxed))
     }
 
-    /// Whether no slot is free now: [`Sidecar::load`] at or over a non-zero capacity.
-    pub fn is_full(&self) -> bool {
-        let capacity = self.capacity();
-        capacity != 0 && self.load() >= capacity
-    }
-
     /// The load the sidecar reported (in flight + queued over all gateways).
     pub fn reported_load(&self) -> u32 {
         self.reported_load.load(Ordering::Relaxed)

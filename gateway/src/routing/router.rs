@@ -55,7 +55,6 @@ impl Router {
             && Some(name) != exclude
             && super::sticky::owner_only(self.policy, waited, self.sticky_wait)
             && let Some(s) = pool.find(name).filter(|s| s.usable())
-            && !(s.is_full() && idle_elsewhere(pool, name))
         {
             return vec![s];
         }
@@ -124,17 +123,6 @@ impl Router {
     }
 }
 
-/// Whether a usable sidecar other than `owner` runs nothing at all. A follow-up does not
-/// wait for its full owner then: two conversations that landed on one instance (first
-/// turns racing on several replicas) would otherwise share it for good while another
-/// instance idles. Moving costs one fresh session; waiting would cost a chat's time on
-/// every turn. While every instance is busy, follow-ups keep waiting for their own.
-fn idle_elsewhere(pool: &Pool, owner: &str) -> bool {
-    pool.members()
-        .iter()
-        .any(|s| &*s.name != owner && s.usable() && s.load() == 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,33 +154,5 @@ mod tests {
         a.set_link(None);
         assert!(router.order(&pool, 7, None, None).is_empty());
         assert!(!pool.any_usable());
-    }
-
-    #[tokio::test]
-    async fn a_follow_up_waits_for_its_full_owner_unless_another_instance_idles() {
-        let pool = empty_pool(3, 50);
-        let budget = Arc::new(EjectionBudget::new(50));
-        let owner = connected_sidecar(&pool, "owner", 1, budget.clone());
-        let other = connected_sidecar(&pool, "other", 1, budget);
-        pool.set_members_for_test(vec![owner.clone(), other.clone()]);
-        let router = Router::new(RoutingPolicy::Sticky, 1.25);
-        let early = Duration::from_millis(10);
-        let _owner_busy = owner.try_reserve().expect("owner slot");
-        assert_eq!(
-            names(&router.order_for(&pool, 7, Some("owner"), None, early)),
-            vec!["owner", "other"],
-            "the other instance idles: no waiting for the full owner"
-        );
-        let _other_busy = other.try_reserve().expect("other slot");
-        assert_eq!(
-            names(&router.order_for(&pool, 7, Some("owner"), None, early)),
-            vec!["owner"],
-            "everything busy: the follow-up waits for its own instance"
-        );
-        assert_eq!(
-            names(&router.order_for(&pool, 7, Some("owner"), None, Duration::from_secs(5))),
-            vec!["owner", "other"],
-            "after the bound it may go anywhere"
-        );
     }
 }

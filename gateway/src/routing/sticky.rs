@@ -2,9 +2,6 @@
 //! is usable but full waits for it up to GATEWAY_STICKY_WAIT_MS before it may go to
 //! another sidecar (and start a fresh session there, re-sending the whole history).
 //!
-//! Unless another usable instance runs nothing at all (`Router::order_for`): then waiting
-//! would only keep a slot idle.
-//!
 //! Evaluated by the router on every re-evaluation of admission (each freed slot, status
 //! or load change, and the queue's periodic re-check), from the time since the request
 //! arrived, so the bound holds however the queue in front of it is organised.
