@@ -257,7 +257,18 @@ impl Mux {
                         let _ = status_tx.send(Some(s.clone()));
                         continue;
                     }
-                    ServerMessage::Sessions(_) | ServerMessage::Load(_) => continue,
+                    // Load changes come as `load` since the ownership messages; keep the
+                    // last Status's counts current so `wait_status` sees them.
+                    ServerMessage::Load(load) => {
+                        status_tx.send_modify(|s| {
+                            if let Some(s) = s {
+                                s.in_flight = load.in_flight;
+                                s.queued = load.queued;
+                            }
+                        });
+                        continue;
+                    }
+                    ServerMessage::Sessions(_) => continue,
                     ServerMessage::Started { id, .. }
                     | ServerMessage::Delta { id, .. }
                     | ServerMessage::Finish { id, .. }
