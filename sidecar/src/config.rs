@@ -201,7 +201,7 @@ pub struct Config {
     /// Coalescing window, in ms, of the `sessions` (held/dropped keys) and `load` messages
     /// on each gateway connection: the first change after a quiet window goes out at once,
     /// later ones within the window are batched (0 = every change at once).
-    #[arg(long, env = "SIDECAR_ANNOUNCE_COALESCE_MS", default_value_t = 5,
+    #[arg(long, env = "SIDECAR_ANNOUNCE_COALESCE_MS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub announce_coalesce_ms: u64,
     // --- quota-aware account (`crate::quota`) ---

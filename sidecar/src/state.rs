@@ -109,7 +109,7 @@ impl SidecarState {
             closing: CancellationToken::new(),
             lingma_restart: Notify::new(),
             keepalive: Duration::from_secs(15),
-            announce_window: Duration::from_millis(5),
+            announce_window: Duration::ZERO,
             quota: PauseStreak::new(QuotaSettings::default()),
         }
     }
