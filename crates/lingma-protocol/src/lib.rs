@@ -11,6 +11,7 @@ pub mod methods;
 pub mod wire;
 
 pub use client::{
-    CHAT_EVENT_BUFFER, ChatEvent, ChatStream, ClientOptions, LingmaClient, ServerEvent,
+    CHAT_EVENT_BUFFER, CONSUMER_GRACE, ChatEvent, ChatStream, ClientOptions, LingmaClient,
+    ServerEvent,
 };
 pub use error::ClientError;

@@ -15,7 +15,7 @@ use super::output::{Gone, Output, Room};
 use super::think::{Piece, ThinkSplitter, emit};
 use super::{End, Failure, classify_client_error, classify_finish_event, estimated_usage};
 use crate::quota::QuotaSettings;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lingma_protocol::{ChatEvent, ChatStream};
 use mux_protocol::{ErrorKind, FinishReason, ServerMessage, SessionOutcome, StreamId, Usage};
 use tokio_util::sync::CancellationToken;
@@ -77,45 +77,86 @@ pub(super) async fn forward(
             }
             event = stream.next() => event,
         };
-        match event {
-            Some(Ok(ChatEvent::Answer(a))) => fwd.splitter.push(&a.text, &mut fwd.pieces),
-            Some(Ok(ChatEvent::Think(t))) => emit(&mut fwd.pieces, Piece::Reasoning(t.text)),
-            Some(Ok(ChatEvent::Finish(f))) => {
-                fwd.splitter.finish(&mut fwd.pieces);
-                fwd.flush().await?;
-                let reason = classify_finish_event(&f, quota).map_err(End::Failed)?;
-                // Deltas can be lost or empty; fullAnswer is authoritative. Send what the
-                // deltas missed when it extends them.
-                if reason == FinishReason::Stop
-                    && let Some(rest) = missing_tail(&fwd.streamed, &f.full_answer)
-                {
-                    fwd.pieces.push(Piece::Content(rest));
-                    fwd.flush().await?;
-                }
-                fwd.ensure_started().await?;
-                return Ok(Finished {
-                    reason,
-                    usage: estimated_usage(prompt_chars, fwd.streamed.chars().count()),
-                });
+        // Take whatever else Lingma already sent before going back to the connection:
+        // merging is cheap, a frame each is not, so a burst never outruns the forwarder
+        // (a chat more than CHAT_EVENT_BUFFER events behind is ended by the client).
+        let mut next = Some(event);
+        let mut taken = 0;
+        while let Some(event) = next.take() {
+            if let Some(end) = fwd.take(event, prompt_chars, quota).await {
+                return end;
             }
-            Some(Ok(ChatEvent::Step(_) | ChatEvent::Title(_))) => {}
-            Some(Err(e)) => {
-                // What Lingma did send reaches the gateway before the error.
-                fwd.flush().await?;
-                return Err(End::Failed(classify_client_error(&e)));
-            }
-            None => {
-                fwd.flush().await?;
-                return Err(End::Failed(Failure::new(
-                    ErrorKind::Upstream,
-                    "Lingma ended the chat without a finish",
-                )));
+            taken += 1;
+            if taken < BURST {
+                next = stream.next().now_or_never();
             }
         }
     }
 }
 
+/// Events taken in a row without a look at the cancel token or the connection.
+const BURST: usize = 256;
+
 impl Forwarder<'_> {
+    /// One event from Lingma: text is merged into the pending pieces; a finish, an error
+    /// or the end of the stream ends the chat (`Some`).
+    async fn take(
+        &mut self,
+        event: Option<Result<ChatEvent, lingma_protocol::ClientError>>,
+        prompt_chars: usize,
+        quota: &QuotaSettings,
+    ) -> Option<Result<Finished, End>> {
+        match event {
+            Some(Ok(ChatEvent::Answer(a))) => self.splitter.push(&a.text, &mut self.pieces),
+            Some(Ok(ChatEvent::Think(t))) => emit(&mut self.pieces, Piece::Reasoning(t.text)),
+            Some(Ok(ChatEvent::Finish(f))) => {
+                return Some(self.finish(&f, prompt_chars, quota).await);
+            }
+            Some(Ok(ChatEvent::Step(_) | ChatEvent::Title(_))) => {}
+            Some(Err(e)) => {
+                // What Lingma did send reaches the gateway before the error.
+                return Some(match self.flush().await {
+                    Ok(()) => Err(End::Failed(classify_client_error(&e))),
+                    Err(gone) => Err(gone.into()),
+                });
+            }
+            None => {
+                return Some(match self.flush().await {
+                    Ok(()) => Err(End::Failed(Failure::new(
+                        ErrorKind::Upstream,
+                        "Lingma ended the chat without a finish",
+                    ))),
+                    Err(gone) => Err(gone.into()),
+                });
+            }
+        }
+        None
+    }
+
+    async fn finish(
+        &mut self,
+        f: &lingma_protocol::wire::ChatFinish,
+        prompt_chars: usize,
+        quota: &QuotaSettings,
+    ) -> Result<Finished, End> {
+        self.splitter.finish(&mut self.pieces);
+        self.flush().await?;
+        let reason = classify_finish_event(f, quota).map_err(End::Failed)?;
+        // Deltas can be lost or empty; fullAnswer is authoritative. Send what the
+        // deltas missed when it extends them.
+        if reason == FinishReason::Stop
+            && let Some(rest) = missing_tail(&self.streamed, &f.full_answer)
+        {
+            self.pieces.push(Piece::Content(rest));
+            self.flush().await?;
+        }
+        self.ensure_started().await?;
+        Ok(Finished {
+            reason,
+            usage: estimated_usage(prompt_chars, self.streamed.chars().count()),
+        })
+    }
+
     /// `Started`, once per chat.
     async fn ensure_started(&mut self) -> Result<(), Gone> {
         if !self.started {

@@ -4,8 +4,8 @@
 
 use super::chat::ChatEvent;
 use super::codec::{self, Incoming, Kind};
-use super::state::ConnectionState;
-use super::{ClientOptions, ServerEvent};
+use super::state::{ConnectionState, RESERVED_SLOTS};
+use super::{CONSUMER_GRACE, ClientOptions, ServerEvent};
 use crate::error::{ClientError, sanitize};
 use crate::framing::FrameDecoder;
 use crate::methods;
@@ -176,10 +176,11 @@ async fn handle_frame(state: &ConnectionState, body: &str) -> bool {
                 &method,
                 codec::response_id(id),
                 message.params_text(),
-            );
+            )
+            .await;
         }
         Some(Kind::Notification { method }) => {
-            route(state, &method, None, message.params_text());
+            route(state, &method, None, message.params_text()).await;
         }
         Some(Kind::Response { id }) => {
             let Some(id) = codec::response_id(id) else {
@@ -222,24 +223,26 @@ fn tool_refusal(id: &serde_json::value::RawValue, params: &str) -> String {
 }
 
 /// `event_id` (the JSON-RPC id of a pushed request) lets a chat drop an event sent twice.
-fn route(state: &ConnectionState, method: &str, event_id: Option<i64>, params: &str) {
+async fn route(state: &ConnectionState, method: &str, event_id: Option<i64>, params: &str) {
     match method {
         methods::CHAT_ANSWER => {
-            route_chat::<ChatAnswer>(state, event_id, params, ChatEvent::Answer)
+            route_chat::<ChatAnswer>(state, event_id, params, ChatEvent::Answer).await;
         }
         methods::CHAT_FINISH => {
-            route_chat::<ChatFinish>(state, event_id, params, ChatEvent::Finish)
+            route_chat::<ChatFinish>(state, event_id, params, ChatEvent::Finish).await;
         }
-        methods::CHAT_THINK => route_chat::<ChatThink>(state, event_id, params, ChatEvent::Think),
+        methods::CHAT_THINK => {
+            route_chat::<ChatThink>(state, event_id, params, ChatEvent::Think).await;
+        }
         methods::CHAT_PROCESS_STEP_CALLBACK => {
-            route_chat::<ProcessStepCallback>(state, event_id, params, ChatEvent::Step)
+            route_chat::<ProcessStepCallback>(state, event_id, params, ChatEvent::Step).await;
         }
         methods::SESSION_TITLE_UPDATE => route_title(state, params),
         _ => publish(state, method, params),
     }
 }
 
-fn route_chat<E: DeserializeOwned>(
+async fn route_chat<E: DeserializeOwned>(
     state: &ConnectionState,
     event_id: Option<i64>,
     params: &str,
@@ -247,12 +250,27 @@ fn route_chat<E: DeserializeOwned>(
 ) {
     match serde_json::from_str(params) {
         Ok(event) => {
-            state.deliver(None, event_id, wrap(event));
+            let event = wrap(event);
+            wait_for_room(state, event.request_id()).await;
+            state.deliver(None, event_id, event);
         }
         Err(e) => {
             let what = format!("chat event params have the wrong shape: {e}");
             protocol_violation(state, what, Some(params));
         }
+    }
+}
+
+/// When `request_id`'s chat has no room, give its consumer up to [`CONSUMER_GRACE`] to
+/// make some (`deliver` ends the chat if it still has none).
+async fn wait_for_room(state: &ConnectionState, request_id: &str) {
+    let Some(tx) = state.full_chat(request_id) else {
+        return;
+    };
+    tokio::select! {
+        biased;
+        () = state.stop.cancelled() => {}
+        _ = tokio::time::timeout(CONSUMER_GRACE, tx.reserve_many(RESERVED_SLOTS + 1)) => {}
     }
 }
 

@@ -23,8 +23,9 @@
 //! - Every server request is acked by the reader before it is routed; `tool/invoke` is
 //!   answered `success:false` instead (chat mode only).
 //! - Each chat buffers up to [`CHAT_EVENT_BUFFER`] events. A chat whose consumer falls that
-//!   far behind is ended with `ConsumerTooSlow` and stopped, so one
-//!   stuck consumer never blocks the reader for the other chats.
+//!   far behind and makes no room within [`CONSUMER_GRACE`] is ended with `ConsumerTooSlow`
+//!   and stopped, so one stuck consumer blocks the reader for the other chats at most that
+//!   long.
 //! - A frame that does not parse is counted (`protocol_errors()`) and ends the chat it names
 //!   (found by its `requestId`) with `Protocol`; if it names none, every open chat is ended
 //!   with `Protocol`, because one of them lost an event and nobody can tell which.
@@ -58,6 +59,13 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 /// Events buffered per chat before its consumer counts as too slow and the chat is ended
 /// with a `ConsumerTooSlow` error (the reader never blocks on one chat's consumer).
 pub const CHAT_EVENT_BUFFER: usize = 1024;
+
+/// How long the reader waits for a chat whose buffer is full to make room before it ends
+/// that chat with `ConsumerTooSlow`. A consumer that keeps up on average can still fall a
+/// buffer behind a burst (the reader parses a whole socket read before the consumer's task
+/// runs, more so on a loaded machine); a stuck one is ended after this, and the other
+/// chats wait at most this long behind it.
+pub const CONSUMER_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {

@@ -59,7 +59,7 @@ pub(crate) struct ConnectionState {
 }
 
 /// Room kept in every chat channel for the terminal error, so that an error always fits.
-const RESERVED_SLOTS: usize = 1;
+pub(crate) const RESERVED_SLOTS: usize = 1;
 
 impl ConnectionState {
     pub fn new(outbound: mpsc::Sender<String>, opts: ClientOptions) -> Self {
@@ -166,6 +166,17 @@ impl ConnectionState {
     /// Route one chat event to its chat: `owner` is the chat's `requestId` when the event
     /// does not carry it (titles), otherwise the event's own. `chat/finish` ends the chat's
     /// bookkeeping. No allocation on the common path: the key is borrowed from the event.
+    /// The channel of `key`'s chat when its buffer is full, for the reader to wait on
+    /// (see [`super::CONSUMER_GRACE`]); None when there is room or no such chat.
+    pub fn full_chat(&self, key: &str) -> Option<mpsc::Sender<ChatItem>> {
+        let routes = self.routes.lock();
+        routes
+            .chats
+            .get(key)
+            .filter(|e| e.tx.capacity() <= RESERVED_SLOTS)
+            .map(|e| e.tx.clone())
+    }
+
     pub fn deliver(
         &self,
         owner: Option<&str>,

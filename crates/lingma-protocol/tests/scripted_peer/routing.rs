@@ -181,6 +181,33 @@ async fn session_learned_from_events_routes_the_title() {
 }
 
 #[tokio::test]
+async fn a_consumer_that_falls_behind_a_burst_briefly_loses_nothing() {
+    let (client, mut peer) = start(ClientOptions::default()).await;
+    let chat = tokio::spawn({
+        let client = client.clone();
+        async move { client.chat(ask("burst")).await }
+    });
+    peer.accept_ask().await;
+    let mut stream = chat.await.expect("task").expect("accepted");
+    // Twice the buffer in one socket write, and the consumer starts reading only after a
+    // while: the reader waits for room instead of ending the chat.
+    let burst = 2 * lingma_protocol::CHAT_EVENT_BUFFER;
+    let mut batch = String::new();
+    for i in 0..burst {
+        batch.push_str(&answer(1000 + i as i64, "burst", "x"));
+    }
+    peer.send_raw(batch).await;
+    tokio::time::sleep(lingma_protocol::CONSUMER_GRACE / 4).await;
+    for i in 0..burst {
+        match next(&mut stream).await {
+            Some(Ok(ChatEvent::Answer(a))) => assert_eq!(a.text, "x"),
+            other => panic!("event {i} of {burst}: {other:?}"),
+        }
+    }
+    assert_eq!(client.open_chats(), 1, "the chat is still open");
+}
+
+#[tokio::test]
 async fn a_chat_nobody_reads_is_ended_without_blocking_the_others() {
     let (client, mut peer) = start(ClientOptions::default()).await;
     let mut streams = Vec::new();
