@@ -382,13 +382,18 @@ async fn served_again(stack: &Stack) -> Duration {
     panic!("{PARTITIONED} served none of 10 chats after it was back");
 }
 
+/// The sidecar's chat count, read across its link, which may be the lossy one: a scrape
+/// whose SYN or last segment is lost twice in a row outlasts its 5 s timeout (seen in CI),
+/// so a failed scrape is retried.
 async fn chats_total(sidecar: &Sidecar) -> f64 {
-    sidecar
-        .metrics()
-        .await
-        .expect("sidecar metrics")
-        .sum("sidecar_chats_total")
-        .unwrap_or(0.0)
+    let mut last_error = None;
+    for _ in 0..4 {
+        match sidecar.metrics().await {
+            Ok(m) => return m.sum("sidecar_chats_total").unwrap_or(0.0),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    panic!("sidecar metrics, 4 tries: {last_error:?}");
 }
 
 /// Poll the gateway's `metric{name=...}` until it is `value`; how long that took.
