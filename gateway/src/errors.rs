@@ -44,8 +44,13 @@ pub enum GatewayError {
     /// The sidecar or Lingma failed.
     #[error("{message}")]
     Upstream { kind: ErrorKind, message: String },
+    /// No instance can take the request; `retry_after_secs` when it is known when one
+    /// will (every account paused).
     #[error("{message}")]
-    Unavailable { message: &'static str },
+    Unavailable {
+        message: &'static str,
+        retry_after_secs: Option<u64>,
+    },
     #[error("the upstream model timed out")]
     Timeout,
     #[error("internal error")]
@@ -255,6 +260,10 @@ impl GatewayError {
         );
         if let Self::RateLimited {
             retry_after_secs, ..
+        }
+        | Self::Unavailable {
+            retry_after_secs: Some(retry_after_secs),
+            ..
         } = self
         {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));

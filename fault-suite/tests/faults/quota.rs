@@ -145,3 +145,85 @@ async fn a_quota_exhausted_instance_leaves_the_rotation_and_rejoins() {
     stack.assert_quiescent().await;
     stack.assert_no_secrets();
 }
+
+/// With every account paused there is nothing to route to: the gateway answers 503 at
+/// once, in each surface's shape, with the pause's remaining time in `Retry-After`, and
+/// serves again when the pause ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_account_paused_is_a_503_with_the_pause_in_retry_after() {
+    let mut spec = StackSpec::default();
+    spec.sidecar_env
+        .push(("SIDECAR_QUOTA_PAUSE_SEC".into(), PAUSE_SEC.into()));
+    spec.sidecar_env
+        .push(("SIDECAR_QUOTA_PAUSE_MAX_SEC".into(), PAUSE_SEC.into()));
+    let stack = Stack::start(spec).await;
+    stack.eventually_ok(Duration::from_secs(10)).await;
+    stack.sims[0]
+        .control()
+        .set_fault_for("quota_exhausted", OUTAGE)
+        .await
+        .expect("arm the outage");
+    let met = stack.chat(&user("the one that meets the limit")).await;
+    assert_eq!(met.status, 429, "{}", met.body);
+    let paused = test_support::wait_until(Duration::from_secs(5), || async {
+        entry(&stack, "sidecar-0").await["state"] == "paused"
+    })
+    .await;
+    assert!(paused.is_ok(), "{}", entry(&stack, "sidecar-0").await);
+
+    let started = Instant::now();
+    let out = stack.chat(&user("while every account is paused")).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered at once"
+    );
+    assert_eq!(out.status, 503, "{}", out.body);
+    assert_eq!(
+        out.body["error"]["code"], "no_upstream_available",
+        "{}",
+        out.body
+    );
+    let pause: u64 = PAUSE_SEC.parse().expect("seconds");
+    let retry_after = |v: Option<&str>| -> u64 {
+        v.and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("Retry-After seconds, got {v:?}"))
+    };
+    let secs = retry_after(out.retry_after.as_deref());
+    assert!(
+        (1..=pause).contains(&secs),
+        "Retry-After {secs} for a {pause} s pause"
+    );
+
+    let g = &stack.gateway;
+    let anthropic = stack
+        .http
+        .post(format!("{}/v1/messages", g.base_url()))
+        .header("x-api-key", fault_suite::API_KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(&serde_json::json!({
+            "model": "auto",
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": "while paused, Anthropic"}],
+        }))
+        .send()
+        .await
+        .expect("POST /v1/messages");
+    assert_eq!(anthropic.status().as_u16(), 529);
+    let secs = retry_after(
+        anthropic
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+    );
+    assert!((1..=pause).contains(&secs), "Anthropic Retry-After {secs}");
+    let body: Value = anthropic.json().await.expect("JSON error");
+    assert_eq!(body["error"]["type"], "overloaded_error", "{body}");
+
+    let back = test_support::wait_until(Duration::from_secs(10), || async {
+        stack.chat(&user("after the pause")).await.status == 200
+    })
+    .await;
+    assert!(back.is_ok(), "served again after the pause");
+    stack.assert_quiescent().await;
+    stack.assert_no_secrets();
+}

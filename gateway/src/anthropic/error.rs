@@ -94,6 +94,10 @@ impl IntoResponse for AnthropicError {
         );
         if let GatewayError::RateLimited {
             retry_after_secs, ..
+        }
+        | GatewayError::Unavailable {
+            retry_after_secs: Some(retry_after_secs),
+            ..
         } = self.0
         {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));

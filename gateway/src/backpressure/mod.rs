@@ -37,14 +37,12 @@ const REFRESH: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// The wait queue is full; `retry_after` is the estimated wait at its end.
-    QueueFull {
-        retry_after: Duration,
-    },
+    QueueFull { retry_after: Duration },
     /// The deadline passed; `retry_after` is the estimated wait from the position it had.
-    QueueTimeout {
-        retry_after: Duration,
-    },
-    NoSidecar,
+    QueueTimeout { retry_after: Duration },
+    /// Nothing to route to; `paused_for` when that is because every account is paused
+    /// (the soonest a pause should end).
+    NoSidecar { paused_for: Option<Duration> },
 }
 
 impl Refusal {
@@ -60,8 +58,15 @@ impl Refusal {
                 code: "queue_timeout",
                 retry_after_secs: retry_after_secs(retry_after),
             },
-            Self::NoSidecar => GatewayError::Unavailable {
+            Self::NoSidecar { paused_for: None } => GatewayError::Unavailable {
                 message: "No upstream Lingma instance is ready to take requests.",
+                retry_after_secs: None,
+            },
+            Self::NoSidecar {
+                paused_for: Some(left),
+            } => GatewayError::Unavailable {
+                message: "Every upstream Lingma account is paused (rate limited or out of quota); retry later.",
+                retry_after_secs: Some(retry_after_secs(left)),
             },
         }
     }
@@ -414,7 +419,12 @@ impl InFlightLimiter {
         notified.as_mut().enable();
         let candidates = order();
         if candidates.is_empty() {
-            return Err(self.refused(&global.key, Refusal::NoSidecar));
+            return Err(self.refused(
+                &global.key,
+                Refusal::NoSidecar {
+                    paused_for: pool.all_paused_for(),
+                },
+            ));
         }
         let (id, rx) = match self.enter(&global, pool, candidates) {
             Ok(Entry::Admitted(a)) => {
@@ -464,7 +474,12 @@ impl InFlightLimiter {
                         global.holds = false;
                         Ok(admission)
                     }
-                    Err(_) => Err(self.refused(&global.key, Refusal::NoSidecar)),
+                    Err(_) => Err(self.refused(
+                        &global.key,
+                        Refusal::NoSidecar {
+                            paused_for: pool.all_paused_for(),
+                        },
+                    )),
                 };
             }
             self.refresh(&queued.key, id, candidates);
@@ -560,7 +575,7 @@ impl InFlightLimiter {
         match refusal {
             Refusal::QueueFull { .. } => metrics.key_limited(&key.name, "queue_full"),
             Refusal::QueueTimeout { .. } => metrics.key_limited(&key.name, "queue_timeout"),
-            Refusal::NoSidecar => metrics.key_outcome(&key.name, "unavailable"),
+            Refusal::NoSidecar { .. } => metrics.key_outcome(&key.name, "unavailable"),
         }
         refusal
     }

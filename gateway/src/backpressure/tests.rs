@@ -102,7 +102,7 @@ async fn no_usable_sidecar_is_refused_at_once() {
     let far = Instant::now() + Duration::from_secs(5);
     let global = l.acquire_global(&key("a"), far).await.expect("global");
     let refused = l.acquire_sidecar(global, &pool, far, Vec::new).await.err();
-    assert_eq!(refused, Some(Refusal::NoSidecar));
+    assert_eq!(refused, Some(Refusal::NoSidecar { paused_for: None }));
     assert_eq!(l.available(), Some(4), "nothing was taken");
 }
 

@@ -115,6 +115,7 @@ impl ChatService {
         let mut exclude: Option<Arc<str>> = None;
         let mut last_error = GatewayError::Unavailable {
             message: "No upstream Lingma instance is ready to take requests.",
+            retry_after_secs: None,
         };
         for attempt in 0..2 {
             let admission = self

@@ -210,6 +210,7 @@ pub async fn auto_login_start(
         tracing::warn!(sidecar = %sidecar.name, error = login.error.unwrap_or("unknown"), "login start failed");
         return GatewayError::Unavailable {
             message: "The instance's sidecar did not accept the login request.",
+            retry_after_secs: None,
         }
         .into_response();
     }

@@ -235,6 +235,22 @@ impl Pool {
                 .any(|s| matches!(s.state(), SidecarState::Usable | SidecarState::Ejected))
     }
 
+    /// When nothing is usable because every connected instance's account is paused: the
+    /// soonest a pause should end (what a 503 tells the client in `Retry-After`).
+    pub fn all_paused_for(&self) -> Option<Duration> {
+        let members = self.members.load();
+        let connected: Vec<_> = members.iter().filter(|s| s.connected()).collect();
+        if connected.is_empty() {
+            return None;
+        }
+        connected
+            .iter()
+            .map(|s| s.paused_for())
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .min()
+    }
+
     /// Whether [`Pool::begin_shutdown`] was called.
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)

@@ -40,6 +40,9 @@ pub struct Sidecar {
     reported_load: AtomicU32,
     /// `gateway_pool_instance_paused{name, reason}`, one per reason (`PauseReason::ALL`).
     gauge_paused: [IntGauge; 2],
+    /// Milliseconds since `epoch` when its account pause should end, as the last Status
+    /// estimated it (0 = not paused): the pause's `retry_after_ms` counts from receipt.
+    paused_until_ms: AtomicU64,
 }
 
 /// Why a sidecar takes no chats right now (for /internal/stats and logs).
@@ -93,6 +96,7 @@ impl Sidecar {
             generation,
             budget,
             reported_load: AtomicU32::new(0),
+            paused_until_ms: AtomicU64::new(0),
         }
     }
 
@@ -191,6 +195,11 @@ impl Sidecar {
             status.in_flight.saturating_add(status.queued),
             Ordering::Relaxed,
         );
+        let paused_until = status
+            .paused
+            .as_ref()
+            .map_or(0, |p| self.now_ms().saturating_add(p.retry_after_ms).max(1));
+        self.paused_until_ms.store(paused_until, Ordering::Relaxed);
         self.status.store(Some(Arc::new(status)));
         self.generation.fetch_add(1, Ordering::Release);
         self.refresh_gauges();
@@ -262,6 +271,16 @@ impl Sidecar {
         for (gauge, r) in self.gauge_paused.iter().zip(mux_protocol::PauseReason::ALL) {
             gauge.set(i64::from(reason == Some(r)));
         }
+    }
+
+    /// How long its account pause should still last (by the sidecar's estimate), while
+    /// it is paused.
+    pub fn paused_for(&self) -> Option<Duration> {
+        if self.state() != SidecarState::Paused {
+            return None;
+        }
+        let until = self.paused_until_ms.load(Ordering::Relaxed);
+        Some(Duration::from_millis(until.saturating_sub(self.now_ms())))
     }
 
     /// The account pause of the last Status, while connected.
@@ -484,6 +503,11 @@ mod tests {
         s.set_status(paused);
         assert_eq!(s.state(), SidecarState::Paused);
         assert!(!s.usable());
+        let left = s.paused_for().expect("paused");
+        assert!(
+            left <= Duration::from_millis(5000) && left > Duration::from_millis(4000),
+            "{left:?}"
+        );
         assert_eq!(
             s.paused().map(|p| p.reason),
             Some(mux_protocol::PauseReason::QuotaExhausted)
