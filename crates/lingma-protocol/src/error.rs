@@ -22,6 +22,11 @@ pub enum ClientError {
     /// Could not open the WebSocket.
     #[error("cannot connect to Lingma: {0}")]
     Connect(String),
+    /// The connection was already gone when a request was to be sent, so it never reached
+    /// Lingma: unlike `ConnectionLost` (which may strike after Lingma took a request), it is
+    /// safe to send it elsewhere.
+    #[error("not connected to Lingma; the request was not sent")]
+    NotSent,
     /// `close()` was called on this client.
     #[error("Lingma client closed")]
     Closed,

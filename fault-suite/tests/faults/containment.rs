@@ -211,6 +211,8 @@ async fn a_slow_reader_gets_its_whole_stream_and_ejects_nothing() {
         "every piece arrived, in order: {} characters in {deltas} deltas",
         content.chars().count()
     );
+    // The sidecar merges at most 32 pieces into one delta, so at least 938 reach the
+    // gateway: more than its old 512-event stream buffer held.
     assert!(
         deltas > 512,
         "{deltas} deltas: too few to overflow the gateway's old 512-event stream buffer"

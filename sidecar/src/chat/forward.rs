@@ -94,8 +94,11 @@ pub(super) async fn forward(
     }
 }
 
-/// Events taken in a row without a look at the cancel token or the connection.
-const BURST: usize = 256;
+/// Events taken in a row (and merged into one delta) without a look at the cancel token
+/// or the connection. Small enough that clients still see the answer arrive in small
+/// pieces when the forwarder lags (30,000 pieces are at least 938 deltas), large enough
+/// that a frame's cost is shared by many events.
+const BURST: usize = 32;
 
 impl Forwarder<'_> {
     /// One event from Lingma: text is merged into the pending pieces; a finish, an error

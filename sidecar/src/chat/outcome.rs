@@ -126,7 +126,7 @@ pub fn classify_client_error(e: &ClientError) -> Failure {
             Failure::new(ErrorKind::Upstream, "Lingma sent an invalid message")
         }
         ClientError::Rejected(_) => Failure::new(ErrorKind::Upstream, "Lingma refused the chat"),
-        ClientError::Connect(_) | ClientError::Closed => {
+        ClientError::Connect(_) | ClientError::Closed | ClientError::NotSent => {
             Failure::new(ErrorKind::Unavailable, "not connected to Lingma")
         }
         // This chat's own reader fell behind Lingma (it waited on a slow gateway
@@ -244,6 +244,10 @@ mod tests {
             classify_ask_error(&ClientError::ConnectionLost).kind,
             ErrorKind::ConnectionLost
         );
+        // An ask that never left (Lingma was already gone) may go elsewhere.
+        let not_sent = classify_ask_error(&ClientError::NotSent).kind;
+        assert_eq!(not_sent, ErrorKind::Unavailable);
+        assert!(not_sent.retriable_elsewhere());
     }
 
     #[test]

@@ -172,13 +172,13 @@ impl LingmaClient {
     {
         let state = self.state();
         if state.stop.is_cancelled() {
-            return Err(state.end_reason());
+            return Err(not_sent(state.end_reason()));
         }
         let id = state.next_id();
         let frame = codec::request_frame(id, method, params)
             .map_err(|e| ClientError::Protocol(format!("cannot encode `{method}` params: {e}")))?;
         let (tx, rx) = oneshot::channel();
-        state.register_call(id, tx)?;
+        state.register_call(id, tx).map_err(not_sent)?;
         let mut guard = PendingCallGuard {
             state,
             id,
@@ -192,7 +192,7 @@ impl LingmaClient {
                 sent = state.outbound.send(frame) => sent.is_ok(),
             };
             if !sent {
-                return Err(state.end_reason());
+                return Err(not_sent(state.end_reason()));
             }
             Ok(rx.await.unwrap_or_else(|_| Err(state.end_reason())))
         };
@@ -229,7 +229,9 @@ impl LingmaClient {
     pub async fn chat(&self, params: ChatAskParams) -> Result<ChatStream, ClientError> {
         let state = self.state();
         let (tx, rx) = mpsc::channel(CHAT_EVENT_BUFFER);
-        state.register_chat(&params.request_id, &params.session_id, tx)?;
+        state
+            .register_chat(&params.request_id, &params.session_id, tx)
+            .map_err(not_sent)?;
         let mut guard = ChatGuard::new(
             state.clone(),
             params.request_id.clone(),
@@ -291,6 +293,15 @@ impl LingmaClient {
 
     pub fn subscribe_events(&self) -> broadcast::Receiver<ServerEvent> {
         self.state().events.subscribe()
+    }
+}
+
+/// Why a request that never left failed: `Closed` after `close()`, `NotSent` after a
+/// disconnect (and any refusal to register, e.g. a duplicate id, as it was).
+fn not_sent(reason: ClientError) -> ClientError {
+    match reason {
+        ClientError::ConnectionLost => ClientError::NotSent,
+        other => other,
     }
 }
 

@@ -206,5 +206,5 @@ pub async fn assert_all_connection_lost(
     assert!(client.is_closed());
     assert_eq!(client.open_chats(), 0);
     assert_eq!(client.pending_calls(), 0);
-    assert_eq!(client.ping().await, Err(ClientError::ConnectionLost));
+    assert_eq!(client.ping().await, Err(ClientError::NotSent));
 }
