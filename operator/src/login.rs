@@ -158,5 +158,16 @@ mod tests {
             serde_json::from_str::<SidecarLogin>(r#"{"paused":null}"#).is_err(),
             "no state, no answer"
         );
+        // Whoever reads only the LoginState (an older operator, the gateway's login control)
+        // is not disturbed by the pause next to it.
+        for answer in [
+            r#"{"state":"logged_in","paused":{"reason":"rate_limited","retry_after_ms":1,"pauses":1}}"#,
+            r#"{"state":"failed","reason":"Expired","paused":{"reason":"rate_limited","retry_after_ms":1,"pauses":1}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<LoginState>(answer).is_ok(),
+                "{answer}"
+            );
+        }
     }
 }
