@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,13 @@ use serde::{Deserialize, Serialize};
         type_ = "string",
         json_path = ".status.conditions[?(@.type=='LoggedIn')].reason",
         description = "Why replicas are (not) logged in",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Paused",
+        type_ = "integer",
+        json_path = ".status.pausedReplicas",
+        description = "Replicas whose account is paused (rate limited or out of quota)",
         priority = "1"
     ),
     printcolumn(
@@ -356,6 +363,10 @@ fn default_login_retries() -> i32 {
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.quotaPauseMaxSeconds >= self.quotaPauseSeconds",
+    "message": "quotaPauseMaxSeconds must be at least quotaPauseSeconds"
+}]))]
 pub struct LimitsSpec {
     /// Chats one Lingma process runs at once.
     #[serde(default = "default_max_chats")]
@@ -369,6 +380,22 @@ pub struct LimitsSpec {
     #[serde(default = "default_startup_timeout")]
     #[schemars(range(min = 1, max = 600))]
     pub startup_timeout_seconds: i32,
+    /// Seconds an account sits out after Lingma says it is rate limited or out of quota (the
+    /// first pause; each pause in a row doubles, up to quotaPauseMaxSeconds). 0 = never pause:
+    /// each limited chat fails on its own and the replica stays in rotation.
+    #[serde(default = "default_quota_pause")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub quota_pause_seconds: i32,
+    /// Longest pause, in seconds (at least quotaPauseSeconds).
+    #[serde(default = "default_quota_pause_max")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub quota_pause_max_seconds: i32,
+    /// Lingma `chat/finish` codes (`extra.errorCode` or `statusCode`) that mean the account's
+    /// quota is used up; empty = none (a 429 still pauses as rate limited). The real codes
+    /// are not documented: 110 is Qoder CN's "daily usage limit".
+    #[serde(default = "default_quota_error_codes")]
+    #[schemars(length(max = 64))]
+    pub quota_error_codes: Vec<i64>,
 }
 
 impl Default for LimitsSpec {
@@ -377,6 +404,9 @@ impl Default for LimitsSpec {
             max_concurrent_chats: default_max_chats(),
             rpc_timeout_seconds: default_rpc_timeout(),
             startup_timeout_seconds: default_startup_timeout(),
+            quota_pause_seconds: default_quota_pause(),
+            quota_pause_max_seconds: default_quota_pause_max(),
+            quota_error_codes: default_quota_error_codes(),
         }
     }
 }
@@ -389,6 +419,18 @@ fn default_rpc_timeout() -> i32 {
 }
 fn default_startup_timeout() -> i32 {
     40
+}
+/// The sidecar's SIDECAR_QUOTA_PAUSE_SEC default (a test keeps them equal via .env.example).
+fn default_quota_pause() -> i32 {
+    30
+}
+/// The sidecar's SIDECAR_QUOTA_PAUSE_MAX_SEC default.
+fn default_quota_pause_max() -> i32 {
+    900
+}
+/// The sidecar's LINGMA_QUOTA_ERROR_CODES default.
+fn default_quota_error_codes() -> Vec<i64> {
+    vec![110]
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -443,9 +485,14 @@ pub struct LingmaInstanceStatus {
     /// Pods that exist (the scale subresource reads it).
     #[serde(default)]
     pub replicas: i32,
-    /// Pods whose sidecar is ready: connected to Lingma and logged in.
+    /// Pods whose sidecar takes chats: connected to Lingma, logged in and its account not
+    /// paused.
     #[serde(default)]
     pub ready_replicas: i32,
+    /// Pods whose account is paused (rate limited or out of quota): out of rotation until
+    /// the pause ends.
+    #[serde(default)]
+    pub paused_replicas: i32,
     /// Pods logged in to Lingma.
     #[serde(default)]
     pub logged_in_replicas: i32,
@@ -471,13 +518,32 @@ pub struct ReplicaStatus {
     pub name: String,
     /// Account slot (the pod ordinal modulo the number of accounts).
     pub account_slot: i32,
-    /// The pod's readiness (sidecar connected and logged in).
+    /// Takes chats: the pod is ready (sidecar connected and logged in) and its account is
+    /// not paused.
     pub ready: bool,
     /// Login state as the sidecar reports it: unknown, logged_out, logging_in, logged_in, failed.
     pub login: String,
     /// Why the login failed (Expired, ChallengeRequired, QuotaExhausted, WrongCredentials...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Set while the replica's account is paused: Lingma said it is rate limited or out of
+    /// quota, and the sidecar takes no chats until `resumeTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<ReplicaPause>,
+}
+
+/// An account pause as the sidecar reported it (`GET /login/status`).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaPause {
+    /// rate_limited | quota_exhausted (the sidecar's words, as in its metrics).
+    pub reason: String,
+    /// When the pause ends (the operator's clock when it asked, plus what the sidecar said
+    /// was left); the next chat then probes the account.
+    pub resume_time: Time,
+    /// Pauses in a row without a successful chat in between (1 = the first); each one lasts
+    /// longer, up to limits.quotaPauseMaxSeconds.
+    pub pauses: i32,
 }
 
 /// The CRD as YAML, as `operator crd` prints it and `crds/` stores it.

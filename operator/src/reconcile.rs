@@ -28,11 +28,12 @@ use crate::crd::LingmaInstance;
 use crate::login::LoginProbe;
 use crate::metrics::Metrics;
 use crate::status::{AccountsProblem, Observation, READY, ReplicaObservation, compute_status};
-use events::{condition, events_for};
+use events::{condition, events_for, pause_event};
 
 /// The one field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "lingma-operator";
-/// Requeue while replicas are not ready (login progress is not visible through watches).
+/// Requeue while replicas are not ready or paused (login progress and the end of a pause are
+/// not visible through watches).
 const REQUEUE_NOT_READY: Duration = Duration::from_secs(15);
 const REQUEUE_READY: Duration = Duration::from_secs(300);
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
@@ -207,7 +208,8 @@ async fn reconcile_inner(instance: &LingmaInstance, ctx: &Context) -> Result<Act
         now: Time(k8s_openapi::jiff::Timestamp::now()),
     });
     let ready = condition(&status.conditions, READY).is_some_and(|c| c.status == "True");
-    let events = events_for(instance, &status.conditions, status.accounts);
+    let mut events = events_for(instance, &status.conditions, status.accounts);
+    events.extend(pause_event(instance, &status.instances));
     Api::<LingmaInstance>::namespaced(client, &namespace)
         .patch_status(
             &name,
@@ -406,25 +408,30 @@ async fn observe_replicas(
                     ordinal,
                     ready,
                     login: None,
+                    paused: None,
                 },
                 ip,
             ))
         })
         .collect();
     observed.sort_by_key(|(r, _)| r.ordinal);
-    // Only pods that are not ready are asked: a ready pod is logged in by definition.
-    let asks = observed.iter().map(|(r, ip)| async move {
-        match (r.ready, ip) {
-            (false, Some(ip)) => probe.login_state(*ip, token).await,
-            _ => None,
+    // Ready pods are asked too: a ready pod is logged in, but its account may be paused, which
+    // its readiness does not show (the sidecar stays ready to keep its gateway connections).
+    let asks = observed.iter().map(|(_, ip)| async move {
+        match ip {
+            Some(ip) => probe.login_status(*ip, token).await,
+            None => None,
         }
     });
     let answers = futures::future::join_all(asks).await;
     observed
         .into_iter()
         .zip(answers)
-        .map(|((mut r, _), login)| {
-            r.login = login;
+        .map(|((mut r, _), answer)| {
+            if let Some(answer) = answer {
+                r.login = Some(answer.login);
+                r.paused = answer.paused;
+            }
             r
         })
         .collect()

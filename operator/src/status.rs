@@ -5,12 +5,19 @@
 //! ready the operator asks its sidecar's `GET /login/status` why. A pod whose login is going away
 //! (expired session, re-login) turns not-ready first, so the gateway stops sending it new chats
 //! while open streams finish (the sidecar drains); the status then shows it as not logged in.
+//!
+//! Account pauses: a sidecar whose account is rate limited or out of quota stays pod-ready (it
+//! keeps its gateway connections, so they see the end of the pause at once) but takes no chats.
+//! Its readiness cannot tell, so every pod's sidecar is asked, and `/login/status` carries the
+//! pause. A paused replica is not counted ready and the `Ready` condition says why
+//! (`AccountPaused`); a pause ends by itself, so it is not `Degraded`.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use mux_protocol::{LoginFailure, LoginState};
+use k8s_openapi::jiff::SignedDuration;
+use mux_protocol::{AccountPause, LoginFailure, LoginState};
 
-use crate::crd::{LingmaInstance, LingmaInstanceStatus, ReplicaStatus};
+use crate::crd::{LingmaInstance, LingmaInstanceStatus, ReplicaPause, ReplicaStatus};
 
 pub const READY: &str = "Ready";
 pub const LOGGED_IN: &str = "LoggedIn";
@@ -27,6 +34,8 @@ pub struct ReplicaObservation {
     pub ready: bool,
     /// `None` when the sidecar could not be asked.
     pub login: Option<LoginState>,
+    /// The account pause the sidecar reported, if any.
+    pub paused: Option<AccountPause>,
 }
 
 /// What is wrong with the accounts Secret, if anything. Never carries its content.
@@ -84,12 +93,12 @@ pub fn compute_status(obs: &Observation<'_>) -> LingmaInstanceStatus {
     let instance = obs.instance;
     let desired = instance.spec.replicas;
     let accounts = obs.accounts.as_ref().ok().copied().unwrap_or(0);
-    let instances = replica_statuses(&obs.replicas, accounts);
+    let instances = replica_statuses(&obs.replicas, accounts, &obs.now);
     let counts = ReplicaCounts::of(obs);
     let conditions = ConditionFactory::new(instance, obs.now.clone());
     let not_logged_in = not_logged_in(&instances, &obs.replicas);
 
-    let ready = ready_condition(&conditions, desired, &counts);
+    let ready = ready_condition(&conditions, desired, &counts, &instances);
     let logged_in = logged_in_condition(&conditions, desired, counts.logged_in, &not_logged_in);
     let progressing = progressing_condition(&conditions, obs.statefulset, desired);
     let degraded = degraded_condition(&conditions, obs, &not_logged_in);
@@ -105,6 +114,7 @@ pub fn compute_status(obs: &Observation<'_>) -> LingmaInstanceStatus {
         observed_generation: instance.metadata.generation,
         replicas: counts.replicas,
         ready_replicas: counts.ready,
+        paused_replicas: counts.paused,
         logged_in_replicas: counts.logged_in,
         accounts: saturating_i32(accounts),
         selector: obs.selector.clone(),
@@ -118,7 +128,11 @@ fn saturating_i32(n: usize) -> i32 {
 }
 
 /// One status entry per observed pod; its account slot is the ordinal modulo the accounts.
-fn replica_statuses(replicas: &[ReplicaObservation], accounts: usize) -> Vec<ReplicaStatus> {
+fn replica_statuses(
+    replicas: &[ReplicaObservation],
+    accounts: usize,
+    now: &Time,
+) -> Vec<ReplicaStatus> {
     replicas
         .iter()
         .map(|r| {
@@ -134,19 +148,53 @@ fn replica_statuses(replicas: &[ReplicaObservation], accounts: usize) -> Vec<Rep
                 } else {
                     r.ordinal
                 },
-                ready: r.ready,
+                ready: r.ready && r.paused.is_none(),
                 login: login.to_owned(),
                 reason: reason.map(str::to_owned),
+                paused: r.paused.as_ref().map(|p| replica_pause(p, now)),
             }
         })
         .collect()
+}
+
+/// The sidecar's pause with its end as a time: `retry_after_ms` is relative to the answer,
+/// which a status read minutes later could not use. Rounded up to whole seconds, as
+/// metav1.Time is written, so the pause never looks over before it is.
+fn replica_pause(pause: &AccountPause, now: &Time) -> ReplicaPause {
+    let seconds = pause.retry_after_ms.div_ceil(1000);
+    let left = SignedDuration::from_secs(i64::try_from(seconds).unwrap_or(i64::MAX));
+    let resume = now
+        .0
+        .checked_add(left)
+        .unwrap_or(k8s_openapi::jiff::Timestamp::MAX);
+    ReplicaPause {
+        reason: pause.reason.as_str().to_owned(),
+        resume_time: Time(resume),
+        pauses: i32::try_from(pause.pauses).unwrap_or(i32::MAX),
+    }
+}
+
+/// `team-1: quota_exhausted until 2026-01-01T00:02:00Z (pause 2)`, for condition messages
+/// and events.
+pub(crate) fn describe_pause(name: &str, pause: &ReplicaPause) -> String {
+    format!(
+        "{name}: {} until {} (pause {})",
+        pause.reason,
+        pause.resume_time.0.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        pause.pauses
+    )
 }
 
 /// The replica counts of the status.
 struct ReplicaCounts {
     /// Pods the StatefulSet reports.
     replicas: i32,
+    /// Pods that take chats: ready and not paused.
     ready: i32,
+    /// Pods that are ready but whose account is paused.
+    paused_ready: i32,
+    /// Pods whose account is paused, ready or not.
+    paused: i32,
     logged_in: i32,
 }
 
@@ -157,12 +205,15 @@ impl ReplicaCounts {
             .and_then(|s| s.status.as_ref())
             .map(|s| s.replicas)
             .unwrap_or(0);
-        let ready = obs.replicas.iter().filter(|r| r.ready).count();
-        let logged_in = obs.replicas.iter().filter(|r| is_logged_in(r)).count();
+        let count = |f: fn(&ReplicaObservation) -> bool| {
+            saturating_i32(obs.replicas.iter().filter(|r| f(r)).count())
+        };
         Self {
             replicas,
-            ready: saturating_i32(ready),
-            logged_in: saturating_i32(logged_in),
+            ready: count(|r| r.ready && r.paused.is_none()),
+            paused_ready: count(|r| r.ready && r.paused.is_some()),
+            paused: count(|r| r.paused.is_some()),
+            logged_in: count(is_logged_in),
         }
     }
 }
@@ -210,8 +261,18 @@ fn ready_condition(
     conditions: &ConditionFactory<'_>,
     desired: i32,
     counts: &ReplicaCounts,
+    instances: &[ReplicaStatus],
 ) -> Condition {
     let ready = counts.ready;
+    let mut message = format!("{ready}/{desired} replicas ready");
+    let paused: Vec<String> = instances
+        .iter()
+        .filter_map(|i| i.paused.as_ref().map(|p| describe_pause(&i.name, p)))
+        .collect();
+    if !paused.is_empty() {
+        message.push_str("; account paused: ");
+        message.push_str(&paused.join(", "));
+    }
     if desired == 0 {
         conditions.make(
             READY,
@@ -220,19 +281,12 @@ fn ready_condition(
             "no replicas requested".to_owned(),
         )
     } else if ready >= desired && counts.replicas == desired {
-        conditions.make(
-            READY,
-            true,
-            "AllReplicasReady",
-            format!("{ready}/{desired} replicas ready"),
-        )
+        conditions.make(READY, true, "AllReplicasReady", message)
+    } else if ready + counts.paused_ready >= desired && counts.replicas == desired {
+        // Every pod is fine; what keeps some out of rotation is only their accounts' pauses.
+        conditions.make(READY, false, "AccountPaused", message)
     } else {
-        conditions.make(
-            READY,
-            false,
-            "ReplicasNotReady",
-            format!("{ready}/{desired} replicas ready"),
-        )
+        conditions.make(READY, false, "ReplicasNotReady", message)
     }
 }
 

@@ -6,7 +6,7 @@
 //! | `GET /healthz` | - | the process is alive |
 //! | `GET /readyz` | - | connected + logged in + not draining (503 otherwise); the JSON also says whether chats are taken and why not (`paused`) |
 //! | `GET /metrics` | - | Prometheus text |
-//! | `GET /login/status` | token | the login state |
+//! | `GET /login/status` | token | the login state, and the account pause while there is one |
 //! | `POST /login/start` | token | log in now (even when auto-login is off or failed) |
 
 use crate::state::SidecarState;
@@ -17,8 +17,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use mux_protocol::{MUX_PATH, PROTOCOL_VERSION, SUBPROTOCOL, SidecarToken};
-use serde::Deserialize;
+use mux_protocol::{
+    AccountPause, LoginState, MUX_PATH, PROTOCOL_VERSION, SUBPROTOCOL, SidecarToken,
+};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -172,16 +174,105 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
+/// The login state (`{"state":"failed","reason":"Expired"}`) and, while the account sits out a
+/// limit, the pause next to it (`"paused":{"reason","retry_after_ms","pauses"}`, the mux
+/// Status's words). The operator reads it for its status: a paused sidecar stays ready for
+/// the kubelet, so this is where the operator learns why it takes no chats. Absent when not
+/// paused, so the answer is what it was before pauses existed.
+#[derive(Serialize)]
+struct LoginStatus {
+    #[serde(flatten)]
+    login: LoginState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused: Option<AccountPause>,
+}
+
+impl LoginStatus {
+    fn of(state: &HttpState) -> Self {
+        let h = state.sidecar.health();
+        Self {
+            login: h.login,
+            paused: h.paused.map(|p| p.to_wire(tokio::time::Instant::now())),
+        }
+    }
+}
+
 async fn login_status(State(state): State<HttpState>) -> Response {
-    axum::Json(state.sidecar.health().login).into_response()
+    axum::Json(LoginStatus::of(&state)).into_response()
 }
 
 async fn login_start(State(state): State<HttpState>) -> Response {
     state.sidecar.login_forced.store(true, Ordering::Relaxed);
     state.sidecar.login_check.notify_one();
-    (
-        StatusCode::ACCEPTED,
-        axum::Json(state.sidecar.health().login),
-    )
-        .into_response()
+    (StatusCode::ACCEPTED, axum::Json(LoginStatus::of(&state))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AskMode;
+    use crate::state::{ChatSettings, SidecarState};
+    use mux_protocol::PauseReason;
+    use std::time::Duration;
+
+    /// A sidecar's HTTP surface on a free port (no Lingma behind it), with token `t0k`.
+    async fn serve(sidecar: Arc<SidecarState>) -> (String, tokio::task::JoinHandle<()>) {
+        let token = Arc::new(SidecarToken::fixed(Some("t0k")));
+        let app = router(HttpState::new(sidecar, token));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (base, server)
+    }
+
+    async fn login_status(base: &str) -> serde_json::Value {
+        let response = reqwest::Client::new()
+            .get(format!("{base}/login/status"))
+            .bearer_auth("t0k")
+            .send()
+            .await
+            .expect("GET /login/status");
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("json")
+    }
+
+    #[tokio::test]
+    async fn login_status_carries_the_account_pause() {
+        let settings = ChatSettings {
+            default_model: "org_auto".to_owned(),
+            ask_mode: AskMode::Chat,
+            session_reuse: true,
+            auto_login: true,
+        };
+        let sidecar = Arc::new(SidecarState::new(
+            "s-0".to_owned(),
+            settings,
+            1,
+            8,
+            Duration::from_secs(60),
+        ));
+        sidecar.set_login(LoginState::LoggedIn);
+        let (base, server) = serve(sidecar.clone()).await;
+        assert_eq!(
+            login_status(&base).await,
+            serde_json::json!({"state": "logged_in"}),
+            "not paused: the answer is what it always was"
+        );
+
+        sidecar.account_limited(PauseReason::QuotaExhausted);
+        let body = login_status(&base).await;
+        assert_eq!(body["state"], "logged_in", "{body}");
+        assert_eq!(body["paused"]["reason"], "quota_exhausted", "{body}");
+        assert_eq!(body["paused"]["pauses"], 1, "{body}");
+        let left = body["paused"]["retry_after_ms"].as_u64().expect("ms");
+        assert!(
+            left > 25_000 && left <= 30_000,
+            "the default first pause: {body}"
+        );
+        server.abort();
+    }
 }

@@ -76,6 +76,17 @@ async fn an_exhausted_quota_pauses_the_account_then_it_rejoins() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(json["ready"], false, "{body}");
     assert_eq!(json["paused"]["reason"], "quota_exhausted", "{body}");
+    // The operator's question (bearer token): logged in, and the pause next to it.
+    let (code, body) = sidecar.get("/login/status", Some(TOKEN)).await;
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json["state"], "logged_in", "{body}");
+    assert_eq!(json["paused"]["reason"], "quota_exhausted", "{body}");
+    assert_eq!(json["paused"]["pauses"], 1, "{body}");
+    assert!(
+        json["paused"]["retry_after_ms"].as_u64() <= Some(1000),
+        "{body}"
+    );
     assert_eq!(
         sidecar
             .metric("sidecar_account_paused{reason=\"quota_exhausted\"}")
@@ -103,6 +114,8 @@ async fn an_exhausted_quota_pauses_the_account_then_it_rejoins() {
     );
     let (_, body) = sidecar.get("/readyz", None).await;
     assert!(body.contains("\"paused\":null"), "{body}");
+    let (_, body) = sidecar.get("/login/status", Some(TOKEN)).await;
+    assert_eq!(body, r#"{"state":"logged_in"}"#, "no pause, no field");
 }
 
 #[tokio::test]

@@ -204,11 +204,32 @@ fn sidecar_env(spec: &LingmaInstanceSpec) -> Vec<EnvVar> {
             "LINGMA_STARTUP_TIMEOUT",
             spec.limits.startup_timeout_seconds.to_string(),
         ),
+        env(
+            "SIDECAR_QUOTA_PAUSE_SEC",
+            spec.limits.quota_pause_seconds.to_string(),
+        ),
+        env(
+            "SIDECAR_QUOTA_PAUSE_MAX_SEC",
+            spec.limits.quota_pause_max_seconds.to_string(),
+        ),
+        // Comma-separated, as the sidecar reads it; empty = no quota codes (not the default).
+        env(
+            "LINGMA_QUOTA_ERROR_CODES",
+            quota_codes_env(&spec.limits.quota_error_codes),
+        ),
     ]);
     if let Some(url) = &spec.defaults.dedicated_domain_url {
         vars.push(env("DEDICATED_DOMAIN_URL", url.clone()));
     }
     vars
+}
+
+fn quota_codes_env(codes: &[i64]) -> String {
+    codes
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {

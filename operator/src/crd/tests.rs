@@ -12,6 +12,14 @@ fn minimal_spec_takes_documented_defaults() {
     assert_eq!(spec.defaults.ask_mode, AskMode::Chat);
     assert!(spec.auto_login.enabled);
     assert_eq!(spec.limits.max_concurrent_chats, 1);
+    assert_eq!(
+        (
+            spec.limits.quota_pause_seconds,
+            spec.limits.quota_pause_max_seconds,
+            spec.limits.quota_error_codes.as_slice()
+        ),
+        (30, 900, [110].as_slice())
+    );
     assert_eq!(spec.storage.size, "2Gi");
 }
 
@@ -131,6 +139,22 @@ fn cel_rules_accept_valid_instances_and_refuse_what_they_guard() {
         validate_cel(&domain).is_err(),
         "dedicatedDomainUrl is https only"
     );
+
+    let inverted = cr(
+        "team",
+        serde_json::json!({"accounts": accounts,
+            "limits": {"quotaPauseSeconds": 600, "quotaPauseMaxSeconds": 60}}),
+    );
+    assert!(
+        validate_cel(&inverted).is_err(),
+        "the longest pause is at least the first"
+    );
+    let off = cr(
+        "team",
+        serde_json::json!({"accounts": accounts,
+            "limits": {"quotaPauseSeconds": 0, "quotaPauseMaxSeconds": 0, "quotaErrorCodes": []}}),
+    );
+    assert!(validate_cel(&off).is_ok(), "{:?}", validate_cel(&off));
 }
 
 #[test]
@@ -153,6 +177,13 @@ fn schema_guards_immutable_and_bounded_fields_with_cel() {
         rules(&spec["lingma"]),
         ["self.source != 'vsix' || has(self.vsixUrl)"]
     );
+    assert_eq!(
+        rules(&spec["limits"]),
+        ["self.quotaPauseMaxSeconds >= self.quotaPauseSeconds"]
+    );
+    let limits = &spec["limits"]["properties"];
+    assert_eq!(limits["quotaPauseSeconds"]["minimum"].as_f64(), Some(0.0));
+    assert_eq!(limits["quotaErrorCodes"]["items"]["type"], "integer");
     assert_eq!(spec["replicas"]["maximum"].as_f64(), Some(256.0));
     let secret_name = &spec["accounts"]["properties"]["secretRef"]["properties"]["name"];
     assert_eq!(secret_name["maxLength"].as_u64(), Some(253));

@@ -4,8 +4,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::{Event, EventType};
 use mux_protocol::LoginFailure;
 
-use crate::crd::LingmaInstance;
-use crate::status::{DEGRADED, LOGGED_IN, RECONCILED};
+use crate::crd::{LingmaInstance, ReplicaPause, ReplicaStatus};
+use crate::status::{DEGRADED, LOGGED_IN, RECONCILED, describe_pause};
+
+/// How far a pause's end may move between two looks and still be the same pause: the end is
+/// the operator's clock plus the time the sidecar said was left, so it jitters by the time
+/// an answer takes (at most the probe's 2 s timeout) and the rounding to seconds.
+const SAME_PAUSE_SLACK_SECONDS: i64 = 5;
 
 pub(super) fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
@@ -89,4 +94,44 @@ pub(super) fn events_for(
         }
     }
     events
+}
+
+/// One Warning `AccountPaused` naming the replicas whose account pause started since the last
+/// status (a new pause of the streak, or a longer-lasting reason), so `kubectl describe` shows
+/// when an account ran out; nothing while the same pauses go on.
+pub(super) fn pause_event(instance: &LingmaInstance, new: &[ReplicaStatus]) -> Option<Event> {
+    let old = instance
+        .status
+        .as_ref()
+        .map(|s| s.instances.as_slice())
+        .unwrap_or_default();
+    let started: Vec<String> = new
+        .iter()
+        .filter_map(|r| {
+            let pause = r.paused.as_ref()?;
+            let before = old
+                .iter()
+                .find(|o| o.name == r.name)
+                .and_then(|o| o.paused.as_ref());
+            (!before.is_some_and(|b| same_pause(b, pause))).then(|| describe_pause(&r.name, pause))
+        })
+        .collect();
+    if started.is_empty() {
+        return None;
+    }
+    Some(Event {
+        type_: EventType::Warning,
+        reason: "AccountPaused".to_owned(),
+        note: Some(format!(
+            "rate limited or out of quota, taking no chats until the pause ends: {}",
+            started.join(", ")
+        )),
+        action: "Observe".to_owned(),
+        secondary: None,
+    })
+}
+
+fn same_pause(before: &ReplicaPause, now: &ReplicaPause) -> bool {
+    let moved = now.resume_time.0.as_second() - before.resume_time.0.as_second();
+    before.reason == now.reason && before.pauses == now.pauses && moved <= SAME_PAUSE_SLACK_SECONDS
 }

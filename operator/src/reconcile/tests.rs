@@ -22,28 +22,44 @@ use serde_json::{Value, json};
 use tower_test::mock::{self, Handle};
 
 use super::*;
+use crate::login::SidecarLogin;
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
 const DEADLINE: Duration = Duration::from_secs(5);
 const NS: &str = "lingma";
 
-/// Stands in for the sidecars' `/login/status` (pods cannot run here).
+/// Stands in for the sidecars' `/login/status` (pods cannot run here): `answer` for every pod
+/// but those given their own in `by_ip`.
 struct FakeLoginProbe {
     answer: Option<LoginState>,
+    by_ip: Mutex<Vec<(IpAddr, SidecarLogin)>>,
     asked: Mutex<Vec<(IpAddr, String)>>,
 }
 
+impl FakeLoginProbe {
+    fn answer_for(&self, ip: &str, answer: SidecarLogin) {
+        let ip = ip.parse().expect("ip");
+        self.by_ip.lock().expect("lock").push((ip, answer));
+    }
+}
+
 impl LoginProbe for FakeLoginProbe {
-    fn login_state<'a>(
+    fn login_status<'a>(
         &'a self,
         pod_ip: IpAddr,
         token: &'a str,
-    ) -> BoxFuture<'a, Option<LoginState>> {
+    ) -> BoxFuture<'a, Option<SidecarLogin>> {
         if let Ok(mut asked) = self.asked.lock() {
             asked.push((pod_ip, token.to_owned()));
         }
-        let answer = self.answer.clone();
+        let own = self.by_ip.lock().ok().and_then(|answers| {
+            answers
+                .iter()
+                .find(|(ip, _)| *ip == pod_ip)
+                .map(|(_, a)| a.clone())
+        });
+        let answer = own.or_else(|| self.answer.clone().map(SidecarLogin::from));
         Box::pin(async move { answer })
     }
 }
@@ -60,6 +76,7 @@ fn context(answer: Option<LoginState>) -> (Arc<Context>, ApiHandle, Arc<FakeLogi
     );
     let probe = Arc::new(FakeLoginProbe {
         answer,
+        by_ip: Mutex::new(Vec::new()),
         asked: Mutex::new(Vec::new()),
     });
     let ctx = Context::new(
@@ -512,9 +529,18 @@ async fn update_keeps_the_token_and_reports_ready_and_logged_in() {
         json!({"token": "keep-me", "serviceUid": "svc-uid-1"}),
         "the gateway's copy names the Service whose slices it may trust"
     );
-    assert!(
-        probe.asked.lock().expect("lock").is_empty(),
-        "ready pods are not asked"
+    let mut asked: Vec<String> = probe
+        .asked
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(ip, token)| format!("{ip} {token}"))
+        .collect();
+    asked.sort();
+    assert_eq!(
+        asked,
+        ["10.0.0.1 keep-me", "10.0.0.2 keep-me"],
+        "ready pods are asked too (a paused account does not show in readiness)"
     );
     assert_eq!(
         (
@@ -574,11 +600,15 @@ async fn scale_up_applies_replicas_and_explains_a_rejected_login() {
     let seen = verifier.await.expect("verifier passed");
     assert_eq!(action, Action::requeue(Duration::from_secs(15)));
     assert_eq!(seen.statefulset["spec"]["replicas"], 3);
-    // Only the pod that is not ready is asked, at its IP, with the instance token.
-    assert_eq!(
-        *probe.asked.lock().expect("lock"),
-        vec![("10.0.0.3".parse().expect("ip"), "tok".to_owned())]
+    // Every pod is asked, at its IP, with the instance token; a ready pod stays logged in
+    // whatever its sidecar says about the login.
+    let asked = probe.asked.lock().expect("lock").clone();
+    assert_eq!(asked.len(), 3);
+    assert!(
+        asked.contains(&("10.0.0.3".parse().expect("ip"), "tok".to_owned())),
+        "{asked:?}"
     );
+    assert_eq!(seen.status["loggedInReplicas"], 2);
     assert_eq!(
         condition_of(&seen.status, "Progressing")["reason"],
         "Scaling"
@@ -1036,3 +1066,5 @@ async fn rotating_the_token_keeps_the_pod_template_so_no_pod_restarts() {
         "a new token reaches the pods as a file (reloaded live), not by a rollout"
     );
 }
+
+mod pause;

@@ -2,6 +2,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::*;
 use crate::builders::fixtures::instance;
+use mux_protocol::PauseReason;
 
 fn at(seconds: i64) -> Time {
     Time(Timestamp::from_second(seconds).expect("valid timestamp"))
@@ -22,7 +23,21 @@ fn replica(ordinal: i32, ready: bool, login: Option<LoginState>) -> ReplicaObser
         ordinal,
         ready,
         login,
+        paused: None,
     }
+}
+
+fn paused(
+    mut r: ReplicaObservation,
+    reason: PauseReason,
+    retry_after_ms: u64,
+) -> ReplicaObservation {
+    r.paused = Some(AccountPause {
+        reason,
+        retry_after_ms,
+        pauses: 1,
+    });
+    r
 }
 
 fn failed(reason: LoginFailure) -> Option<LoginState> {
@@ -207,4 +222,63 @@ fn zero_replicas_is_ready() {
     let status = case(0, "a").status();
     assert_eq!(find(&status, READY).reason, "ScaledToZero");
     assert_eq!(find(&status, LOGGED_IN).status, "True");
+}
+
+#[test]
+fn a_paused_account_is_out_of_rotation_with_its_reason() {
+    let status = case(2, "a")
+        .pods(vec![
+            replica(0, true, None),
+            paused(replica(1, true, None), PauseReason::RateLimited, 29_001),
+        ])
+        .accounts(Ok(2))
+        .at(100)
+        .status();
+    assert_eq!(
+        (
+            status.ready_replicas,
+            status.paused_replicas,
+            status.logged_in_replicas
+        ),
+        (1, 1, 2)
+    );
+    let pause = status.instances[1].paused.as_ref().expect("paused");
+    assert_eq!(pause.reason, "rate_limited");
+    assert_eq!(pause.resume_time, at(130), "rounded up to the second");
+    assert!(!status.instances[1].ready && status.instances[0].ready);
+    let ready = find(&status, READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "AccountPaused")
+    );
+    assert_eq!(
+        ready.message,
+        "1/2 replicas ready; account paused: team-1: rate_limited until 1970-01-01T00:02:10Z (pause 1)"
+    );
+    assert_eq!(find(&status, LOGGED_IN).status, "True");
+    assert_eq!(find(&status, DEGRADED).status, "False");
+}
+
+#[test]
+fn a_pod_that_is_not_ready_keeps_the_general_reason_and_the_pause_is_named() {
+    let status = case(2, "a")
+        .statefulset(2, 0)
+        .pods(vec![
+            paused(replica(0, true, None), PauseReason::QuotaExhausted, 1_000),
+            paused(
+                replica(1, false, failed(LoginFailure::Expired)),
+                PauseReason::QuotaExhausted,
+                1_000,
+            ),
+        ])
+        .status();
+    assert_eq!((status.ready_replicas, status.paused_replicas), (0, 2));
+    let ready = find(&status, READY);
+    assert_eq!(ready.reason, "ReplicasNotReady");
+    assert!(
+        ready.message.contains("team-0: quota_exhausted") && ready.message.contains("team-1"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(status.instances[1].reason.as_deref(), Some("Expired"));
 }

@@ -321,3 +321,57 @@ fn only_the_init_step_mounts_every_account_and_lingma_sees_its_own() {
         .expect("own account volume");
     assert_eq!(own.medium.as_deref(), Some("Memory"));
 }
+
+#[test]
+fn quota_settings_reach_the_sidecar() {
+    let sts = build(serde_json::json!({
+        "accounts": {"secretRef": {"name": "a"}},
+        "limits": {"quotaPauseSeconds": 10, "quotaPauseMaxSeconds": 600,
+            "quotaErrorCodes": [110, 40505]}
+    }));
+    let pod = sts.spec.and_then(|s| s.template.spec).expect("pod");
+    let env = env_of(&pod.containers[0]);
+    for (name, expected) in [
+        ("SIDECAR_QUOTA_PAUSE_SEC", "10"),
+        ("SIDECAR_QUOTA_PAUSE_MAX_SEC", "600"),
+        ("LINGMA_QUOTA_ERROR_CODES", "110,40505"),
+    ] {
+        assert_eq!(value(&env, name).as_deref(), Some(expected), "{name}");
+    }
+    let none = build(serde_json::json!({
+        "accounts": {"secretRef": {"name": "a"}},
+        "limits": {"quotaErrorCodes": []}
+    }));
+    let pod = none.spec.and_then(|s| s.template.spec).expect("pod");
+    assert_eq!(
+        value(&env_of(&pod.containers[0]), "LINGMA_QUOTA_ERROR_CODES").as_deref(),
+        Some(""),
+        "an empty list is set, not left to the sidecar's default"
+    );
+}
+
+/// The CRD's defaults are the sidecar's: a default instance sets what `.env.example` (every
+/// setting with the sidecar's default) says, so an instance that names nothing behaves like a
+/// sidecar started without these settings.
+#[test]
+fn quota_defaults_are_the_sidecar_defaults() {
+    let example = include_str!("../../../../.env.example");
+    let documented = |name: &str| {
+        example
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("{name} in .env.example"))
+            .to_owned()
+    };
+    let sts = build(serde_json::json!({"accounts": {"secretRef": {"name": "a"}}}));
+    let pod = sts.spec.and_then(|s| s.template.spec).expect("pod");
+    let env = env_of(&pod.containers[0]);
+    for name in [
+        "SIDECAR_QUOTA_PAUSE_SEC",
+        "SIDECAR_QUOTA_PAUSE_MAX_SEC",
+        "LINGMA_QUOTA_ERROR_CODES",
+    ] {
+        assert_eq!(value(&env, name), Some(documented(name)), "{name}");
+    }
+}
