@@ -7,6 +7,10 @@
 # it is). Bump both together: docker buildx imagetools inspect <image:tag>.
 FROM rust:1.95-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS build
 WORKDIR /src
+# make: the gateway's allocator (jemalloc, crate tikv-jemalloc-sys) is built from C source.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 COPY . .
 # Cache mounts keep the registry and target between builds; the binary is copied out of
 # the cached target directory because cache mounts do not persist into the image.

@@ -5,10 +5,9 @@ use clap::Parser;
 use gateway::config::{DiscoveryKind, GatewayConfig};
 use gateway::discovery::{Discovery, StaticDiscovery};
 
-/// jemalloc, not the system allocator: an idle SSE stream holds hyper's 8 KiB read and
-/// write buffers for its connection's life, most of their pages never written. jemalloc
-/// serves them from size-class slabs with no header beside them and returns freed pages
-/// (`bench --only idle`, docs/performance.md).
+/// jemalloc, not the system allocator, for memory per idle SSE stream: with its freed pages
+/// returned at once (`.cargo/config.toml`), 10,000 idle streams measured 15.7 KiB each
+/// against glibc's 16.8 (`bench --only idle`, docs/performance.md).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
