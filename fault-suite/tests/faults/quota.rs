@@ -13,6 +13,20 @@ use std::time::{Duration, Instant};
 const PAUSE_SEC: &str = "3";
 const OUTAGE: Duration = Duration::from_millis(1500);
 
+/// `sidecars` instances whose pauses last PAUSE_SEC, serving.
+async fn start(sidecars: usize) -> Stack {
+    let mut spec = StackSpec {
+        sidecars,
+        ..StackSpec::default()
+    };
+    for name in ["SIDECAR_QUOTA_PAUSE_SEC", "SIDECAR_QUOTA_PAUSE_MAX_SEC"] {
+        spec.sidecar_env.push((name.into(), PAUSE_SEC.into()));
+    }
+    let stack = Stack::start(spec).await;
+    stack.eventually_ok(Duration::from_secs(10)).await;
+    stack
+}
+
 async fn stats(stack: &Stack) -> Value {
     let g = &stack.gateway;
     stack
@@ -56,16 +70,7 @@ async fn paused_gauge(stack: &Stack, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quota_exhausted_instance_leaves_the_rotation_and_rejoins() {
-    let mut spec = StackSpec {
-        sidecars: 2,
-        ..StackSpec::default()
-    };
-    spec.sidecar_env
-        .push(("SIDECAR_QUOTA_PAUSE_SEC".into(), PAUSE_SEC.into()));
-    spec.sidecar_env
-        .push(("SIDECAR_QUOTA_PAUSE_MAX_SEC".into(), PAUSE_SEC.into()));
-    let stack = Stack::start(spec).await;
-    stack.eventually_ok(Duration::from_secs(10)).await;
+    let stack = start(2).await;
     assert_eq!(entry(&stack, "sidecar-0").await["state"], "usable");
 
     // Account 0 runs out of quota for a while. Requests spread over both instances (a new
@@ -151,13 +156,7 @@ async fn a_quota_exhausted_instance_leaves_the_rotation_and_rejoins() {
 /// serves again when the pause ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_account_paused_is_a_503_with_the_pause_in_retry_after() {
-    let mut spec = StackSpec::default();
-    spec.sidecar_env
-        .push(("SIDECAR_QUOTA_PAUSE_SEC".into(), PAUSE_SEC.into()));
-    spec.sidecar_env
-        .push(("SIDECAR_QUOTA_PAUSE_MAX_SEC".into(), PAUSE_SEC.into()));
-    let stack = Stack::start(spec).await;
-    stack.eventually_ok(Duration::from_secs(10)).await;
+    let stack = start(1).await;
     stack.sims[0]
         .control()
         .set_fault_for("quota_exhausted", OUTAGE)
