@@ -5,9 +5,10 @@ use clap::Parser;
 use gateway::config::{DiscoveryKind, GatewayConfig};
 use gateway::discovery::{Discovery, StaticDiscovery};
 
-/// jemalloc, not the system allocator, for memory per idle SSE stream: with its freed pages
-/// returned at once (`.cargo/config.toml`), 10,000 idle streams measured 15.7 KiB each
-/// against glibc's 16.8 (`bench --only idle`, docs/performance.md).
+/// jemalloc, not the system allocator, for memory per idle SSE stream: configured in
+/// `.cargo/config.toml` (freed pages returned at once, no thread caches), 10,000 idle
+/// streams measured 12.8 KiB each against glibc's 16.8 (`bench --only idle`,
+/// docs/performance.md).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

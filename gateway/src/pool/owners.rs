@@ -106,16 +106,6 @@ impl OwnerIndex {
             .unwrap_or_default()
     }
 
-    /// Whether `sidecar` holds any announced conversation key: false means no conversation
-    /// waits between turns to continue there.
-    pub fn holds_any(&self, sidecar: &str) -> bool {
-        self.inner
-            .read()
-            .conns
-            .values()
-            .any(|c| &*c.sidecar == sidecar && !c.keys.is_empty())
-    }
-
     /// Keys known over the whole pool (for /internal/stats).
     pub fn len(&self) -> usize {
         self.inner.read().holders.len()
@@ -180,10 +170,6 @@ mod tests {
         assert!(index.holders(KeyDigest(4)).is_empty());
         assert_eq!(index.holders(KeyDigest(5)), vec![a.clone()]);
         assert_eq!(index.len(), 2);
-        assert!(index.holds_any("a") && index.holds_any("b"));
-        index.apply(cb, &b, &keys(false, &[], &[3]));
-        assert!(!index.holds_any("b"), "its last key dropped");
-        assert!(!index.holds_any("c"), "never announced");
     }
 
     #[test]

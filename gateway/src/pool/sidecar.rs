@@ -157,12 +157,6 @@ impl Sidecar {
         self.status.load().as_ref().map_or(0, |s| s.capacity)
     }
 
-    /// Whether a chat sent now would start at once (by [`Sidecar::load`]).
-    pub fn has_room(&self) -> bool {
-        let capacity = self.capacity();
-        capacity == 0 || self.load() < capacity
-    }
-
     /// Take a slot if one is free: [`Sidecar::load`] (what this gateway runs there, or
     /// what the sidecar reports over all gateways, whichever is more) < advertised capacity.
     pub fn try_reserve(self: &Arc<Self>) -> Option<SidecarSlot> {

@@ -43,11 +43,6 @@ impl Router {
     /// bound runs, a request whose `owner` is usable gets only that owner (it waits for
     /// its own instance, full or not); after it, the owner first and then the ranking.
     /// Admission calls this again at every re-evaluation, so the switch happens by itself.
-    ///
-    /// One exception to the wait: a full owner while another sidecar is vacant (see
-    /// [`vacant`]). Waiting then leaves a whole instance idle for as long as the
-    /// conversations that share the owner last (two first turns that met on one instance
-    /// would alternate there for ever), while moving takes nothing from anyone.
     pub fn order_for(
         &self,
         pool: &Pool,
@@ -60,7 +55,6 @@ impl Router {
             && Some(name) != exclude
             && super::sticky::owner_only(self.policy, waited, self.sticky_wait)
             && let Some(s) = pool.find(name).filter(|s| s.usable())
-            && (s.has_room() || !pool.members().iter().any(|m| vacant(pool, m)))
         {
             return vec![s];
         }
@@ -129,15 +123,6 @@ impl Router {
     }
 }
 
-/// A usable sidecar that runs nothing (over all gateways) and holds no announced
-/// conversation key. Load 0 alone is not enough: between two turns an instance whose
-/// conversations continue there is briefly idle too, and follow-ups that jumped to it
-/// would displace its own conversations in turn (measured: reuse fell from 1.00 to 0.48
-/// at two conversations per instance).
-fn vacant(pool: &Pool, s: &Sidecar) -> bool {
-    s.usable() && s.load() == 0 && !pool.owners().holds_any(&s.name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,58 +154,5 @@ mod tests {
         a.set_link(None);
         assert!(router.order(&pool, 7, None, None).is_empty());
         assert!(!pool.any_usable());
-    }
-
-    #[tokio::test]
-    async fn a_follow_up_waits_for_its_full_owner_unless_another_instance_is_vacant() {
-        use crate::pool::owners::ConnId;
-        use mux_protocol::{KeyDigest, SessionKeys};
-        let pool = empty_pool(3, 100);
-        let budget = Arc::new(EjectionBudget::new(100));
-        budget.set_members(2);
-        let a = connected_sidecar(&pool, "a", 1, budget.clone());
-        let b = connected_sidecar(&pool, "b", 1, budget);
-        pool.set_members_for_test(vec![a.clone(), b.clone()]);
-        let router = Router::new(RoutingPolicy::Sticky, 1.25);
-        let early = Duration::from_millis(10);
-        let announce = |name: &str, held: &[u64]| {
-            let msg = SessionKeys {
-                snapshot: true,
-                held: held.iter().copied().map(KeyDigest).collect(),
-                dropped: vec![],
-            };
-            pool.owners().apply(ConnId::next(), &Arc::from(name), &msg);
-        };
-        announce("a", &[1]);
-
-        // The owner has room: only the owner.
-        assert_eq!(
-            names(&router.order_for(&pool, 7, Some("a"), None, early)),
-            ["a"]
-        );
-        // The owner is full and b runs nothing and holds no conversation: move at once.
-        let _busy = a.try_reserve().expect("a's slot");
-        assert_eq!(
-            names(&router.order_for(&pool, 7, Some("a"), None, early)),
-            ["a", "b"]
-        );
-        // b holds a conversation between turns: it is not vacant, so wait for a.
-        announce("b", &[2]);
-        assert_eq!(
-            names(&router.order_for(&pool, 7, Some("a"), None, early)),
-            ["a"]
-        );
-        // b runs a chat and holds nothing: not vacant either.
-        announce("b", &[]);
-        let _b_busy = b.try_reserve().expect("b's slot");
-        assert_eq!(
-            names(&router.order_for(&pool, 7, Some("a"), None, early)),
-            ["a"]
-        );
-        // After the bound the owner comes first, then the others, whatever their state.
-        assert_eq!(
-            names(&router.order_for(&pool, 7, Some("a"), None, router.sticky_wait())),
-            ["a", "b"]
-        );
     }
 }
