@@ -1,9 +1,11 @@
 //! What session reuse saves in time to first token. The simulators charge a prefill cost
 //! (`--prefill-us-per-kib`): the first token waits in proportion to the question's bytes,
 //! as real Lingma re-reads the whole flattened history on a new session while a continued
-//! one is sent only the new turn. N one-chat sidecars, two gateway replicas, M = N
+//! one is sent only the new turn. N one-chat sidecars, two gateway replicas, M = 2N
 //! multi-turn conversations whose history grows every turn (turns alternate between the
 //! replicas); time to first token of the follow-up turns, sticky versus least-in-flight.
+//! M = 2N because at M = N least-in-flight keeps most sessions too (every instance has
+//! one conversation), so both would show the same prefill.
 
 use super::{Ctx, pct};
 use bench::openai::{self, chat_body};
@@ -32,7 +34,8 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     };
     let (sims, sidecars) = super::one_chat_pool(ctx, n, "prefill", sim).await?;
     let refs: Vec<&Sidecar> = sidecars.iter().collect();
-    let scenario = format!("prefill N={n} M={n} ({PREFILL_US_PER_KIB} us/KiB)");
+    let m = 2 * n;
+    let scenario = format!("prefill N={n} M={m} ({PREFILL_US_PER_KIB} us/KiB)");
     let mut p50s = Vec::new();
     for routing in ["sticky", "least-in-flight"] {
         let mut gateways = Vec::new();
@@ -51,7 +54,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             );
         }
         let before = prefill_totals(&sims).await;
-        let run = drive(&gateways, n, routing).await;
+        let run = drive(&gateways, m, routing).await;
         let after = prefill_totals(&sims).await;
         let r = &mut ctx.report;
         let p50 = pct(&run.follow_up_ttft_us, 0.5).map(ms);
