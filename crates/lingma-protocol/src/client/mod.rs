@@ -32,7 +32,8 @@
 //! - Events for unknown `requestId`s (late frames, stopped chats) are acked and dropped; an
 //!   event repeated with the same JSON-RPC id is dropped.
 //! - A disconnect gives `ConnectionLost` (or `Closed` after `close()`) to every open chat and
-//!   pending call; a frame cut short by it is counted as a protocol error.
+//!   pending call; a frame cut short by it is counted as a protocol error. A call or chat
+//!   begun after it fails `NotSent`: it never reached Lingma, so it may go elsewhere.
 
 mod chat;
 mod codec;
