@@ -355,7 +355,11 @@ mod tests {
     }
 
     fn named(name: &str, budget: Arc<EjectionBudget>) -> Arc<Sidecar> {
-        let metrics = Metrics::new().expect("metrics");
+        named_with(name, budget, &Metrics::new().expect("metrics"))
+    }
+
+    /// [`named`], with its gauges in `metrics`.
+    fn named_with(name: &str, budget: Arc<EjectionBudget>, metrics: &Metrics) -> Arc<Sidecar> {
         let ep = SidecarEndpoint {
             name: name.into(),
             url: "ws://127.0.0.1:1".into(),
@@ -367,7 +371,7 @@ mod tests {
             Arc::new(Notify::new()),
             Arc::new(AtomicU64::new(0)),
             budget,
-            &metrics,
+            metrics,
         ))
     }
 
@@ -465,20 +469,7 @@ mod tests {
     #[test]
     fn a_paused_account_leaves_the_rotation_with_its_reason() {
         let metrics = Metrics::new().expect("metrics");
-        let budget = Arc::new(EjectionBudget::new(100));
-        let ep = SidecarEndpoint {
-            name: "p".into(),
-            url: "ws://127.0.0.1:1".into(),
-            token: None,
-        };
-        let s = Arc::new(Sidecar::new(
-            ep,
-            Instant::now(),
-            Arc::new(Notify::new()),
-            Arc::new(AtomicU64::new(0)),
-            budget,
-            &metrics,
-        ));
+        let s = named_with("p", Arc::new(EjectionBudget::new(100)), &metrics);
         // A connected sidecar: a link is needed for any state past Connecting.
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         s.set_link(Some(Arc::new(Link::new(
