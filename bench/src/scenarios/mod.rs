@@ -25,6 +25,23 @@ pub fn pct(h: &hdrhistogram::Histogram<u64>, q: f64) -> Option<f64> {
     (!h.is_empty()).then(|| h.value_at_quantile(q) as f64)
 }
 
+/// Percentile of a histogram in microseconds, in milliseconds.
+pub fn pct_ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> Option<f64> {
+    pct(h, q).map(|us| us / 1000.0)
+}
+
+/// Add `{name} p50`, `p90` and `p99` of `h` (microseconds) in milliseconds, no goals.
+pub fn add_percentiles_ms(
+    report: &mut Report,
+    scenario: &str,
+    name: &str,
+    h: &hdrhistogram::Histogram<u64>,
+) {
+    for (label, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+        report.info(scenario, &format!("{name} {label}"), pct_ms(h, q), "ms");
+    }
+}
+
 /// Add p50/p90/p99 of `h` (microseconds) as figures; goals per percentile when given.
 pub fn add_percentiles(
     report: &mut Report,

@@ -4,7 +4,7 @@
 //! wait p99 is sticky's bound at M = 2N). Busy time is sampled off the sidecars' own gauges
 //! (in_flight over capacity).
 
-use super::{Ctx, pct};
+use super::{Ctx, pct, pct_ms};
 use bench::load;
 use bench::openai::{self, chat_body};
 use bench::prom::{Metrics, bucket_delta, histogram_quantile};
@@ -176,13 +176,13 @@ async fn measure(
     r.info(
         &scenario,
         &format!("{routing}: TTFT p50"),
-        pct(&run.ttft_us, 0.5).map(ms),
+        pct_ms(&run.ttft_us, 0.5),
         "ms",
     );
     r.info(
         &scenario,
         &format!("{routing}: TTFT p99"),
-        pct(&run.ttft_us, 0.99).map(ms),
+        pct_ms(&run.ttft_us, 0.99),
         "ms",
     );
     // Wait as users feel it: time to first token beyond the simulator's own delay
@@ -241,10 +241,6 @@ async fn measure(
         run.lost_reasons.clone(),
     );
     p99
-}
-
-fn ms(us: f64) -> f64 {
-    us / 1000.0
 }
 
 async fn scrape_queue_wait(gateways: &[Gateway]) -> Vec<(f64, f64)> {

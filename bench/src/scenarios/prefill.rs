@@ -7,7 +7,7 @@
 //! M = 2N because at M = N least-in-flight keeps most sessions too (every instance has
 //! one conversation), so both would show the same prefill.
 
-use super::{Ctx, pct};
+use super::{Ctx, add_percentiles_ms, pct_ms};
 use bench::openai::{self, chat_body};
 use bench::stack::{Gateway, GatewayOptions, Sidecar, Sim, SimOptions};
 use std::sync::{Arc, Mutex};
@@ -57,30 +57,17 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         let run = drive(&gateways, m, routing).await;
         let after = prefill_totals(&sims).await;
         let r = &mut ctx.report;
-        let p50 = pct(&run.follow_up_ttft_us, 0.5).map(ms);
-        p50s.push(p50);
-        r.info(
+        p50s.push(pct_ms(&run.follow_up_ttft_us, 0.5));
+        add_percentiles_ms(
+            r,
             &scenario,
-            &format!("{routing}: follow-up TTFT p50"),
-            p50,
-            "ms",
-        );
-        r.info(
-            &scenario,
-            &format!("{routing}: follow-up TTFT p90"),
-            pct(&run.follow_up_ttft_us, 0.9).map(ms),
-            "ms",
-        );
-        r.info(
-            &scenario,
-            &format!("{routing}: follow-up TTFT p99"),
-            pct(&run.follow_up_ttft_us, 0.99).map(ms),
-            "ms",
+            &format!("{routing}: follow-up TTFT"),
+            &run.follow_up_ttft_us,
         );
         r.info(
             &scenario,
             &format!("{routing}: first-turn TTFT p50"),
-            pct(&run.first_ttft_us, 0.5).map(ms),
+            pct_ms(&run.first_ttft_us, 0.5),
             "ms",
         );
         let reuse = (run.follow_ups > 0).then(|| run.reused as f64 / run.follow_ups as f64);
@@ -120,10 +107,6 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     drop(sidecars);
     drop(sims);
     Ok(())
-}
-
-fn ms(us: f64) -> f64 {
-    us / 1000.0
 }
 
 /// Sum over the simulators of (prefill microseconds applied, chats answered).
