@@ -231,5 +231,6 @@ pub fn simple_request(request_id: &str, text: &str) -> ChatRequest {
         scope: String::new(),
         session_reuse: true,
         queue_timeout_ms: 30_000,
+        wait_for_slot: true,
     }
 }

@@ -232,3 +232,143 @@ async fn a_replica_does_not_send_to_a_sidecar_the_other_replica_filled() {
     );
     assert_eq!(blocker.await.expect("join"), target);
 }
+
+/// Keep `target` busy with a slow chat through `gw` and wait until its simulator runs it
+/// (the sidecar admitted it), whatever any gateway has heard of it yet.
+async fn block_upstream(
+    gw: &GatewayProc,
+    target: &SidecarProc,
+    user: &str,
+) -> tokio::task::JoinHandle<String> {
+    let handle = block(gw, target, user).await;
+    wait_until(WAIT, || async {
+        target.sim.control().stats().await.expect("sim control API")["chats_in_flight"] == 1
+    })
+    .await
+    .expect("the blocking chat reached Lingma");
+    handle
+}
+
+#[tokio::test]
+async fn a_chat_that_loses_the_last_slot_to_another_replica_goes_elsewhere_at_once() {
+    // Load announcements batched for 1 s, so replica B can hold a stale "free" view of a
+    // sidecar that replica A has just filled: the race two replicas run when first turns
+    // arrive together, made to last long enough to be hit on purpose.
+    let slow = SLOW_MS.to_string();
+    let mut sidecars = Vec::new();
+    for i in 0..2 {
+        sidecars.push(
+            start_sidecar_with(
+                &format!("race-{i}"),
+                &["--slow-first-token-ms", &slow, "--slow-chunk-delay-ms", "5"],
+                &[
+                    ("LINGMA_MAX_CONCURRENT_CHATS", "1"),
+                    ("SIDECAR_ANNOUNCE_COALESCE_MS", "1000"),
+                ],
+            )
+            .await,
+        );
+    }
+    let list = sidecar_list(&sidecars.iter().collect::<Vec<_>>());
+    let gw_a = start_gateway(&list, &[]).await;
+    let gw_b = start_gateway(&list, &[]).await;
+    gw_a.wait_usable(2).await;
+    gw_b.wait_usable(2).await;
+    let target = hash_target(&gw_b, "erin").await;
+    let target_proc = sidecars
+        .iter()
+        .find(|s| s.name == target)
+        .expect("target is one of ours");
+
+    // A few rounds at most: a round only counts when B still held the stale view when it
+    // sent (a slow machine can outlast the 1 s window).
+    let mut raced = false;
+    for round in 0..3 {
+        // A must see the target free, or hashing would not send it there.
+        wait_until(WAIT, || async {
+            pool_entry(&gw_a, &target).await["reported_load"] == 0
+        })
+        .await
+        .expect("replica A sees the target free");
+        // A first slow chat runs past one window, so its end (load 0) reaches B at once
+        // and opens a new window; the second fills the target inside that window.
+        let opener = block(&gw_a, target_proc, "erin").await;
+        assert_eq!(opener.await.expect("join"), target);
+        let blocker = block_upstream(&gw_a, target_proc, "erin").await;
+        let stale = pool_entry(&gw_b, &target).await["reported_load"] == 0;
+
+        let races_before = sample(&gw_b.metrics().await, "gateway_slot_races_total");
+        let started = Instant::now();
+        let resp = gw_b
+            .chat(body(
+                "erin",
+                &[("user", &format!("a quick one, round {round}"))],
+            ))
+            .await;
+        assert_eq!(resp.status(), 200);
+        assert_ne!(
+            header(&resp, "x-lingma-sidecar"),
+            target,
+            "not queued behind the other replica's chat"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(SLOW_MS / 2),
+            "served at once by the free sidecar: {:?}",
+            started.elapsed()
+        );
+        let races = sample(&gw_b.metrics().await, "gateway_slot_races_total") - races_before;
+        assert_eq!(blocker.await.expect("join"), target);
+        if stale && races >= 1.0 {
+            raced = true;
+            break;
+        }
+    }
+    assert!(raced, "replica B never sent while its view was stale");
+    let m = gw_b.metrics().await;
+    assert_eq!(
+        sample(&m, "gateway_retries_total"),
+        0.0,
+        "a lost race is not a failed attempt"
+    );
+}
+
+#[tokio::test]
+async fn a_follow_up_whose_owner_is_busy_takes_a_vacant_sidecar_at_once() {
+    let sidecars = one_chat_sidecars("vacant", 2).await;
+    let list = sidecar_list(&sidecars.iter().collect::<Vec<_>>());
+    // A sticky wait far longer than the blocking chat: without vacancy the follow-up
+    // would wait for its owner (3 s) and continue its session there.
+    let gw = start_gateway(&list, &[("GATEWAY_STICKY_WAIT_MS", "20000")]).await;
+    gw.wait_usable(2).await;
+
+    let turn1 = [("system", "vacancy test"), ("user", "hello")];
+    let resp = gw.chat(body("frank", &turn1)).await;
+    assert_eq!(resp.status(), 200);
+    let owner = header(&resp, "x-lingma-sidecar");
+    let text = answer(&resp.json().await.expect("json"));
+    let owner_proc = sidecars
+        .iter()
+        .find(|s| s.name == owner)
+        .expect("owner is one of ours");
+    // Another conversation of the same user hashes to the owner and keeps it busy; the
+    // other sidecar has run nothing at all.
+    let blocker = block_upstream(&gw, owner_proc, "frank").await;
+
+    let turn2 = [
+        turn1[0],
+        turn1[1],
+        ("assistant", text.as_str()),
+        ("user", "and now?"),
+    ];
+    let started = Instant::now();
+    let resp = gw.chat(body("frank", &turn2)).await;
+    assert_eq!(resp.status(), 200);
+    assert_ne!(header(&resp, "x-lingma-sidecar"), owner);
+    assert_eq!(header(&resp, "x-lingma-session"), "migrated");
+    assert!(
+        started.elapsed() < Duration::from_millis(SLOW_MS / 2),
+        "did not wait for the busy owner: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(blocker.await.expect("join"), owner);
+}

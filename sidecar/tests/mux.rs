@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use mux_protocol::{ConnectionState, ErrorKind, LoginState, Role, SessionOutcome};
+use mux_protocol::{ConnectionState, ErrorKind, LoginState, Role, ServerMessage, SessionOutcome};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -132,6 +132,33 @@ async fn cancel_while_waiting_for_a_slot_frees_the_queue() {
     no_wait.queue_timeout_ms = 0;
     let r = mux.chat(3, no_wait).await;
     assert_eq!(r.error.map(|e| e.0), Some(ErrorKind::Overloaded));
+
+    // So is one that could wait long but says it may not wait for a slot (a gateway
+    // replica that lost the last slot to another's chat): refused before output, never
+    // queued, never sent to Lingma.
+    let chats_before = sim.control().stats().await.expect("sim control API")["chats_total"].clone();
+    let mut no_slot_wait = request("s", vec![m(Role::User, "fourth")]);
+    no_slot_wait.wait_for_slot = false;
+    let mut waiting = mux.start(4, no_slot_wait);
+    let first = waiting.recv().await.expect("an answer");
+    match first {
+        ServerMessage::Error {
+            kind,
+            before_output,
+            ..
+        } => {
+            assert_eq!(kind, ErrorKind::Overloaded);
+            assert!(before_output);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let status = mux.wait_status(|_| true).await;
+    assert_eq!((status.in_flight, status.queued), (1, 0), "never queued");
+    assert_eq!(
+        sim.control().stats().await.expect("sim control API")["chats_total"],
+        chats_before,
+        "Lingma never saw it"
+    );
     mux.cancel(1);
     let _ = collect(running).await;
     sidecar.wait_metric("sidecar_open_streams", 0.0).await;

@@ -37,10 +37,22 @@ pub struct ChatRequest {
     /// (0 = fail at once with `Overloaded`).
     #[serde(default)]
     pub queue_timeout_ms: u64,
+    /// Whether the chat may wait in the sidecar's queue for a slot (up to
+    /// `queue_timeout_ms`). `false`: refused with `Overloaded` at once unless a slot is free
+    /// now, so a gateway replica that saw the sidecar free, but lost its last slot to
+    /// another replica's chat, can place the chat elsewhere instead of queueing behind it.
+    /// Waiting for Lingma to become ready is not affected. Absent = `true` (what sidecars
+    /// did before the field existed).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub wait_for_slot: bool,
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,5 +344,29 @@ mod pause_tests {
         );
         let back: ServerMessage = serde_json::from_value(json).expect("parse");
         assert_eq!(back, ServerMessage::Status(status(Some(pause))));
+    }
+}
+
+#[cfg(test)]
+mod chat_request_tests {
+    use super::*;
+
+    #[test]
+    fn wait_for_slot_is_additive_on_the_wire() {
+        // An older gateway's chat (no field) may wait for a slot, as before.
+        let old = serde_json::json!({"request_id": "r", "messages": [], "queue_timeout_ms": 5});
+        let parsed: ChatRequest = serde_json::from_value(old).expect("parse");
+        assert!(parsed.wait_for_slot);
+        // Sent only when false, so a waiting chat reads the same to an older sidecar.
+        let json = serde_json::to_value(&parsed).expect("json");
+        assert!(json.get("wait_for_slot").is_none(), "{json}");
+        let no_wait = ChatRequest {
+            wait_for_slot: false,
+            ..parsed
+        };
+        let json = serde_json::to_value(&no_wait).expect("json");
+        assert_eq!(json["wait_for_slot"], false);
+        let back: ChatRequest = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, no_wait);
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! [`ChatService::start`] runs named steps: the pin decision, global admission, then up to
 //! two attempts (sidecar admission, open the mux stream, wait for `Started`), and on a
-//! failure its classification (metrics, ejection, whether to try elsewhere).
+//! failure its classification (metrics, ejection, whether to try elsewhere). A chat sent
+//! anywhere but to the instance holding its session may not wait there for a slot; when
+//! another replica's chat took that slot first, the refusal is not a failed attempt: the
+//! chat queues here again (late binding across replicas).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,6 +97,12 @@ enum Attempt {
 
 pub(super) const CONNECTION_LOST: &str = "The connection to the upstream instance was lost.";
 
+/// How many slots a request may lose to other gateway replicas' chats (each a refusal
+/// before anything ran) before it is sent in a way that may wait in the sidecar's queue.
+/// Every lost race is another chat admitted, so this only guards against a sidecar that
+/// keeps refusing for another reason.
+const MAX_SLOT_RACES: u32 = 8;
+
 impl ChatService {
     /// Admit, route and start the chat; returns once the sidecar said `Started`. A failure
     /// before any output is retried once on another sidecar.
@@ -113,11 +122,8 @@ impl ChatService {
             .map_err(|r| self.refuse(r.into_error()))?;
         waits.add_queue(queue_started);
         let mut exclude: Option<Arc<str>> = None;
-        let mut last_error = GatewayError::Unavailable {
-            message: "No upstream Lingma instance is ready to take requests.",
-            retry_after_secs: None,
-        };
-        for attempt in 0..2 {
+        let (mut attempt, mut races) = (0, 0);
+        let last_error = loop {
             let admission = self
                 .admit_sidecar(
                     global,
@@ -128,7 +134,14 @@ impl ChatService {
                     &mut waits,
                 )
                 .await?;
-            match self.attempt(&chat, admission, deadline, &mut waits).await {
+            // Only the instance holding the session is worth queueing at: anywhere else
+            // the chat takes a slot that is free now, or none (`wait_for_slot`).
+            let at_owner = pin.sidecar.as_deref() == Some(&*admission.sidecar().name);
+            let wait_for_slot = at_owner || races >= MAX_SLOT_RACES;
+            match self
+                .attempt(&chat, admission, deadline, &mut waits, wait_for_slot)
+                .await
+            {
                 Attempt::Accepted(opened) => {
                     // Served elsewhere than the instance holding its session (the sticky
                     // wait ran out, or the owner failed): the session migrated.
@@ -141,22 +154,36 @@ impl ChatService {
                 }
                 Attempt::Failed {
                     admission,
+                    kind: ErrorKind::Overloaded,
+                    ..
+                } if !wait_for_slot => {
+                    // Another replica's chat took the slot this one saw free; nothing ran.
+                    // Held full before the slot is given back, so no waiter (this one
+                    // included) is handed the same sidecar again before it reports.
+                    admission.sidecar().saw_full();
+                    self.metrics.slot_races.inc();
+                    races += 1;
+                    global = admission.into_global();
+                }
+                Attempt::Failed {
+                    admission,
                     kind,
                     message,
                 } => {
                     let sidecar = admission.sidecar().clone();
                     self.classify_failure(&chat, &sidecar, kind, attempt);
-                    last_error = GatewayError::from_upstream(kind, &message);
                     global = admission.into_global();
                     if attempt == 0 && kind.retriable_elsewhere() {
                         self.metrics.retries.inc();
                         exclude = Some(sidecar.name.clone());
+                        attempt += 1;
                         continue;
                     }
-                    break;
+                    drop(global);
+                    break GatewayError::from_upstream(kind, &message);
                 }
             }
-        }
+        };
         Err(self.refuse(last_error))
     }
 
@@ -249,6 +276,7 @@ impl ChatService {
         admission: Admission,
         deadline: tokio::time::Instant,
         waits: &mut Waits,
+        wait_for_slot: bool,
     ) -> Attempt {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let request = ChatRequest {
@@ -258,6 +286,7 @@ impl ChatService {
             scope: chat.scope.to_string(),
             session_reuse: self.settings.session_reuse,
             queue_timeout_ms: u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
+            wait_for_slot,
         };
         let link = admission.sidecar().link.load_full();
         let opened = match link {

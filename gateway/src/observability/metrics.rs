@@ -27,6 +27,7 @@ pub struct Metrics {
     pub sessions: IntCounterVec,
     pub upstream_errors: IntCounterVec,
     pub retries: IntCounter,
+    pub slot_races: IntCounter,
     pub tool_calls: IntCounter,
     pub tool_parse_failures: IntCounterVec,
     pub tool_reasks: IntCounter,
@@ -118,6 +119,7 @@ impl Metrics {
                 &["kind"],
             )?,
             retries: IntCounter::new("gateway_retries_total", "Requests retried on another sidecar after a failure before output")?,
+            slot_races: IntCounter::new("gateway_slot_races_total", "Chats a sidecar refused, before anything ran, because another gateway replica's chat took its last free slot first; they queued again here")?,
             tool_calls: IntCounter::new("gateway_tool_calls_total", "Emulated tool calls emitted to clients")?,
             tool_parse_failures: IntCounterVec::new(
                 Opts::new("gateway_tool_parse_failures_total", "Answers that broke the tool contract, by failure kind"),
@@ -169,6 +171,7 @@ impl Metrics {
         r.register(Box::new(self.sessions.clone()))?;
         r.register(Box::new(self.upstream_errors.clone()))?;
         r.register(Box::new(self.retries.clone()))?;
+        r.register(Box::new(self.slot_races.clone()))?;
         r.register(Box::new(self.tool_calls.clone()))?;
         r.register(Box::new(self.tool_parse_failures.clone()))?;
         r.register(Box::new(self.tool_reasks.clone()))?;

@@ -274,6 +274,7 @@ mod tests {
             scope: String::new(),
             session_reuse: true,
             queue_timeout_ms: 0,
+            wait_for_slot: true,
         }
     }
 

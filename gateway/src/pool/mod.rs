@@ -8,6 +8,7 @@ pub(crate) mod fixtures;
 pub mod link;
 pub mod login_control;
 pub mod owners;
+mod reported_load;
 pub mod sidecar;
 mod stream_queue;
 

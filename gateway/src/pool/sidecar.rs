@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use super::ejection::EjectionBudget;
 use super::link::Link;
+use super::reported_load::ReportedLoad;
 use crate::observability::metrics::Metrics;
 
 pub struct Sidecar {
@@ -36,8 +37,8 @@ pub struct Sidecar {
     gauge_connected: IntGauge,
     ejections: IntCounter,
     /// The sidecar's own load over all gateways (in flight + queued), from its last
-    /// `load` or `status`; 0 while disconnected.
-    reported_load: AtomicU32,
+    /// `load` or `status`, with its idle time and refusal hold.
+    reported: ReportedLoad,
     /// `gateway_pool_instance_paused{name, reason}`, one per reason (`PauseReason::ALL`).
     gauge_paused: [IntGauge; 2],
     /// Milliseconds since `epoch` when its account pause should end, as the last Status
@@ -95,7 +96,7 @@ impl Sidecar {
             slot_freed,
             generation,
             budget,
-            reported_load: AtomicU32::new(0),
+            reported: ReportedLoad::default(),
             paused_until_ms: AtomicU64::new(0),
         }
     }
@@ -158,13 +159,16 @@ impl Sidecar {
     }
 
     /// Take a slot if one is free: [`Sidecar::load`] (what this gateway runs there, or
-    /// what the sidecar reports over all gateways, whichever is more) < advertised capacity.
+    /// what the sidecar reports over all gateways, whichever is more) < advertised
+    /// capacity, and no refusal for want of a slot since its last report.
     pub fn try_reserve(self: &Arc<Self>) -> Option<SidecarSlot> {
         let capacity = self.capacity();
         let mut current = self.in_flight.load(Ordering::Relaxed);
         loop {
-            let reported = self.reported_load.load(Ordering::Relaxed);
-            if capacity != 0 && current.max(reported) >= capacity {
+            let reported = self.reported.load();
+            if capacity != 0
+                && (current.max(reported) >= capacity || self.reported.held_full(self.now_ms()))
+            {
                 return None;
             }
             match self.in_flight.compare_exchange_weak(
@@ -185,9 +189,9 @@ impl Sidecar {
     }
 
     pub(crate) fn set_status(&self, status: SidecarStatus) {
-        self.reported_load.store(
+        self.reported.set(
+            self.now_ms(),
             status.in_flight.saturating_add(status.queued),
-            Ordering::Relaxed,
         );
         let paused_until = status
             .paused
@@ -204,7 +208,7 @@ impl Sidecar {
     pub(crate) fn set_link(&self, link: Option<Arc<Link>>) {
         if link.is_none() {
             self.status.store(None);
-            self.reported_load.store(0, Ordering::Relaxed);
+            self.reported.clear();
         }
         self.link.store(link);
         self.generation.fetch_add(1, Ordering::Release);
@@ -225,19 +229,35 @@ impl Sidecar {
     /// it misses (another replica's chat in transit) waits in the sidecar's own queue.
     /// Queued chats count because a chat sent there now would wait behind them.
     pub fn load(&self) -> u32 {
-        self.in_flight()
-            .max(self.reported_load.load(Ordering::Relaxed))
+        self.in_flight().max(self.reported.load())
     }
 
     /// The load the sidecar reported (in flight + queued over all gateways).
     pub fn reported_load(&self) -> u32 {
-        self.reported_load.load(Ordering::Relaxed)
+        self.reported.load()
+    }
+
+    /// The sidecar refused a chat that could not wait for a slot: another gateway
+    /// replica's chat took its last one first. Nothing ran; this gateway holds it as full
+    /// until the sidecar's next `load` (which follows) or a short hold.
+    pub fn saw_full(&self) {
+        self.reported.saw_full(self.now_ms());
+    }
+
+    /// Whether nothing has run or waited on it, over all gateways, for at least `after`:
+    /// vacant, not merely between two turns of its own conversations.
+    pub fn vacant_for(&self, after: Duration) -> bool {
+        self.in_flight() == 0
+            && self
+                .reported
+                .idle_for(self.now_ms())
+                .is_some_and(|idle| idle >= after)
     }
 
     /// A `load` message: the sidecar's in flight and queued over all gateways.
     pub(crate) fn set_load(&self, load: SidecarLoad) {
         let now = load.in_flight.saturating_add(load.queued);
-        let before = self.reported_load.swap(now, Ordering::Relaxed);
+        let before = self.reported.set(self.now_ms(), now);
         if now < before {
             // Room on it for a request that waits (possibly for this very sidecar).
             self.slot_freed.notify_waiters();

@@ -40,9 +40,11 @@ impl Router {
     }
 
     /// [`Router::order`] for a request that arrived `waited` ago: while the sticky wait
-    /// bound runs, a request whose `owner` is usable gets only that owner (it waits for
-    /// its own instance, full or not); after it, the owner first and then the ranking.
-    /// Admission calls this again at every re-evaluation, so the switch happens by itself.
+    /// bound runs, a request whose `owner` is usable gets that owner (it waits for its
+    /// own instance, full or not) and after it only vacant sidecars (see
+    /// [`super::sticky::VACANT_AFTER`]); after the bound, the owner first and then the
+    /// ranking. Admission calls this again at every re-evaluation, so the switch happens
+    /// by itself.
     pub fn order_for(
         &self,
         pool: &Pool,
@@ -56,7 +58,12 @@ impl Router {
             && super::sticky::owner_only(self.policy, waited, self.sticky_wait)
             && let Some(s) = pool.find(name).filter(|s| s.usable())
         {
-            return vec![s];
+            let vacant = self
+                .order(pool, key, None, exclude)
+                .into_iter()
+                .filter(|v| &*v.name != name && Some(&*v.name) != exclude)
+                .filter(|v| v.vacant_for(super::sticky::VACANT_AFTER));
+            return std::iter::once(s).chain(vacant).collect();
         }
         self.order(pool, key, owner, exclude)
     }
@@ -131,6 +138,48 @@ mod tests {
 
     fn names(order: &[Arc<Sidecar>]) -> Vec<String> {
         order.iter().map(|s| s.name.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_follow_up_waits_for_its_full_owner_unless_a_sidecar_is_vacant() {
+        use mux_protocol::SidecarLoad;
+        let busy = SidecarLoad {
+            in_flight: 1,
+            queued: 0,
+        };
+        let idle = SidecarLoad {
+            in_flight: 0,
+            queued: 0,
+        };
+        let pool = empty_pool(1, 100);
+        let budget = Arc::new(EjectionBudget::new(100));
+        budget.set_members(3);
+        let owner = connected_sidecar(&pool, "owner", 1, budget.clone());
+        let b = connected_sidecar(&pool, "b", 1, budget.clone());
+        let c = connected_sidecar(&pool, "c", 1, budget);
+        pool.set_members_for_test(vec![owner.clone(), b.clone(), c.clone()]);
+        for s in [&owner, &b, &c] {
+            s.set_load(busy);
+        }
+        let router = Router::new(RoutingPolicy::Sticky, 1.25);
+        let order = |waited| names(&router.order_for(&pool, 7, Some("owner"), None, waited));
+        assert_eq!(order(Duration::ZERO), vec!["owner"], "everyone busy");
+        b.set_load(idle);
+        assert_eq!(
+            order(Duration::ZERO),
+            vec!["owner"],
+            "b is between two turns of its own, not vacant"
+        );
+        tokio::time::sleep(super::super::sticky::VACANT_AFTER + Duration::from_millis(20)).await;
+        assert_eq!(order(Duration::ZERO), vec!["owner", "b"], "b is vacant now");
+        // A replica lost b's slot to another's chat: not vacant while held full.
+        b.saw_full();
+        assert_eq!(order(Duration::ZERO), vec!["owner"]);
+        assert!(b.try_reserve().is_none(), "held full until its next report");
+        b.set_load(idle);
+        assert!(b.try_reserve().is_some(), "its report ends the hold");
+        // After the bound, the whole ranking.
+        assert_eq!(order(router.sticky_wait()).len(), 3);
     }
 
     #[tokio::test]

@@ -117,7 +117,13 @@ async fn drive(
     let deadline = Instant::now() + Duration::from_millis(req.queue_timeout_ms);
     let client = wait_until_ready(state, deadline, cancel).await?;
     let model_key = model_key(state, req)?;
-    let slot = acquire_slot(state, deadline, cancel).await?;
+    // A chat that may not wait takes a slot only if one is free now (mux-protocol.md).
+    let slot_deadline = if req.wait_for_slot {
+        deadline
+    } else {
+        Instant::now()
+    };
+    let slot = acquire_slot(state, slot_deadline, cancel).await?;
     // The account may have been paused while this chat waited for its slot.
     if let Some(p) = state.health().paused {
         return Err(End::Failed(Failure::new(

@@ -40,6 +40,7 @@ pub fn request(scope: &str, messages: Vec<ChatMessage>) -> ChatRequest {
         scope: scope.to_owned(),
         session_reuse: true,
         queue_timeout_ms: 10_000,
+        wait_for_slot: true,
     }
 }
 
