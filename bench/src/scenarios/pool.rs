@@ -123,6 +123,7 @@ async fn measure(
     let queue_timeout = ctx.settings.pool_queue_timeout;
     let scenario = format!("pool N={n} M={m} replicas={replicas}");
     let before = scrape_queue_wait(gateways).await;
+    let races_before = scrape_sum(gateways, "gateway_slot_races_total").await;
     let busy = BusyMeter::start(sidecars);
     let secs = ctx.settings.pool_secs;
     let tag = format!("{routing}-{m}-{replicas}");
@@ -139,6 +140,7 @@ async fn measure(
         None => run.await,
     };
     let after = scrape_queue_wait(gateways).await;
+    let races = scrape_sum(gateways, "gateway_slot_races_total").await - races_before;
     let wait = bucket_delta(&after, &before);
     let sticky = routing == "sticky";
     let (util_goal, reuse_goal) = match (sticky, m == n, m == 2 * n) {
@@ -228,6 +230,12 @@ async fn measure(
     }
     r.info(
         &scenario,
+        &format!("{routing}: slot races lost (chats re-queued by their replica)"),
+        Some(races),
+        "",
+    );
+    r.info(
+        &scenario,
         &format!("{routing}: 429 responses"),
         Some(run.rejected as f64),
         "",
@@ -256,6 +264,17 @@ async fn scrape_queue_wait(gateways: &[Gateway]) -> Vec<(f64, f64)> {
         }
     }
     total.sort_by(|a, b| a.0.total_cmp(&b.0));
+    total
+}
+
+/// A counter summed over the gateway replicas.
+async fn scrape_sum(gateways: &[Gateway], name: &str) -> f64 {
+    let mut total = 0.0;
+    for g in gateways {
+        if let Ok(m) = g.metrics().await {
+            total += m.sum(name).unwrap_or(0.0);
+        }
+    }
     total
 }
 
