@@ -21,19 +21,44 @@ const SLOW_MS: u64 = 3000;
 /// `n` one-chat sidecars (LINGMA_MAX_CONCURRENT_CHATS=1) whose simulators answer slowly
 /// when given the `slow` fault.
 async fn one_chat_sidecars(prefix: &str, n: usize) -> Vec<SidecarProc> {
+    one_chat_sidecars_with(prefix, n, &[]).await
+}
+
+/// [`one_chat_sidecars`] with more sidecar environment.
+async fn one_chat_sidecars_with(prefix: &str, n: usize, env: &[(&str, &str)]) -> Vec<SidecarProc> {
     let slow = SLOW_MS.to_string();
+    let env: Vec<(&str, &str)> = std::iter::once(("LINGMA_MAX_CONCURRENT_CHATS", "1"))
+        .chain(env.iter().copied())
+        .collect();
     let mut out = Vec::new();
     for i in 0..n {
         out.push(
             start_sidecar_with(
                 &format!("{prefix}-{i}"),
                 &["--slow-first-token-ms", &slow, "--slow-chunk-delay-ms", "5"],
-                &[("LINGMA_MAX_CONCURRENT_CHATS", "1")],
+                &env,
             )
             .await,
         );
     }
     out
+}
+
+/// Two gateway replicas over `sidecars`, each seeing all of them usable.
+async fn two_replicas(sidecars: &[SidecarProc]) -> (GatewayProc, GatewayProc) {
+    let list = sidecar_list(&sidecars.iter().collect::<Vec<_>>());
+    let gw_a = start_gateway(&list, &[]).await;
+    let gw_b = start_gateway(&list, &[]).await;
+    gw_a.wait_usable(sidecars.len()).await;
+    gw_b.wait_usable(sidecars.len()).await;
+    (gw_a, gw_b)
+}
+
+fn named<'a>(sidecars: &'a [SidecarProc], name: &str) -> &'a SidecarProc {
+    sidecars
+        .iter()
+        .find(|s| s.name == name)
+        .expect("one of ours")
 }
 
 /// A chat body of `user` (the affinity key: every replica hashes it to the same sidecar).
@@ -113,11 +138,7 @@ async fn first_turn_off_hash(
     turn1: &[(&str, &str)],
 ) -> (String, String, String) {
     let target = hash_target(gw, user).await;
-    let target_proc = sidecars
-        .iter()
-        .find(|s| s.name == target)
-        .expect("target is one of ours");
-    let blocker = block(gw, target_proc, user).await;
+    let blocker = block(gw, named(sidecars, &target), user).await;
     let resp = gw.chat(body(user, turn1)).await;
     assert_eq!(resp.status(), 200);
     let landed = header(&resp, "x-lingma-sidecar");
@@ -134,11 +155,7 @@ async fn first_turn_off_hash(
 #[tokio::test]
 async fn a_follow_up_sent_to_the_other_replica_continues_its_session() {
     let sidecars = one_chat_sidecars("own", 3).await;
-    let list = sidecar_list(&sidecars.iter().collect::<Vec<_>>());
-    let gw_a = start_gateway(&list, &[]).await;
-    let gw_b = start_gateway(&list, &[]).await;
-    gw_a.wait_usable(3).await;
-    gw_b.wait_usable(3).await;
+    let (gw_a, gw_b) = two_replicas(&sidecars).await;
 
     let turn1 = [("system", "ownership test"), ("user", "hello there")];
     let (owner, target, text) = first_turn_off_hash(&gw_a, &sidecars, "alice", &turn1).await;
@@ -194,17 +211,10 @@ async fn a_gateway_started_later_learns_the_sessions_on_connect() {
 #[tokio::test]
 async fn a_replica_does_not_send_to_a_sidecar_the_other_replica_filled() {
     let sidecars = one_chat_sidecars("load", 2).await;
-    let list = sidecar_list(&sidecars.iter().collect::<Vec<_>>());
-    let gw_a = start_gateway(&list, &[]).await;
-    let gw_b = start_gateway(&list, &[]).await;
-    gw_a.wait_usable(2).await;
-    gw_b.wait_usable(2).await;
+    let (gw_a, gw_b) = two_replicas(&sidecars).await;
 
     let target = hash_target(&gw_b, "bob").await;
-    let target_proc = sidecars
-        .iter()
-        .find(|s| s.name == target)
-        .expect("target is one of ours");
+    let target_proc = named(&sidecars, &target);
     // Replica A fills the target; replica B has nothing on it itself.
     let blocker = block(&gw_a, target_proc, "bob").await;
     wait_until(WAIT, || async {
@@ -217,8 +227,15 @@ async fn a_replica_does_not_send_to_a_sidecar_the_other_replica_filled() {
     .expect("replica B heard the target's load");
     assert_eq!(pool_entry(&gw_b, &target).await["in_flight"], 0);
 
+    served_elsewhere_at_once(&gw_b, "bob", "a quick one", &target).await;
+    assert_eq!(blocker.await.expect("join"), target);
+}
+
+/// A first turn of `user` through `gw` is answered by another sidecar than the busy
+/// `target`, well before the target's slow chat ends.
+async fn served_elsewhere_at_once(gw: &GatewayProc, user: &str, text: &str, target: &str) {
     let started = Instant::now();
-    let resp = gw_b.chat(body("bob", &[("user", "a quick one")])).await;
+    let resp = gw.chat(body(user, &[("user", text)])).await;
     assert_eq!(resp.status(), 200);
     assert_ne!(
         header(&resp, "x-lingma-sidecar"),
@@ -230,7 +247,6 @@ async fn a_replica_does_not_send_to_a_sidecar_the_other_replica_filled() {
         "served at once by the free sidecar: {:?}",
         started.elapsed()
     );
-    assert_eq!(blocker.await.expect("join"), target);
 }
 
 /// Keep `target` busy with a slow chat through `gw` and wait until its simulator runs it
@@ -254,31 +270,11 @@ async fn a_chat_that_loses_the_last_slot_to_another_replica_goes_elsewhere_at_on
     // Load announcements batched for 1 s, so replica B can hold a stale "free" view of a
     // sidecar that replica A has just filled: the race two replicas run when first turns
     // arrive together, made to last long enough to be hit on purpose.
-    let slow = SLOW_MS.to_string();
-    let mut sidecars = Vec::new();
-    for i in 0..2 {
-        sidecars.push(
-            start_sidecar_with(
-                &format!("race-{i}"),
-                &["--slow-first-token-ms", &slow, "--slow-chunk-delay-ms", "5"],
-                &[
-                    ("LINGMA_MAX_CONCURRENT_CHATS", "1"),
-                    ("SIDECAR_ANNOUNCE_COALESCE_MS", "1000"),
-                ],
-            )
-            .await,
-        );
-    }
-    let list = sidecar_list(&sidecars.iter().collect::<Vec<_>>());
-    let gw_a = start_gateway(&list, &[]).await;
-    let gw_b = start_gateway(&list, &[]).await;
-    gw_a.wait_usable(2).await;
-    gw_b.wait_usable(2).await;
+    let sidecars =
+        one_chat_sidecars_with("race", 2, &[("SIDECAR_ANNOUNCE_COALESCE_MS", "1000")]).await;
+    let (gw_a, gw_b) = two_replicas(&sidecars).await;
     let target = hash_target(&gw_b, "erin").await;
-    let target_proc = sidecars
-        .iter()
-        .find(|s| s.name == target)
-        .expect("target is one of ours");
+    let target_proc = named(&sidecars, &target);
 
     // A few rounds at most: a round only counts when B still held the stale view when it
     // sent (a slow machine can outlast the 1 s window).
@@ -298,24 +294,8 @@ async fn a_chat_that_loses_the_last_slot_to_another_replica_goes_elsewhere_at_on
         let stale = pool_entry(&gw_b, &target).await["reported_load"] == 0;
 
         let races_before = sample(&gw_b.metrics().await, "gateway_slot_races_total");
-        let started = Instant::now();
-        let resp = gw_b
-            .chat(body(
-                "erin",
-                &[("user", &format!("a quick one, round {round}"))],
-            ))
-            .await;
-        assert_eq!(resp.status(), 200);
-        assert_ne!(
-            header(&resp, "x-lingma-sidecar"),
-            target,
-            "not queued behind the other replica's chat"
-        );
-        assert!(
-            started.elapsed() < Duration::from_millis(SLOW_MS / 2),
-            "served at once by the free sidecar: {:?}",
-            started.elapsed()
-        );
+        let text = format!("a quick one, round {round}");
+        served_elsewhere_at_once(&gw_b, "erin", &text, &target).await;
         let races = sample(&gw_b.metrics().await, "gateway_slot_races_total") - races_before;
         assert_eq!(blocker.await.expect("join"), target);
         if stale && races >= 1.0 {
@@ -346,10 +326,7 @@ async fn a_follow_up_whose_owner_is_busy_takes_a_vacant_sidecar_at_once() {
     assert_eq!(resp.status(), 200);
     let owner = header(&resp, "x-lingma-sidecar");
     let text = answer(&resp.json().await.expect("json"));
-    let owner_proc = sidecars
-        .iter()
-        .find(|s| s.name == owner)
-        .expect("owner is one of ours");
+    let owner_proc = named(&sidecars, &owner);
     // Another conversation of the same user hashes to the owner and keeps it busy; the
     // other sidecar has run nothing at all.
     let blocker = block_upstream(&gw, owner_proc, "frank").await;

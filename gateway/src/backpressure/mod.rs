@@ -13,6 +13,12 @@
 pub mod drr;
 pub mod estimate;
 mod keys;
+mod permits;
+mod refusal;
+
+use permits::GaugeGuard;
+pub use permits::{Admission, GlobalPermit};
+pub use refusal::Refusal;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,54 +29,15 @@ use prometheus::IntGauge;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::errors::GatewayError;
 use crate::keys::VirtualKey;
 use crate::observability::metrics::Metrics;
 use crate::pool::{Pool, Sidecar, SidecarSlot};
 use drr::Drr;
-use estimate::{Estimator, Server, retry_after_secs};
+use estimate::{Estimator, Server};
 
 /// How often a waiter looks at its `order()` again without a pool event (ejections end
 /// by time, and `order()` may prefer an instance only for a while).
 const REFRESH: Duration = Duration::from_millis(250);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The wait queue is full; `retry_after` is the estimated wait at its end.
-    QueueFull { retry_after: Duration },
-    /// The deadline passed; `retry_after` is the estimated wait from the position it had.
-    QueueTimeout { retry_after: Duration },
-    /// Nothing to route to; `paused_for` when that is because every account is paused
-    /// (the soonest a pause should end).
-    NoSidecar { paused_for: Option<Duration> },
-}
-
-impl Refusal {
-    pub fn into_error(self) -> GatewayError {
-        match self {
-            Self::QueueFull { retry_after } => GatewayError::RateLimited {
-                message: "Too many requests are waiting; retry later.",
-                code: "queue_full",
-                retry_after_secs: retry_after_secs(retry_after),
-            },
-            Self::QueueTimeout { retry_after } => GatewayError::RateLimited {
-                message: "No capacity became free in time; retry later.",
-                code: "queue_timeout",
-                retry_after_secs: retry_after_secs(retry_after),
-            },
-            Self::NoSidecar { paused_for: None } => GatewayError::Unavailable {
-                message: "No upstream Lingma instance is ready to take requests.",
-                retry_after_secs: None,
-            },
-            Self::NoSidecar {
-                paused_for: Some(left),
-            } => GatewayError::Unavailable {
-                message: "Every upstream Lingma account is paused (rate limited or out of quota); retry later.",
-                retry_after_secs: Some(retry_after_secs(left)),
-            },
-        }
-    }
-}
 
 /// The admission scheduler; cheap to share (one `Arc` inside).
 pub struct InFlightLimiter {
@@ -106,106 +73,6 @@ struct Waiter {
     queued_before: Duration,
     retry: bool,
     grant: oneshot::Sender<Admission>,
-}
-
-/// A request's right to run: its sidecar slot and the global permit.
-pub struct Admission {
-    shared: Arc<Shared>,
-    key: Arc<VirtualKey>,
-    sidecar: Arc<Sidecar>,
-    /// `None` only once given back (in `into_global` or `drop`).
-    slot: Option<SidecarSlot>,
-    holds_global: bool,
-    granted: Instant,
-    queue_wait: Duration,
-    /// Whether the slot's holding time is a service time worth learning from.
-    record: bool,
-    _in_flight: GaugeGuard,
-    _key_in_flight: GaugeGuard,
-}
-
-impl Admission {
-    pub fn sidecar(&self) -> &Arc<Sidecar> {
-        &self.sidecar
-    }
-
-    /// Time spent queued for slots before this admission (all attempts).
-    pub fn queue_wait(&self) -> Duration {
-        self.queue_wait
-    }
-
-    /// Give the sidecar slot back and keep the global permit (to retry elsewhere).
-    pub fn into_global(mut self) -> GlobalPermit {
-        self.record = false;
-        drop(self.slot.take());
-        let holds = std::mem::replace(&mut self.holds_global, false);
-        GlobalPermit {
-            shared: self.shared.clone(),
-            key: self.key.clone(),
-            holds,
-            queued: self.queue_wait,
-            retry: true,
-        }
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        let held = self.granted.elapsed();
-        // The slot frees first, so the dispatch below can hand it on.
-        let freed = self.slot.take().is_some();
-        let undelivered = {
-            let mut st = self.shared.state.lock();
-            if self.holds_global {
-                st.global -= 1;
-            }
-            if freed && self.record {
-                st.estimator.record(&self.sidecar.name, held);
-            }
-            self.shared.dispatch(&mut st)
-        };
-        drop(undelivered);
-    }
-}
-
-/// Decrements a gauge when dropped.
-struct GaugeGuard(IntGauge);
-
-impl GaugeGuard {
-    fn new(g: &IntGauge) -> Self {
-        g.inc();
-        Self(g.clone())
-    }
-}
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-/// A request on its way to a slot: who it is for, and whether it already holds the
-/// global permit (only between two attempts). The global permit itself is taken together
-/// with a slot, by the scheduler.
-pub struct GlobalPermit {
-    shared: Arc<Shared>,
-    key: Arc<VirtualKey>,
-    holds: bool,
-    queued: Duration,
-    retry: bool,
-}
-
-impl Drop for GlobalPermit {
-    fn drop(&mut self) {
-        if self.holds {
-            let undelivered = {
-                let mut st = self.shared.state.lock();
-                st.global -= 1;
-                self.shared.dispatch(&mut st)
-            };
-            drop(undelivered);
-        }
-    }
 }
 
 /// Takes the waiter out of the queue if it gives up (timeout, no sidecar, cancelled).
