@@ -226,7 +226,9 @@ impl Sidecar {
     /// reported count lags by one hop and the coalescing window, and misses this
     /// gateway's chats still on the wire, which the local count covers. The max is thus a
     /// lower bound of the true load that is exact when one gateway uses the sidecar; what
-    /// it misses (another replica's chat in transit) waits in the sidecar's own queue.
+    /// it misses (another replica's chat in transit) is settled by the sidecar itself: a
+    /// chat that may not wait for a slot is refused there, and the loser re-queues here
+    /// (see [`Sidecar::saw_full`]).
     /// Queued chats count because a chat sent there now would wait behind them.
     pub fn load(&self) -> u32 {
         self.in_flight().max(self.reported.load())
