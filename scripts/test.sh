@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): formatting, lints, every Rust test, the Python
 # suite that drives the real gateway with the official openai package, and the offline
-# Kubernetes checks. Needs: the Rust toolchain, python3; promtool and chromium for the
-# tests that use them (.ci/run installs both from Debian's packages).
+# Kubernetes checks. Needs: the Rust toolchain, python3; promtool, chromium and
+# redis-server for the tests that use them (.ci/run installs them from Debian's packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -167,6 +167,18 @@ pub struct GatewayConfig {
     /// holds after a large request body.
     #[arg(long, env = "GATEWAY_HTTP1_MAX_BUF_BYTES", default_value_t = 8_192)]
     pub http1_max_buf_bytes: usize,
+    /// Redis URL (`redis://[:password@]host:port[/db]`, or `rediss://` for TLS) where
+    /// the Responses API keeps finished responses, so `previous_response_id` and
+    /// `GET /v1/responses/{id}` work on every gateway replica; empty = in this process's
+    /// memory (one replica). A secret when it carries a password: from a Secret, never
+    /// logged.
+    #[arg(
+        long,
+        env = "GATEWAY_RESPONSES_REDIS_URL",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub responses_redis_url: String,
 }
 
 /// Largest accepted GATEWAY_QUEUE_TIMEOUT_SEC and GATEWAY_EJECT_COOLDOWN_SEC: beyond an hour
@@ -369,6 +381,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("otlp_endpoint", &self.otlp_endpoint)
             .field("mux_keepalive_sec", &self.mux_keepalive_sec)
             .field("http1_max_buf_bytes", &self.http1_max_buf_bytes)
+            .field("responses_redis_set", &!self.responses_redis_url.is_empty())
             .finish_non_exhaustive()
     }
 }
@@ -418,6 +431,7 @@ mod tests {
         assert_eq!(c.login_cooldown(), Duration::from_secs(60));
         assert_eq!(c.header_read_timeout(), Some(Duration::from_secs(10)));
         assert_eq!(c.max_connections, 1000);
+        assert_eq!(c.responses_redis_url, "", "responses kept in memory");
         // The defaults listen on 0.0.0.0 without keys: valid only on loopback or with keys
         // (see `keyless_is_refused_off_loopback`).
         parse(&["--host", "127.0.0.1"])

@@ -49,6 +49,8 @@ pub enum BuildError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    ResponseStore(#[from] responses::StoreError),
 }
 
 /// A wired gateway: the HTTP router and the pool behind it.
@@ -135,6 +137,13 @@ impl Gateway {
             config.login_cooldown(),
         );
         state.discovery_synced = synced;
+        if !config.responses_redis_url.is_empty() {
+            state.responses = Arc::new(responses::ResponseStore::redis(
+                &config.responses_redis_url,
+                responses::STORE_TTL,
+            )?);
+        }
+        tracing::info!(store = state.responses.kind(), "Responses API store");
         Ok(Self {
             router: http::router(state.clone()),
             state,

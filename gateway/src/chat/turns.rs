@@ -6,8 +6,9 @@
 use mux_protocol::{ChatMessage, Role};
 use tool_calls::{ToolCall, ToolContract, render_assistant_turn, render_tool_result};
 
-/// One turn of a decoded request.
-#[derive(Debug, Clone, PartialEq)]
+/// One turn of a decoded request (serialized only into the response store).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Turn {
     /// System, developer or user text (and assistant text without calls).
     Message(ChatMessage),

@@ -72,7 +72,7 @@ impl AppState {
             metrics,
             max_body_bytes,
             started_unix,
-            responses: Arc::new(ResponseStore::new(
+            responses: Arc::new(ResponseStore::memory(
                 crate::responses::STORE_CAPACITY,
                 crate::responses::STORE_TTL,
             )),

@@ -19,6 +19,7 @@ use crate::auth::ClientIdentity;
 use crate::chat::tools::{self, Answer, AnswerEvent, Collected, collect};
 use crate::chat::turns::{ChatInput, Turn};
 use crate::errors::GatewayError;
+use crate::observability::metrics::Metrics;
 use crate::observability::request_id;
 use crate::responses::output::{
     ResponseMeta, final_status, function_call_item, message_item, new_id, usage_json,
@@ -50,7 +51,11 @@ pub async fn get_response(
     Extension(identity): Extension<ClientIdentity>,
     Path(id): Path<String>,
 ) -> Response {
-    match state.responses.get(&identity.scope, &id) {
+    let found = match lookup(&state, &identity.scope, &id).await {
+        Ok(found) => found,
+        Err(e) => return e.into_response(),
+    };
+    match found {
         Some(stored) => {
             let mut r = stored.body.clone().into_response();
             r.headers_mut().insert(
@@ -63,11 +68,32 @@ pub async fn get_response(
     }
 }
 
+/// A stored response of `scope`; a store that cannot answer is a 503 (not a 404: the
+/// response may well exist).
+async fn lookup(
+    state: &AppState,
+    scope: &Arc<str>,
+    id: &str,
+) -> Result<Option<Arc<StoredResponse>>, GatewayError> {
+    state.responses.get(scope, id).await.map_err(|e| {
+        state
+            .metrics
+            .response_store_errors
+            .with_label_values(&["get"])
+            .inc();
+        tracing::warn!(error = %e, "response store lookup failed");
+        GatewayError::Unavailable {
+            message: "The response store is unavailable; retry later.",
+            retry_after_secs: Some(1),
+        }
+    })
+}
+
 fn not_found(id: &str, param: Option<&'static str>) -> GatewayError {
     let shown: String = id.chars().take(100).collect();
     let message = match param {
         Some(_) => format!(
-            "Previous response with id '{shown}' not found (responses are kept in memory for a limited time, per API key, and not when stored with store=false)."
+            "Previous response with id '{shown}' not found (responses are kept for a limited time, per API key, and not when stored with store=false)."
         ),
         None => format!("Response with id '{shown}' not found."),
     };
@@ -85,13 +111,17 @@ fn not_found(id: &str, param: Option<&'static str>) -> GatewayError {
 /// What is kept until the answer ends, to store the conversation.
 struct Pending {
     store: Arc<ResponseStore>,
+    metrics: Arc<Metrics>,
     scope: Arc<str>,
     conversation: Vec<Turn>,
     enabled: bool,
 }
 
 impl Pending {
-    fn save(self, id: String, collected: &Collected, response: &Value) {
+    /// Store the finished response before its last event or body goes out, so a
+    /// follow-up sent the moment the client has it finds it (on any replica with Redis).
+    /// A store that fails costs only the continuation by id: logged and counted.
+    async fn save(self, id: String, collected: &Collected, response: &Value) {
         if !self.enabled {
             return;
         }
@@ -104,14 +134,17 @@ impl Pending {
                 calls: collected.calls.clone(),
             }
         });
-        self.store.insert(
-            self.scope,
-            id,
-            StoredResponse {
-                turns,
-                body: response.to_string(),
-            },
-        );
+        let stored = StoredResponse {
+            turns,
+            body: response.to_string(),
+        };
+        if let Err(e) = self.store.insert(self.scope, id, stored).await {
+            self.metrics
+                .response_store_errors
+                .with_label_values(&["insert"])
+                .inc();
+            tracing::warn!(error = %e, "response not stored: it cannot be continued by id");
+        }
     }
 }
 
@@ -128,9 +161,8 @@ async fn serve(
         parse_responses_request(&body)?
     };
     let mut conversation = match &decoded.previous_response_id {
-        Some(prev) => state
-            .responses
-            .get(&identity.scope, prev)
+        Some(prev) => lookup(state, &identity.scope, prev)
+            .await?
             .ok_or_else(|| not_found(prev, Some("previous_response_id")))?
             .turns
             .clone(),
@@ -181,6 +213,7 @@ async fn serve(
     };
     let pending = Pending {
         store: state.responses.clone(),
+        metrics: state.metrics.clone(),
         scope: identity.scope.clone(),
         conversation,
         enabled: store,
@@ -227,7 +260,7 @@ fn stream_response(
                     outcome = "ok";
                     let (frames, response) = writer.finish(stop, usage);
                     if let Some(p) = pending.take() {
-                        p.save(id.clone(), &collected, &response);
+                        p.save(id.clone(), &collected, &response).await;
                     }
                     frames
                 }
@@ -267,7 +300,7 @@ async fn collect_response(
     }
     let (status, incomplete) = final_status(stop);
     let response = meta.response(status, &output, Some(usage_json(usage)), None, incomplete);
-    pending.save(meta.id.clone(), &out, &response);
+    pending.save(meta.id.clone(), &out, &response).await;
     let body = serde_json::to_vec(&response).map_err(|_| GatewayError::Internal)?;
     let mut headers = json_headers();
     answer_headers(&mut headers, &answer);

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub retries: IntCounter,
     pub slot_races: IntCounter,
+    pub response_store_errors: IntCounterVec,
     pub tool_calls: IntCounter,
     pub tool_parse_failures: IntCounterVec,
     pub tool_reasks: IntCounter,
@@ -119,6 +120,10 @@ impl Metrics {
                 &["kind"],
             )?,
             retries: IntCounter::new("gateway_retries_total", "Requests retried on another sidecar after a failure before output")?,
+            response_store_errors: IntCounterVec::new(
+                Opts::new("gateway_response_store_errors_total", "Responses API store operations that failed (op: get = 503 to the client, insert = a response that cannot be continued by id)"),
+                &["op"],
+            )?,
             slot_races: IntCounter::new("gateway_slot_races_total", "Chats a sidecar refused, before anything ran, because another gateway replica's chat took its last free slot first; they queued again here")?,
             tool_calls: IntCounter::new("gateway_tool_calls_total", "Emulated tool calls emitted to clients")?,
             tool_parse_failures: IntCounterVec::new(
@@ -172,6 +177,7 @@ impl Metrics {
         r.register(Box::new(self.upstream_errors.clone()))?;
         r.register(Box::new(self.retries.clone()))?;
         r.register(Box::new(self.slot_races.clone()))?;
+        r.register(Box::new(self.response_store_errors.clone()))?;
         r.register(Box::new(self.tool_calls.clone()))?;
         r.register(Box::new(self.tool_parse_failures.clone()))?;
         r.register(Box::new(self.tool_reasks.clone()))?;

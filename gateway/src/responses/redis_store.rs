@@ -1,0 +1,99 @@
+//! The Redis backend of the response store: one string per response (its JSON), under
+//! `lingma-gateway:response:{scope}:{id}`, set with the store's TTL. Every gateway replica
+//! pointed at the same Redis sees every stored response.
+//!
+//! One multiplexed connection (`ConnectionManager`, which reconnects by itself), made on
+//! first use; each command is bounded by [`OP_TIMEOUT`], so a Redis that hangs costs a
+//! request a clear error, not its whole deadline.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::Mutex;
+
+use super::store::{StoreError, StoredResponse};
+
+/// The most one Redis command (or the connection it waits for) may take.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+const KEY_PREFIX: &str = "lingma-gateway:response:";
+
+pub struct RedisStore {
+    client: redis::Client,
+    conn: Mutex<Option<ConnectionManager>>,
+    ttl_secs: u64,
+}
+
+impl RedisStore {
+    pub fn new(url: &str, ttl: Duration) -> Result<Self, StoreError> {
+        // The parse error may quote the URL (and its password): say only what is wrong.
+        let client = redis::Client::open(url).map_err(|e| {
+            StoreError::Backend(format!(
+                "GATEWAY_RESPONSES_REDIS_URL is not a Redis URL ({:?})",
+                e.kind()
+            ))
+        })?;
+        Ok(Self {
+            client,
+            conn: Mutex::new(None),
+            ttl_secs: ttl.as_secs().max(1),
+        })
+    }
+
+    pub async fn get(&self, scope: &str, id: &str) -> Result<Option<StoredResponse>, StoreError> {
+        let mut conn = self.connection().await?;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key(scope, id));
+        let text: Option<String> = bounded(cmd.query_async(&mut conn)).await?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    pub async fn insert(
+        &self,
+        scope: &str,
+        id: &str,
+        stored: &StoredResponse,
+    ) -> Result<(), StoreError> {
+        let text = serde_json::to_string(stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.connection().await?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key(scope, id))
+            .arg(text)
+            .arg("EX")
+            .arg(self.ttl_secs);
+        bounded(cmd.query_async::<()>(&mut conn)).await
+    }
+
+    /// The shared connection, made now if there is none yet (or the first try failed).
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let made = bounded(ConnectionManager::new(self.client.clone())).await?;
+        *slot = Some(made.clone());
+        Ok(made)
+    }
+}
+
+fn key(scope: &str, id: &str) -> String {
+    format!("{KEY_PREFIX}{scope}:{id}")
+}
+
+/// A Redis future bounded by [`OP_TIMEOUT`], its error without addresses or secrets.
+async fn bounded<T>(fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(OP_TIMEOUT, fut).await {
+        Err(_) => Err(StoreError::Timeout(OP_TIMEOUT)),
+        Ok(Err(e)) => Err(StoreError::Backend(describe(&e))),
+        Ok(Ok(v)) => Ok(v),
+    }
+}
+
+/// What went wrong, by kind: the error's own text may name the server.
+fn describe(e: &redis::RedisError) -> String {
+    if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+        "cannot reach Redis".to_owned()
+    } else {
+        format!("Redis answered with an error ({:?})", e.kind())
+    }
+}
