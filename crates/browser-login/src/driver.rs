@@ -77,11 +77,6 @@ impl BrowserSession {
         binaries: &BrowserBinaries,
         deadline: Instant,
     ) -> Result<Self, BrowserLoginError> {
-        let profile = tempfile::Builder::new()
-            .prefix("browser-login-profile-")
-            .tempdir()
-            .map_err(|e| unavailable(format!("cannot create a browser profile dir: {e}")))?;
-
         let mut command = Command::new(&binaries.chromedriver);
         child_env::restrict(command.as_std_mut(), &BROWSER_ENV);
         let child = command
@@ -114,18 +109,7 @@ impl BrowserSession {
                 BrowserLoginError::new(FailureReason::Timeout, "chromedriver did not start in time")
             })??;
         tracing::debug!(port, "chromedriver listening");
-
-        let mut builder = ClientBuilder::new(HttpConnector::new());
-        builder.capabilities(capabilities(cfg, binaries, &profile));
-        let client = timeout_at(
-            deadline,
-            builder.connect(&format!("http://127.0.0.1:{port}")),
-        )
-        .await
-        .map_err(|_| {
-            BrowserLoginError::new(FailureReason::Timeout, "chromium did not start in time")
-        })?
-        .map_err(|e| unavailable(format!("chromium session not created: {e}")))?;
+        let (client, profile) = new_session(cfg, binaries, port, deadline).await?;
         Ok(Self {
             client,
             driver,
@@ -142,6 +126,44 @@ impl BrowserSession {
         }
         self.driver.kill_group();
         let _ = tokio::time::timeout(QUIT_BUDGET, self.driver.child.wait()).await;
+    }
+}
+
+/// A Chromium session on chromedriver at `port`, each try with a fresh profile. Chromium
+/// sometimes exits while starting ("Chrome instance exited": a busy or memory-tight node),
+/// and the next start usually works, so a failed start is tried once more (a timeout is
+/// not: the deadline is spent).
+async fn new_session(
+    cfg: &BrowserLoginConfig,
+    binaries: &BrowserBinaries,
+    port: u16,
+    deadline: Instant,
+) -> Result<(Client, tempfile::TempDir), BrowserLoginError> {
+    const TRIES: u32 = 2;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let profile = tempfile::Builder::new()
+            .prefix("browser-login-profile-")
+            .tempdir()
+            .map_err(|e| unavailable(format!("cannot create a browser profile dir: {e}")))?;
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(capabilities(cfg, binaries, &profile));
+        let connected = timeout_at(
+            deadline,
+            builder.connect(&format!("http://127.0.0.1:{port}")),
+        )
+        .await
+        .map_err(|_| {
+            BrowserLoginError::new(FailureReason::Timeout, "chromium did not start in time")
+        })?;
+        match connected {
+            Ok(client) => return Ok((client, profile)),
+            Err(e) if tries < TRIES => {
+                tracing::warn!(error = %e, "chromium did not start; trying once more");
+            }
+            Err(e) => return Err(unavailable(format!("chromium session not created: {e}"))),
+        }
     }
 }
 

@@ -351,3 +351,52 @@ async fn dropping_the_attempt_midway_leaves_no_browser_behind() {
     assert!(cut.is_err(), "the slow page cannot have finished");
     support::assert_no_browser_left().await;
 }
+
+/// Chromium exiting while it starts (seen on a busy two-core machine: "Chrome instance
+/// exited") costs one more start, not the attempt: a wrapper that fails its first launch
+/// stands in for that, and the login still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_that_exits_while_starting_is_started_once_more() {
+    use std::os::unix::fs::PermissionsExt;
+    support::capture_logs();
+    if !support::browser_installed() {
+        return;
+    }
+    let _slot = support::browser_slot().await;
+    let real = browser_login::locate_browser(&browser_login::BrowserLoginConfig::new(
+        std::env::temp_dir(),
+    ))
+    .expect("installed")
+    .chromium;
+    let dir = tempfile::tempdir().expect("wrapper dir");
+    let marker = dir.path().join("failed-once");
+    let wrapper = dir.path().join("chromium-fails-once");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ ! -e '{m}' ]; then : > '{m}'; exit 1; fi\nexec '{r}' \"$@\"\n",
+            m = marker.display(),
+            r = real.display()
+        ),
+    )
+    .expect("write the wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+        .expect("make it executable");
+
+    let site = Site::start(Variant::Form, USERNAME, PASSWORD).await;
+    let shots = tempfile::tempdir().expect("screenshot dir");
+    let mut cfg = support::config(shots.path(), ATTEMPT);
+    cfg.chromium_path = Some(wrapper);
+    let outcome = login(&cfg, &site.login_url(STATE), USERNAME, &password())
+        .await
+        .unwrap_or_else(|e| panic!("login should succeed on the second start, got {e}"));
+    assert!(marker.exists(), "the first start did fail");
+    assert!(outcome.callback_url.expose_secret().contains(TOKEN));
+    assert_eq!(site.posts(), 1, "credentials are submitted once");
+    support::assert_no_browser_left().await;
+    assert!(
+        support::logs().contains("chromium did not start; trying once more"),
+        "the retry is logged"
+    );
+    assert_logs_clean();
+}

@@ -8,8 +8,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use tokio::sync::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::store::{StoreError, StoredResponse};
 
@@ -18,12 +17,12 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 const KEY_PREFIX: &str = "lingma-gateway:response:";
 
 pub struct RedisStore {
-    client: redis::Client,
-    conn: Mutex<Option<ConnectionManager>>,
+    conn: ConnectionManager,
     ttl_secs: u64,
 }
 
 impl RedisStore {
+    /// Must be called inside a Tokio runtime (the manager connects in the background).
     pub fn new(url: &str, ttl: Duration) -> Result<Self, StoreError> {
         // The parse error may quote the URL (and its password): say only what is wrong.
         let client = redis::Client::open(url).map_err(|e| {
@@ -32,15 +31,22 @@ impl RedisStore {
                 e.kind()
             ))
         })?;
+        // One quick reconnect try per failure, not a backoff series: a request waiting on
+        // Redis has a deadline, and the next request tries again anyway.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Some(OP_TIMEOUT))
+            .set_response_timeout(Some(OP_TIMEOUT));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError::Backend(describe(&e)))?;
         Ok(Self {
-            client,
-            conn: Mutex::new(None),
+            conn,
             ttl_secs: ttl.as_secs().max(1),
         })
     }
 
     pub async fn get(&self, scope: &str, id: &str) -> Result<Option<StoredResponse>, StoreError> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("GET");
         cmd.arg(key(scope, id));
         let text: Option<String> = bounded(cmd.query_async(&mut conn)).await?;
@@ -55,24 +61,13 @@ impl RedisStore {
         stored: &StoredResponse,
     ) -> Result<(), StoreError> {
         let text = serde_json::to_string(stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.connection().await?;
+        let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("SET");
         cmd.arg(key(scope, id))
             .arg(text)
             .arg("EX")
             .arg(self.ttl_secs);
         bounded(cmd.query_async::<()>(&mut conn)).await
-    }
-
-    /// The shared connection, made now if there is none yet (or the first try failed).
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let made = bounded(ConnectionManager::new(self.client.clone())).await?;
-        *slot = Some(made.clone());
-        Ok(made)
     }
 }
 
@@ -95,5 +90,38 @@ fn describe(e: &redis::RedisError) -> String {
         "cannot reach Redis".to_owned()
     } else {
         format!("Redis answered with an error ({:?})", e.kind())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_redis_is_a_clear_error_without_the_password() {
+        // A port that was just free: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let store = RedisStore::new(
+            &format!("redis://:pw-5ec2e7@127.0.0.1:{port}"),
+            Duration::from_secs(60),
+        )
+        .expect("a Redis URL");
+        let err = store
+            .get("scope", "resp_1")
+            .await
+            .expect_err("nothing listens");
+        assert!(
+            matches!(err, StoreError::Backend(_) | StoreError::Timeout(_)),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("pw-5ec2e7"), "{err}");
+        let stored = StoredResponse {
+            turns: Vec::new(),
+            body: "{}".into(),
+        };
+        assert!(store.insert("scope", "resp_1", &stored).await.is_err());
     }
 }
