@@ -29,3 +29,18 @@ def anthropic_client(gw) -> anthropic.Anthropic:
 
 def args(call_arguments: str) -> dict:
     return json.loads(call_arguments)
+
+
+def answer_tool_calls(first, clients):
+    """Answer the function call of `first`, then of each next response, one step per client
+    (Responses API, chained by `previous_response_id`); the last response and each step's
+    `x-lingma-session`."""
+    r, sessions = first, []
+    for step, client in enumerate(clients):
+        call = next(o for o in r.output if o.type == "function_call")
+        raw = client.responses.with_raw_response.create(
+            model="gpt-5-codex", tools=RESPONSES_TOOLS, previous_response_id=r.id,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": f"done {step}"}])
+        r = raw.parse()
+        sessions.append(raw.headers["x-lingma-session"])
+    return r, sessions

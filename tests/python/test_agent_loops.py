@@ -4,7 +4,7 @@ reused`) and sends Lingma only the new turn (the tool result)."""
 
 import uuid
 
-from agents import ANTHROPIC_TOOLS, OPENAI_TOOLS, RESPONSES_TOOLS, anthropic_client
+from agents import ANTHROPIC_TOOLS, OPENAI_TOOLS, RESPONSES_TOOLS, anthropic_client, answer_tool_calls
 
 
 def sim_asks(stack, marker):
@@ -104,14 +104,7 @@ def test_responses_agent_loop_with_previous_response_id(client, stack):
     marker = uuid.uuid4().hex
     r = client.responses.create(model="gpt-5-codex", tools=RESPONSES_TOOLS,
                                 input=f"plan the work {marker} sim:tool_results=2")
-    sessions = []
-    for step in range(2):
-        call = next(o for o in r.output if o.type == "function_call")
-        raw = client.responses.with_raw_response.create(
-            model="gpt-5-codex", tools=RESPONSES_TOOLS, previous_response_id=r.id,
-            input=[{"type": "function_call_output", "call_id": call.call_id, "output": f"done {step}"}])
-        r = raw.parse()
-        sessions.append(raw.headers["x-lingma-session"])
+    r, sessions = answer_tool_calls(r, [client, client])
     assert sessions == ["reused", "reused"]
     assert "saw 2 tool result(s)" in r.output_text
     assert_loop_upstream(stack, marker, 3)

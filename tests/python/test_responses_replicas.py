@@ -9,7 +9,7 @@ import uuid
 import openai
 import pytest
 
-from agents import RESPONSES_TOOLS
+from agents import RESPONSES_TOOLS, answer_tool_calls
 from stack import API_KEY, Process, _port_open, free_port, start_stack, wait_until
 from test_agent_loops import assert_loop_upstream
 
@@ -46,14 +46,7 @@ def test_an_agent_loop_alternating_replicas_continues_by_previous_response_id(re
     with a.responses.stream(model="gpt-5-codex", tools=RESPONSES_TOOLS,
                             input=f"plan the work {marker} sim:tool_results=2") as stream:
         r = stream.get_final_response()
-    sessions = []
-    for step, client in enumerate([b, a]):
-        call = next(o for o in r.output if o.type == "function_call")
-        raw = client.responses.with_raw_response.create(
-            model="gpt-5-codex", tools=RESPONSES_TOOLS, previous_response_id=r.id,
-            input=[{"type": "function_call_output", "call_id": call.call_id, "output": f"done {step}"}])
-        r = raw.parse()
-        sessions.append(raw.headers["x-lingma-session"])
+    r, sessions = answer_tool_calls(r, [b, a])
     assert sessions == ["reused", "reused"]
     assert "saw 2 tool result(s)" in r.output_text
     assert_loop_upstream(replicas, marker, 3)
