@@ -167,7 +167,7 @@ pub struct GatewayConfig {
     /// holds after a large request body.
     #[arg(long, env = "GATEWAY_HTTP1_MAX_BUF_BYTES", default_value_t = 8_192)]
     pub http1_max_buf_bytes: usize,
-    /// Redis URL (`redis://[:password@]host:port[/db]`, or `rediss://` for TLS) where
+    /// Redis URL (`redis://[:password@]host:port[/db]`; TLS `rediss://` is refused) where
     /// the Responses API keeps finished responses, so `previous_response_id` and
     /// `GET /v1/responses/{id}` work on every gateway replica; empty = in this process's
     /// memory (one replica). A secret when it carries a password: from a Secret, never

@@ -24,6 +24,11 @@ pub struct RedisStore {
 impl RedisStore {
     /// Must be called inside a Tokio runtime (the manager connects in the background).
     pub fn new(url: &str, ttl: Duration) -> Result<Self, StoreError> {
+        if url.starts_with("rediss:") {
+            return Err(StoreError::Backend(
+                "GATEWAY_RESPONSES_REDIS_URL: TLS (rediss://) is not built into this gateway; use redis:// over the cluster network or a TLS proxy".to_owned(),
+            ));
+        }
         // The parse error may quote the URL (and its password): say only what is wrong.
         let client = redis::Client::open(url).map_err(|e| {
             StoreError::Backend(format!(

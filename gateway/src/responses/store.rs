@@ -159,5 +159,10 @@ mod tests {
             .err()
             .expect("not a redis URL");
         assert!(!err.to_string().contains("hunter2"), "{err}");
+        let tls = ResponseStore::redis("rediss://:hunter2@host:6380", Duration::from_secs(1))
+            .err()
+            .expect("TLS is not built in");
+        assert!(tls.to_string().contains("TLS"), "{tls}");
+        assert!(!tls.to_string().contains("hunter2"), "{tls}");
     }
 }
